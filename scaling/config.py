@@ -1,0 +1,203 @@
+"""Typed, frozen run configuration: parsing of YAML files and key=value overrides, and validation that
+names the key, the value and what is allowed."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import typing
+from dataclasses import dataclass, fields
+
+import yaml
+
+from scaling.errors import UsageError
+
+SCHEDULES = ("cosine", "wsd")
+WANDB_MODES = ("auto", "off", "offline", "online")
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one training run. `None` means "the recipe decides" (see family.py)."""
+
+    # size: a target parameter count, or a width, or an explicit shape
+    params: float | None = None
+    d_model: int | None = None
+    n_layers: int | None = None
+    n_heads: int | None = None
+    d_ff: int | None = None
+    mlp: str = "swiglu"
+    tied: bool = True
+    qk_norm: bool = False
+    seq_len: int = 256
+    # length: exactly one of tokens (D) or flops_budget (C = 6ND, D derived)
+    tokens: float | None = None
+    flops_budget: float | None = None
+    batch_size: int | None = None
+    # optimizer and schedule
+    lr: float | None = None
+    min_lr_ratio: float = 0.1
+    warmup_fraction: float = 0.05
+    schedule: str = "cosine"
+    decay_fraction: float = 0.2  # wsd only: the final fraction of steps spent decaying
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    dtype: str = "auto"
+    # data, evaluation, bookkeeping
+    corpus: str = "stdlib"
+    vocab_size: int | None = None
+    seed: int = 0
+    eval_tokens: int = 16384
+    n_evals: int = 8
+    checkpoint_every: int = 0  # steps; 0 = only at the end (and on interruption)
+    run_id: str | None = None
+    name: str | None = None
+    sweep: str | None = None
+    wandb: str = "auto"
+    wandb_project: str = "scaling"
+
+    def __post_init__(self):
+        _check_choice("mlp", self.mlp, ("swiglu", "gelu"))
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_choice("wandb", self.wandb, WANDB_MODES)
+        _check_choice("dtype", self.dtype, DTYPES)
+        for key in ("params", "tokens", "flops_budget", "lr", "d_model", "n_layers", "n_heads", "d_ff",
+                    "batch_size", "seq_len", "eval_tokens", "vocab_size"):
+            value = getattr(self, key)
+            if value is not None and not value > 0:
+                raise UsageError(f"{key}={value!r}: must be positive")
+        for key in ("min_lr_ratio", "warmup_fraction", "decay_fraction", "beta1", "beta2"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise UsageError(f"{key}={getattr(self, key)!r}: must be in [0, 1]")
+        for key in ("weight_decay", "grad_clip", "checkpoint_every", "n_evals"):
+            if getattr(self, key) < 0:
+                raise UsageError(f"{key}={getattr(self, key)!r}: must be >= 0")
+        if (self.tokens is None) == (self.flops_budget is None):
+            raise UsageError("give exactly one of tokens=D or flops_budget=C (the run's length)")
+        if self.params is None and self.d_model is None:
+            raise UsageError("give the model size: params=N (a target count) or d_model=WIDTH")
+        if self.params is not None and self.d_model is not None:
+            raise UsageError("give params=N or d_model=WIDTH, not both")
+        if self.run_id is not None and not _safe_id(self.run_id):
+            raise UsageError(f"run_id={self.run_id!r}: use letters, digits, '-', '_' and '.' only")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise UsageError(f"unknown key {unknown[0]!r} (known keys: {', '.join(known)})")
+        hints = typing.get_type_hints(cls)
+        return cls(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _safe_id(text: str) -> bool:
+    return bool(text) and all(c.isalnum() or c in "-_." for c in text) and not text.startswith(".")
+
+
+def _check_choice(key: str, value, allowed: tuple) -> None:
+    if value not in allowed:
+        raise UsageError(f"{key}={value!r}: allowed {', '.join(map(str, allowed))}")
+
+
+def _coerce(key: str, value, hint):
+    """Turn a YAML or command-line value into the field's type, or say which key and value are wrong."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    base = args[0] if args else hint
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+        if type(None) in typing.get_args(hint):
+            return None
+        raise UsageError(f"{key}: a value is required")
+    try:
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).lower()
+            if text in ("true", "1", "yes", "on"):
+                return True
+            if text in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if base is int:
+            number = float(value)
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if base is float:
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError
+            return number
+        return str(value)
+    except (TypeError, ValueError):
+        kind = {bool: "true or false", int: "an integer", float: "a finite number"}.get(base, "text")
+        raise UsageError(f"{key}={value!r}: expected {kind}") from None
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """`key=value` strings -> dict of raw strings (typed later by RunConfig.from_dict)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().lstrip("-").replace("-", "_")
+        if not sep or not key:
+            raise UsageError(f"{item!r}: expected key=value")
+        out[key] = value.strip()
+    return out
+
+
+def load_yaml(path: str) -> dict:
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"{path}: cannot read ({err})") from None
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise UsageError(f"{path}: not valid YAML{line}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a mapping of key: value")
+    return data
+
+
+def sweep_overrides_from_env() -> dict:
+    """The values `wandb agent` chose, from WANDB_SWEEP_PARAM_PATH ({key: {value: ...}}). They win over
+    the command line, as wandb.init's own merge does; reading them here lets us validate them before
+    anything is written and apply them even with wandb=off."""
+    path = os.environ.get("WANDB_SWEEP_PARAM_PATH")
+    if not path or not os.environ.get("WANDB_SWEEP_ID"):
+        return {}
+    data = load_yaml(path)
+    out = {}
+    for key, entry in data.items():
+        if key.startswith("_") or key == "wandb_version":
+            continue
+        out[key] = entry["value"] if isinstance(entry, dict) and "value" in entry else entry
+    return out
+
+
+def resolve_config(config_file: str | None, overrides: list[str]) -> RunConfig:
+    """Defaults < YAML file < key=value < the W&B sweep's chosen values."""
+    values = load_yaml(config_file) if config_file else {}
+    values.update(parse_overrides(overrides))
+    values.update(sweep_overrides_from_env())
+    run_id = os.environ.get("WANDB_RUN_ID") if os.environ.get("WANDB_SWEEP_ID") else None
+    if run_id and "run_id" not in values:
+        values["run_id"] = run_id
+    return RunConfig.from_dict(values)

@@ -1,0 +1,71 @@
+"""The ceiling MFU is measured against: this machine's matmul FLOP/s (measured, cached), or a stated
+peak for accelerators whose dense bf16 peak is published."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+# Dense bf16 peaks (FLOP/s) from the vendors' datasheets; used only on accelerators.
+STATED_PEAKS = {
+    "NVIDIA H100": 989e12, "NVIDIA H200": 989e12, "NVIDIA A100": 312e12, "TPU v4": 275e12,
+    "TPU v5 lite": 197e12, "TPU v5p": 459e12,
+}
+
+
+def _cache_path() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "scaling", "ceiling.json")
+
+
+def measure_matmul_flops(n: int = 2048, seconds: float = 1.0, dtype: str = "float32") -> float:
+    """Best-of-repeats FLOP/s of an n x n matmul under jit: the highest rate this backend reaches."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jnp.ones((n, n), dtype=dtype)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        t0 = time.perf_counter()
+        f(a).block_until_ready()
+        best = max(best, 2 * n**3 / (time.perf_counter() - t0))
+    return best
+
+
+def device_key() -> str:
+    import jax
+
+    dev = jax.devices()[0]
+    return f"{dev.platform}:{dev.device_kind}:{os.cpu_count()}:jax{jax.__version__}"
+
+
+def ceiling_flops(refresh: bool = False) -> tuple[float, str]:
+    """(FLOP/s, how it was obtained). Accelerators use the stated peak; CPUs a cached measurement."""
+    import jax
+
+    dev = jax.devices()[0]
+    if dev.platform != "cpu":
+        for prefix, peak in STATED_PEAKS.items():
+            if dev.device_kind.startswith(prefix):
+                return peak, f"stated bf16 peak of {dev.device_kind}"
+    key, path = device_key(), _cache_path()
+    cache = {}
+    if os.path.exists(path) and not refresh:
+        try:
+            with open(path) as fh:
+                cache = json.load(fh)
+        except (OSError, ValueError):
+            cache = {}
+        if key in cache:
+            return float(cache[key]), f"measured fp32 matmul ({key}, cached)"
+    value = measure_matmul_flops()
+    cache[key] = value
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as fh:
+            json.dump(cache, fh)
+    except OSError:
+        pass
+    return value, f"measured fp32 matmul ({key})"

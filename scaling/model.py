@@ -1,0 +1,108 @@
+"""The Flax NNX decoder-only transformer: pre-norm RMSNorm, rotary positions, causal attention through
+`jax.nn.dot_product_attention`, SwiGLU or GELU MLP, no biases, tied or untied embeddings, optional
+QK-norm. Parameters are stored in float32; `dtype` is the compute dtype (bfloat16 on accelerators)."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from scaling.family import ModelShape
+
+_INIT_STD = 0.02
+
+
+def _dense(n_in: int, n_out: int, dtype, rngs: nnx.Rngs, std: float = _INIT_STD) -> nnx.Linear:
+    return nnx.Linear(
+        n_in, n_out, use_bias=False, dtype=dtype, param_dtype=jnp.float32,
+        kernel_init=nnx.initializers.normal(std), rngs=rngs,
+    )
+
+
+def rotary(x: jax.Array, base: float = 10000.0) -> jax.Array:
+    """Rotary position embedding on (batch, seq, heads, head_dim); the tables are constants XLA folds."""
+    seq, dim = x.shape[1], x.shape[-1]
+    inv_freq = 1.0 / (base ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / dim))
+    angles = jnp.arange(seq, dtype=jnp.float32)[:, None] * inv_freq[None, :]
+    cos = jnp.cos(angles)[None, :, None, :].astype(x.dtype)
+    sin = jnp.sin(angles)[None, :, None, :].astype(x.dtype)
+    x1, x2 = jnp.split(x, 2, axis=-1)
+    return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+
+
+class Attention(nnx.Module):
+    def __init__(self, shape: ModelShape, dtype, rngs: nnx.Rngs):
+        d = shape.d_model
+        self.n_heads, self.head_dim = shape.n_heads, shape.head_dim
+        # One fused QKV matmul: one large GEMM beats three small ones on CPU and GPU alike.
+        self.qkv = _dense(d, 3 * d, dtype, rngs)
+        self.proj = _dense(d, d, dtype, rngs, std=_INIT_STD / (2 * shape.n_layers) ** 0.5)
+        if shape.qk_norm:
+            self.q_norm = nnx.RMSNorm(shape.head_dim, epsilon=1e-6, dtype=dtype, rngs=rngs)
+            self.k_norm = nnx.RMSNorm(shape.head_dim, epsilon=1e-6, dtype=dtype, rngs=rngs)
+        else:
+            self.q_norm = self.k_norm = None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        batch, seq, d = x.shape
+        q, k, v = jnp.split(self.qkv(x), 3, axis=-1)
+        q, k, v = (t.reshape(batch, seq, self.n_heads, self.head_dim) for t in (q, k, v))
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = rotary(q), rotary(k)
+        y = jax.nn.dot_product_attention(q, k, v, is_causal=True)
+        return self.proj(y.reshape(batch, seq, d))
+
+
+class MLP(nnx.Module):
+    def __init__(self, shape: ModelShape, dtype, rngs: nnx.Rngs):
+        self.kind, self.d_ff = shape.mlp, shape.d_ff
+        n_up = 2 * shape.d_ff if shape.mlp == "swiglu" else shape.d_ff  # gate and up fused
+        self.up = _dense(shape.d_model, n_up, dtype, rngs)
+        self.down = _dense(shape.d_ff, shape.d_model, dtype, rngs, std=_INIT_STD / (2 * shape.n_layers) ** 0.5)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = self.up(x)
+        if self.kind == "swiglu":
+            gate, up = jnp.split(h, 2, axis=-1)
+            h = jax.nn.silu(gate) * up
+        else:
+            h = jax.nn.gelu(h)
+        return self.down(h)
+
+
+class Block(nnx.Module):
+    def __init__(self, shape: ModelShape, dtype, rngs: nnx.Rngs):
+        self.attn_norm = nnx.RMSNorm(shape.d_model, epsilon=1e-6, dtype=dtype, rngs=rngs)
+        self.attn = Attention(shape, dtype, rngs)
+        self.mlp_norm = nnx.RMSNorm(shape.d_model, epsilon=1e-6, dtype=dtype, rngs=rngs)
+        self.mlp = MLP(shape, dtype, rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = x + self.attn(self.attn_norm(x))
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class Transformer(nnx.Module):
+    def __init__(self, shape: ModelShape, *, rngs: nnx.Rngs, dtype=jnp.float32):
+        self.shape = shape
+        self.embed = nnx.Embed(
+            shape.vocab_size, shape.d_model, dtype=dtype, param_dtype=jnp.float32,
+            embedding_init=nnx.initializers.normal(_INIT_STD), rngs=rngs,
+        )
+        self.blocks = nnx.List([Block(shape, dtype, rngs) for _ in range(shape.n_layers)])
+        self.final_norm = nnx.RMSNorm(shape.d_model, epsilon=1e-6, dtype=dtype, rngs=rngs)
+        self.unembed = None if shape.tied else _dense(shape.d_model, shape.vocab_size, dtype, rngs)
+
+    def __call__(self, tokens: jax.Array) -> jax.Array:
+        """Token ids (batch, seq) -> float32 logits (batch, seq, vocab)."""
+        x = self.embed(tokens)
+        for block in self.blocks:
+            x = block(x)
+        x = self.final_norm(x)
+        logits = self.embed.attend(x) if self.unembed is None else self.unembed(x)
+        return logits.astype(jnp.float32)
+
+
+def count_params(model: nnx.Module) -> int:
+    return sum(int(p.size) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
