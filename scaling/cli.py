@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 
@@ -85,7 +86,8 @@ def cmd_train(args) -> int:
     from scaling.train import plan_run, train_run
 
     config_file, overrides = None, list(args.items)
-    if overrides and "=" not in overrides[0]:
+    if overrides and "=" not in overrides[0] and (
+            overrides[0].endswith((".yaml", ".yml")) or os.path.exists(overrides[0])):
         config_file = overrides.pop(0)
     plan = plan_run(resolve_config(config_file, overrides))
     print(f"{plan.run_id}: {plan.shape.describe()} N={plan.shape.params:,} D={plan.tokens:,} "
@@ -172,10 +174,15 @@ def _build_parser() -> argparse.ArgumentParser:
 
     import importlib.util
 
-    if importlib.util.find_spec("scaling.fitcmd"):  # TEMP until the fitter lands
+    # TEMP: the fitter and the sweep engine are being written alongside; wired unconditionally once landed.
+    if importlib.util.find_spec("scaling.fitcmd"):
         from scaling import fitcmd
 
         fitcmd.add_parser(sub)
+    if importlib.util.find_spec("scaling.sweepcmd"):
+        from scaling import sweepcmd
+
+        sweepcmd.add_parsers(sub)
     return parser
 
 

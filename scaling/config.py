@@ -68,7 +68,7 @@ class RunConfig:
                     "batch_size", "seq_len", "eval_tokens", "vocab_size"):
             value = getattr(self, key)
             if value is not None and not value > 0:
-                raise UsageError(f"{key}={value!r}: must be positive")
+                raise UsageError(f"{key}={_show(value)}: must be positive")
         for key in ("min_lr_ratio", "warmup_fraction", "decay_fraction", "beta1", "beta2"):
             if not 0 <= getattr(self, key) <= 1:
                 raise UsageError(f"{key}={getattr(self, key)!r}: must be in [0, 1]")
@@ -98,6 +98,10 @@ class RunConfig:
 
     def replace(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, **changes)
+
+
+def _show(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else repr(value)
 
 
 def _safe_id(text: str) -> bool:
