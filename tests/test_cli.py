@@ -1,0 +1,43 @@
+import subprocess
+import sys
+
+import pytest
+
+from scaling.cli import main
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["family"], ["bench"], ["demo"]])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: scaling" in capsys.readouterr().out
+
+
+def test_help_answers_without_importing_jax():
+    code = "import sys; from scaling.cli import main\ntry: main(['--help'])\nexcept SystemExit: pass\n" \
+           "print('jax' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip().endswith("False")
+
+
+def test_family_prints_exact_counts_for_each_target(capsys):
+    from scaling.family import shape_for_params
+
+    assert main(["family", "1e4", "1e5", "1e6", "1e7", "1e9"]) == 0
+    out = capsys.readouterr().out
+    for target in (1e4, 1e5, 1e6, 1e7, 1e9):
+        s = shape_for_params(target)
+        assert f"{s.params:,}" in out and f"{s.params_nonembed:,}" in out and s.describe() in out
+
+
+def test_family_refuses_non_numbers(capsys):
+    assert main(["family", "big"]) == 2
+    assert "sizes must be numbers" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_learns_well_below_the_unigram_entropy(tmp_path, capsys):
+    assert main(["--home", str(tmp_path / "runs"), "demo"]) == 0
+    out = capsys.readouterr().out
+    assert "byte-unigram entropy" in out
