@@ -17,7 +17,7 @@ def time_train_step(shape, batch_size: int, steps: int, dtype: str = "float32") 
     from scaling.train import compiled_fns
 
     init, train_step, _ = compiled_fns(shape, dtype, 0.9, 0.95, 0.1, 1.0)
-    params, opt_state = init(0)
+    params, opt_state = init(np.uint32(0))
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.integers(0, shape.vocab_size, (batch_size, shape.seq_len)), jnp.int32)
     lr = jnp.float32(1e-3)

@@ -168,8 +168,9 @@ def compiled_fns(shape: ModelShape, dtype_name: str, beta1: float, beta2: float,
         optax.add_decayed_weights(weight_decay, mask=decay_mask),
     )
 
-    def init(seed: int):
-        model = Transformer(shape, rngs=nnx.Rngs(seed), dtype=dtype)
+    def init(seed):
+        # The seed is traced (not static), so runs that differ only in seed share one compilation.
+        model = Transformer(shape, rngs=nnx.Rngs(jax.random.key(seed)), dtype=dtype)
         params = nnx.state(model, nnx.Param)
         return params, tx.init(params)
 
@@ -188,7 +189,7 @@ def compiled_fns(shape: ModelShape, dtype_name: str, beta1: float, beta2: float,
     def eval_loss(params, x, y):
         return loss_fn(params, x, y)
 
-    return jax.jit(init, static_argnums=0), train_step, eval_loss
+    return jax.jit(init), train_step, eval_loss
 
 
 # ---- checkpoints ------------------------------------------------------------------------------
@@ -331,7 +332,7 @@ def train_run(
     eval_steps = set(plan.eval_steps)
     ckpt = _Checkpoints(os.path.join(run_dir, "checkpoints"))
 
-    params, opt_state = init(cfg.seed)
+    params, opt_state = init(np.uint32(cfg.seed))
     start_step, wall_before = 0, 0.0
     latest = ckpt.latest_step()
     if latest is not None:

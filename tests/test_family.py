@@ -65,7 +65,7 @@ def test_flops_formula_agrees_with_xla_cost_analysis_of_the_train_step(width, la
     shape = shape_for_width(width, n_layers=layers, seq_len=seq)
     batch = 8
     init, train_step, _ = compiled_fns(shape, "float32", 0.9, 0.95, 0.1, 1.0)
-    params, opt_state = jax.eval_shape(lambda: init(0))
+    params, opt_state = jax.eval_shape(init, np.uint32(0))
     x = jax.ShapeDtypeStruct((batch, seq), jnp.int32)
     cost = train_step.lower(params, opt_state, x, x, jnp.float32(1e-3)).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
