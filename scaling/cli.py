@@ -126,6 +126,49 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from scaling import report
+
+    spec_path, csv = None, None
+    for item in args.inputs:
+        if item.endswith((".yaml", ".yml")):
+            spec_path = item
+        elif item.endswith((".csv", ".parquet")):
+            csv = item
+        else:
+            raise UsageError(f"{item!r}: expected a report spec (.yaml) or a runs table (.csv, .parquet)")
+    spec = report.ReportSpec.load(spec_path, sweep=args.sweep, bootstrap=args.bootstrap)
+    csv = csv or spec.runs
+    if csv is None and spec.sweep is None:
+        raise UsageError("give --sweep SWEEP, a RUNS.csv, or a spec that names one")
+    data = report.gather(args.home, spec.sweep if csv is None else None, csv)
+    fits = report.fit_all(data, spec, progress=lambda m: print(m, file=sys.stderr))
+    written = report.write_report(data, fits, spec, args.out)
+    print("\n".join(written["headline"]))
+    print(f"report: {written['html']}  ({len(written['figures'])} figures; {written['markdown']}, {written['fit_json']})")
+    from scaling.track import wandb_mode
+
+    mode = wandb_mode(args.wandb)
+    if mode is not None:
+        path = report.log_to_wandb(written, spec, spec.sweep, args.out, mode)
+        print(f"W&B analysis run ({mode}): {path}" + ("  (push later: wandb sync " + os.path.dirname(path) + ")"
+                                                     if mode == "offline" else ""))
+    return 0
+
+
+def cmd_dashboard(args) -> int:
+    from scaling.dashboard import dashboard
+
+    out = dashboard(args.sweep, args.out, project=args.project)
+    if out["saved"]:
+        print(f"saved W&B workspace: {out['url']}")
+    else:
+        print(f"W&B is offline: wrote the workspace definition to {out['definition']}\n"
+              f"to push it: set WANDB_API_KEY and WANDB_ENTITY, sync the runs "
+              f"(wandb sync runs/*/wandb/offline-run-*), then run `scaling dashboard --sweep {args.sweep}` again")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from scaling import demo
 
@@ -166,6 +209,25 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--steps", type=int, default=10)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("report", help="figures, tables and the compute-optimal answer as HTML and Markdown",
+                       description="Fit the runs of a sweep (or a runs table) and write the report.")
+    p.add_argument("inputs", nargs="*", metavar="[SPEC.yaml] [RUNS.csv]",
+                   help="a report spec from analysis/ and/or a runs table")
+    p.add_argument("--sweep", help="the sweep whose finished runs to use")
+    p.add_argument("--out", required=True, help="output directory (index.html, report.md, fit.json, figures/)")
+    p.add_argument("--bootstrap", type=int, help="bootstrap resamples (default: the spec's, 1000)")
+    p.add_argument("--wandb", default="auto", choices=("auto", "off", "offline", "online"),
+                   help="log figures and tables to a W&B analysis run (default: offline without an API key)")
+    p.add_argument("--home", default=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("dashboard", help="a saved W&B workspace for a sweep (definition only when offline)",
+                       description="Build the sweep's W&B workspace: loss vs FLOPs by size, isoFLOP, parallel coordinates.")
+    p.add_argument("--sweep", required=True)
+    p.add_argument("--project", default="scaling")
+    p.add_argument("--out", default="reports", help="where the offline definition goes (default ./reports)")
+    p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("demo", help="the main job on the built-in corpus",
                        description="Train a small model on the stdlib corpus and print its summary.")

@@ -182,15 +182,6 @@ def test_values_chosen_by_wandb_agent_reach_the_trainer_through_the_param_file(t
     assert cfg == RunConfig.from_dict(point).replace(run_id="abc")
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=[os.path.basename(p) for p in SHIPPED])
-def test_shipped_specs_pass_wandbs_own_schema_when_available(path):
-    sweeps = pytest.importorskip("sweeps", reason="W&B's sweeps package (schema) is not installed")
-    if not hasattr(sweeps, "schema_violations_from_proposed_config"):  # ./sweeps, the spec folder
-        pytest.skip("W&B's sweeps package (schema) is not installed")
-    with open(path) as fh:
-        assert sweeps.schema_violations_from_proposed_config(yaml.safe_load(fh)) == []
-
-
 def test_shipped_specs_plan_without_skips_except_where_stated(tmp_path):
     """Every shipped point is runnable, so a shipped sweep never silently shrinks."""
     for path in SHIPPED:
