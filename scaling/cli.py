@@ -230,21 +230,16 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("demo", help="the main job on the built-in corpus",
-                       description="Train a small model on the stdlib corpus and print its summary.")
+                       description="Run the demo isoFLOP sweep (sweeps/demo.yaml) on the stdlib corpus, fit "
+                                   "Chinchilla's three approaches, and write reports/demo/. Rerunning continues it.")
     p.add_argument("--home", default=argparse.SUPPRESS)
+    p.add_argument("--out", help="report directory (default reports/demo)")
     p.set_defaults(func=cmd_demo)
 
-    import importlib.util
+    from scaling import fitcmd, sweepcmd
 
-    # TEMP: the fitter and the sweep engine are being written alongside; wired unconditionally once landed.
-    if importlib.util.find_spec("scaling.fitcmd"):
-        from scaling import fitcmd
-
-        fitcmd.add_parser(sub)
-    if importlib.util.find_spec("scaling.sweepcmd"):
-        from scaling import sweepcmd
-
-        sweepcmd.add_parsers(sub)
+    fitcmd.add_parser(sub)
+    sweepcmd.add_parsers(sub)
     return parser
 
 

@@ -1,25 +1,71 @@
-"""`scaling demo`: the main job on the built-in default corpus.
-
-Until the sweep and report land this trains one small model on the stdlib corpus and prints its
-summary beside the corpus's byte-unigram entropy (the loss of a model that ignores context)."""
+"""`scaling demo`: the main job on the built-in default — the isoFLOP sweep `sweeps/demo.yaml` on the
+stdlib corpus in the run home, then the fit and the report in `reports/demo/`, ending with the headline.
+Running it again reuses the finished runs and continues unfinished ones."""
 from __future__ import annotations
 
+import os
+import sys
 import time
+from pathlib import Path
 
-DEMO_RUN = {"params": 1e5, "tokens": 1.2e6, "run_id": "demo-single", "corpus": "stdlib"}
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_SWEEP = ROOT / "sweeps" / "demo.yaml"
+DEMO_REPORT = ROOT / "analysis" / "demo.yaml"
+
+
+def find_or_create_sweep(home, spec_path: str) -> tuple[str, bool]:
+    """The sweep registered from this same spec before (so a rerun continues it), or a new one."""
+    from scaling import sweep
+
+    spec = sweep.load_spec(spec_path)
+    for found in reversed(home.sweeps() if os.path.exists(home.db_path) else []):
+        if found["name"] == spec.name and home.sweep(found["sweep_id"])["spec"] == spec.raw:
+            return found["sweep_id"], False
+    return sweep.create_sweep(home, spec_path)["sweep_id"], True
 
 
 def run(args) -> int:
-    from scaling.cli import ProgressLine, print_summary
-    from scaling.config import RunConfig
-    from scaling.train import plan_run, train_run
+    from scaling import report, sweep
+    from scaling.store import RunHome
+    from scaling.sweepcmd import AgentDisplay
+    from scaling.track import wandb_mode
 
     t0 = time.perf_counter()
-    plan = plan_run(RunConfig.from_dict(DEMO_RUN))
-    print(f"demo: {plan.shape.describe()} N={plan.shape.params:,} on {plan.tokens:,} tokens of the stdlib corpus")
-    s = train_run(plan, args.home, on_progress=ProgressLine())
-    print_summary(s)
-    gap = s["unigram_entropy"] - (s["eval_loss"] or float("nan"))
-    print(f"\neval loss {s['eval_loss']:.4f} vs byte-unigram entropy {s['unigram_entropy']:.4f} nats/token "
-          f"({gap:.3f} nats/token learned from context); demo wall {time.perf_counter() - t0:.1f} s")
-    return 0 if s["status"] == "complete" else 1
+    home = RunHome(args.home)
+    sweep_id, created = find_or_create_sweep(home, str(DEMO_SWEEP))
+    counts = home.sweep_counts(sweep_id)
+    done = counts.get("complete", 0)
+    print(f"demo: sweep {sweep_id} ({'new' if created else f'continuing, {done} runs already done'}) "
+          f"from {os.path.relpath(DEMO_SWEEP)} in {home.root}", file=sys.stderr)
+    display = AgentDisplay()
+    agent = sweep.Agent(home, sweep_id, on_event=display)
+    try:
+        agent.run()
+    finally:
+        display.close()
+    if agent.stop_requested:
+        print("demo: stopped; run `make demo` again to continue", file=sys.stderr)
+        return 130
+    t_sweep = time.perf_counter() - t0
+
+    spec = report.ReportSpec.load(str(DEMO_REPORT), sweep=sweep_id)
+    out = args.out or os.path.join("reports", "demo")
+    data = report.gather(home, sweep_id)
+    fits = report.fit_all(data, spec, progress=lambda m: print(f"demo: {m}", file=sys.stderr))
+    written = report.write_report(data, fits, spec, out)
+    mode = wandb_mode("auto")
+    wandb_dir = report.log_to_wandb(written, spec, sweep_id, out, mode) if mode else None
+
+    print("\n" + "=" * 78)
+    print(f"{spec.title}\n")
+    for line in written["headline"]:
+        print("  " + line)
+    if fits.errors:
+        print("\n  not fitted: " + "; ".join(f"{k}: {v}" for k, v in fits.errors.items()))
+    print(f"\n  runs: {len(data.runs)} used, {len(data.excluded)} excluded   sweep {t_sweep:.0f} s, "
+          f"total {time.perf_counter() - t0:.0f} s")
+    print(f"  report: {os.path.abspath(written['html'])}")
+    if wandb_dir:
+        print(f"  W&B analysis run ({mode}): {wandb_dir}")
+    print("=" * 78)
+    return 0

@@ -6,7 +6,8 @@ import pytest
 from scaling.cli import main
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["family"], ["bench"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["family"], ["bench"], ["demo"], ["fit"], ["report"],
+                                     ["dashboard"], ["sweep"], ["sweep", "agent"], ["runs"]])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
@@ -19,6 +20,12 @@ def test_help_answers_without_importing_jax():
            "print('jax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip().endswith("False")
+
+
+def test_fit_command_offers_exactly_the_laws_the_library_fits():
+    from scaling import fitcmd, laws
+
+    assert fitcmd.LAWS == laws.LAWS
 
 
 def test_family_prints_exact_counts_for_each_target(capsys):

@@ -1,0 +1,195 @@
+"""`scaling fit`: fit a scaling law to a runs table and print it with 95% intervals (thin over scaling.laws)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from scaling.errors import UsageError
+
+LAW_HELP = """laws:
+  chinchilla        L = E + A/N^alpha + B/D^beta, Hoffmann et al. Approach 3 (default): Huber (delta 1e-3)
+                    on log residuals, summed; L-BFGS from 4,500 starts; variable-projection cross-check
+  isoflop           Approach 2: a parabola in log N per FLOP budget (a 'flops_budget' column, else FLOP
+                    counts within 10% of each other), then N_opt = k C^a and D_opt = k' C^b
+  envelope          Approach 1: lowest loss across per-checkpoint rows ('step') at each FLOP count
+  kaplan-n          L = (N_c/N)^alpha_N   (Kaplan et al. 2020; use --params-column params_nonembed)
+  kaplan-d          L = (D_c/D)^alpha_D
+  kaplan-joint      L = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D
+  compute           L = E + (C0/C)^gamma, the compute frontier
+  data-constrained  Muennighoff et al. 2023: Chinchilla form on effective data and parameters for
+                    repeated epochs (needs an 'epochs' column)
+
+The runs table needs 'loss' and two of 'params', 'tokens', 'flops' (C = 6ND gives the third); rows
+with missing values are dropped and counted. Intervals are bootstrap percentiles over whole runs."""
+
+
+# The names of scaling.laws.LAWS, repeated here so that `--help` does not import jax (a test keeps
+# the two equal).
+LAWS = ("chinchilla", "isoflop", "envelope", "kaplan-n", "kaplan-d", "kaplan-joint", "compute", "data-constrained")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register `fit` on the CLI's subparsers."""
+    p = subparsers.add_parser(
+        "fit", help="fit a scaling law to a runs table; print parameters with 95%% intervals",
+        description="Fit a scaling law to a runs table (CSV or Parquet) or a sweep, print parameters "
+                    "with bootstrap 95% intervals and the compute-optimal allocation, and write the fit JSON.",
+        epilog=LAW_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="?", metavar="RUNS", help="runs table: a .csv or .parquet file")
+    p.add_argument("--sweep", metavar="SWEEP", help="read the runs of this sweep from the run home instead")
+    p.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS,
+                   help="run home for --sweep (default $SCALING_HOME or ./runs)")
+    p.add_argument("--law", choices=LAWS, default="chinchilla", metavar="LAW",
+                   help=f"one of {', '.join(LAWS)} (default chinchilla; see below)")
+    p.add_argument("--json", metavar="FILE", help="write the fit JSON (unrounded numbers) here")
+    p.add_argument("--at", metavar="C1,C2", default="",
+                   help="FLOP budgets for the compute-optimal N, D, tokens/param and loss, e.g. 1e21,1e24")
+    p.add_argument("--holdout", type=int, default=0, metavar="K",
+                   help="leave out the K largest-compute runs, fit the rest, report the error predicting them")
+    p.add_argument("--best-of", default="", metavar="COL,...",
+                   help="for each (N, D) keep the lowest loss across these swept columns, e.g. lr,batch_size")
+    p.add_argument("--huber-delta", type=float, default=1e-3, metavar="DELTA", help="Huber threshold on log residuals (default 1e-3)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples of whole runs (default 1000; 0 = none)")
+    p.add_argument("--bootstrap-starts", choices=("warm", "grid"), default="warm",
+                   help="starts per resample: the full-data optima (warm, default) or the whole start grid (slow)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--params-column", default="params", metavar="COL",
+                   help="column used as N (default params, embeddings included; e.g. params_nonembed)")
+    p.set_defaults(func=run)
+    return p
+
+
+def parse_budgets(text: str) -> list[float]:
+    budgets = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        try:
+            value = float(item)
+        except ValueError:
+            raise UsageError(f"--at takes FLOP budgets like 1e21,1e24; got {item!r}") from None
+        if not (value > 0 and value != float("inf")):
+            raise UsageError(f"--at budgets must be positive and finite; got {item!r}")
+        budgets.append(value)
+    return budgets
+
+
+def _source(args):
+    if args.runs and args.sweep:
+        raise UsageError("pass either a runs table or --sweep, not both")
+    if args.sweep:
+        from scaling import store
+        from scaling.sweep import require_sweep
+
+        home = store.RunHome(args.home)
+        require_sweep(home, args.sweep)
+        # Approach 1 reads every evaluated checkpoint, the others each run's final loss.
+        return store.runs_table(home, args.sweep, steps=args.law == "envelope")
+    if not args.runs:
+        raise UsageError("pass a runs table (CSV or Parquet) or --sweep SWEEP")
+    return args.runs
+
+
+def run(args) -> int:
+    from scaling.laws import fit, load_runs
+
+    for name in ("holdout", "bootstrap"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name} must be 0 or more, got {getattr(args, name)}")
+    budgets = parse_budgets(args.at)
+    table = load_runs(_source(args), params_column=args.params_column,
+                      best_of=[c for c in args.best_of.split(",") if c.strip()])
+    options = {"bootstrap_starts": args.bootstrap_starts} if args.law not in ("isoflop", "envelope") else {}
+    result = fit(table, args.law, huber_delta=args.huber_delta, bootstrap=args.bootstrap, seed=args.seed,
+                 budgets=budgets, holdout=args.holdout, **options)
+    print(render(result, table))
+    if args.json:
+        try:
+            with open(args.json, "w") as fh:
+                json.dump(result.to_json(), fh, indent=2, allow_nan=False)
+                fh.write("\n")
+        except OSError as err:
+            raise UsageError(f"cannot write {args.json}: {err.strerror or err}") from None
+        print(f"wrote {args.json}")
+    return 0
+
+
+# --- display (rounding happens only here) -------------------------------------------------------
+
+def _g(x, digits: int = 4) -> str:
+    return "-" if x is None or x != x else f"{x:.{digits}g}"
+
+
+def _ci(ci) -> str:
+    return "" if not ci else f"[{_g(ci[0])}, {_g(ci[1])}]"
+
+
+def _rows(rows, header) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    fmt = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return [fmt(header), *(fmt(r) for r in rows)]
+
+
+def render(result, table) -> str:
+    """A readable summary: values with 95% intervals, points used and dropped, objective."""
+    from scaling.laws import FORMS
+    from scaling.laws.table import describe_dropped
+
+    lines = []
+    title = FORMS[result.law].title if result.law in FORMS else {
+        "isoflop": "isoFLOP profiles (Approach 2): N_opt = k C^a", "envelope": "training-curve envelope (Approach 1)"}[result.law]
+    lines.append(f"{result.law}: {title}")
+    used = result.n_points
+    lines.append(f"{table.source}: {used} points used, {sum(result.dropped.values())} dropped"
+                 f" ({describe_dropped(result.dropped)})")
+    if hasattr(result, "objective"):
+        lines.append(f"objective {result.objective:.6g} (Huber, delta {result.huber_delta:g}, summed over log residuals); "
+                     f"best of {result.n_starts} starts ({result.n_converged} converged); "
+                     f"{result.n_resamples} bootstrap resamples")
+        lines.append("")
+        lines += _rows([(k, _g(v), _ci(result.ci95.get(k))) for k, v in result.params.items()],
+                       ("parameter", "value", "95% interval"))
+    else:
+        lines.append(f"{result.n_resamples} bootstrap resamples")
+    if result.law == "isoflop":
+        lines.append("")
+        lines += _rows([(_g(b.flops), _g(b.n_opt), _g(b.d_opt), _g(b.loss_opt), "yes" if b.interior else "NO (not used)",
+                         b.n_points) for b in result.budgets],
+                       ("budget (FLOPs)", "N_opt", "D_opt", "loss", "interior", "runs"))
+    if result.law in ("isoflop", "envelope"):
+        if result.law == "envelope":
+            lines.append(f"frontier sizes: {', '.join(_g(s) for s in result.frontier_sizes)}")
+        lines.append("")
+        lines += _rows([(name, _g(law.coefficient), _ci(law.coefficient_ci95), _g(law.exponent), _ci(law.ci95))
+                        for name, law in (("N_opt = k C^a", result.n_opt), ("D_opt = k C^b", result.d_opt))],
+                       ("power law", "k", "95% interval", "exponent", "95% interval"))
+    opt = getattr(result, "optimal", None)
+    if opt is not None:
+        if opt.a is not None and result.law not in ("isoflop", "envelope"):
+            lines.append("")
+            lines.append("compute-optimal: N_opt = G (C/6)^a, D_opt = (C/6)^b / G")
+            lines += _rows([(k, _g(getattr(opt, k)), _ci(opt.ci95.get(k))) for k in ("a", "b", "G")],
+                           ("figure", "value", "95% interval"))
+        if opt.at:
+            lines.append("")
+            rows = []
+            for p in opt.at:
+                rows.append((_g(p.flops), f"{_g(p.params)} {_ci(p.ci95.get('params'))}" if p.params is not None else "-",
+                             f"{_g(p.tokens)} {_ci(p.ci95.get('tokens'))}" if p.tokens is not None else "-",
+                             _g(p.tokens_per_param, 3) if p.tokens_per_param is not None else "-",
+                             f"{_g(p.loss)} {_ci(p.ci95.get('loss'))}" if p.loss is not None else "-"))
+            lines += _rows(rows, ("budget (FLOPs)", "N_opt", "D_opt", "tokens/param", "loss"))
+    hold = getattr(result, "holdout", None)
+    if hold is not None:
+        lines.append("")
+        lines.append(f"holdout: {hold.runs} largest-compute runs ({hold.n} points) predicted with mean |relative error| "
+                     f"{100 * hold.mean_abs_rel_error:.3g}%, max {100 * hold.max_abs_rel_error:.3g}%")
+    check = getattr(result, "cross_check", None)
+    if check is not None:
+        p = check.params
+        verdict = "agrees" if check.agrees else "DISAGREES with the Huber fit: inspect the data and the fit"
+        lines.append("")
+        lines.append(f"cross-check ({check.method}): alpha {_g(p['alpha'])}, beta {_g(p['beta'])}, "
+                     f"a {_g(p['beta'] / (p['alpha'] + p['beta']))} - {verdict}")
+    return "\n".join(lines)

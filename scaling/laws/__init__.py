@@ -1,0 +1,67 @@
+"""`scaling.laws`: fit scaling laws to any table of runs, with honest uncertainty.
+
+Pure numerics (jax, numpy, scipy, pandas); no training, model, tracking or store imports, so a notebook
+can use it on a CSV from a paper. The shape is scikit-learn's: a fit returns a frozen result object with
+`predict` / `allocate` and a `to_json()` that is the fit JSON of DESIGN.md (numbers unrounded).
+
+    from scaling.laws import load_runs, fit
+    table = load_runs("runs.csv")                       # validate, derive C = 6ND, drop NaN rows
+    result = fit(table, "chinchilla", budgets=[1e21])   # Approach 3, 4,500 starts, 1,000 bootstraps
+    result.params, result.ci95, result.optimal.at[0].params, result.to_json()
+
+Laws (`LAWS`):
+  chinchilla        L = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022, Approach 3)  -> LawFit
+  isoflop           parabolas in log N per FLOP budget, N_opt = k C^a (Approach 2)    -> IsoflopFit
+  envelope          lowest loss across training curves per FLOP count (Approach 1)    -> EnvelopeFit
+  kaplan-n          L = (N_c/N)^alpha_N (Kaplan et al. 2020)                          -> LawFit
+  kaplan-d          L = (D_c/D)^alpha_D                                               -> LawFit
+  kaplan-joint      L = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D                   -> LawFit
+  compute           L = E + (C0/C)^gamma (compute frontier)                            -> LawFit
+  data-constrained  Chinchilla form on effective N', D' (Muennighoff et al. 2023)      -> LawFit
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from scaling.laws.allocation import Allocation, BudgetPoint, optimal_allocation
+from scaling.laws.bootstrap import DEFAULT_RESAMPLES, run_weights
+from scaling.laws.chinchilla import fit_chinchilla, varpro_fit
+from scaling.laws.envelope import EnvelopeFit, fit_envelope
+from scaling.laws.forms import FORMS, LawForm, hoffmann_grid
+from scaling.laws.isoflop import BudgetProfile, IsoflopFit, fit_isoflop
+from scaling.laws.optim import BatchResult, Tolerances, minimize_batched
+from scaling.laws.parametric import DEFAULT_HUBER_DELTA, CrossCheck, Holdout, LawFit, fit_parametric
+from scaling.laws.powerlaw import PowerLaw
+from scaling.laws.table import RunsTable, holdout_split, keep_best_of, load_runs
+
+LAWS: tuple[str, ...] = ("chinchilla", "isoflop", "envelope", "kaplan-n", "kaplan-d", "kaplan-joint",
+                         "compute", "data-constrained")
+
+
+def fit(table: RunsTable, law: str = "chinchilla", *, huber_delta: float = DEFAULT_HUBER_DELTA,
+        bootstrap: int = DEFAULT_RESAMPLES, seed: int = 0, budgets: Sequence[float] = (), holdout: int = 0,
+        **options) -> LawFit | IsoflopFit | EnvelopeFit:
+    """Fit one of `LAWS` to a `RunsTable` (see `load_runs`).
+
+    huber_delta and holdout apply to the parametric laws; budgets (FLOPs) add the compute-optimal
+    allocation with intervals; bootstrap is the number of seeded resamples of whole runs (0 for none).
+    Extra options go to `fit_parametric` (starts, bootstrap_starts, warm_starts, cross_check, tol).
+    """
+    from scaling.errors import UsageError
+
+    if law in ("isoflop", "envelope"):
+        if holdout:
+            raise UsageError(f"--holdout needs a parametric law (it predicts held-out losses); {law} has none")
+        fn = fit_isoflop if law == "isoflop" else fit_envelope
+        return fn(table, bootstrap=bootstrap, seed=seed, budgets=budgets)
+    return fit_parametric(table, law, huber_delta=huber_delta, bootstrap=bootstrap, seed=seed,
+                          budgets=budgets, holdout=holdout, **options)
+
+
+__all__ = [
+    "LAWS", "fit", "load_runs", "RunsTable", "keep_best_of", "holdout_split",
+    "fit_parametric", "fit_chinchilla", "fit_isoflop", "fit_envelope", "varpro_fit", "optimal_allocation",
+    "LawFit", "IsoflopFit", "EnvelopeFit", "BudgetProfile", "PowerLaw", "Allocation", "BudgetPoint",
+    "Holdout", "CrossCheck", "LawForm", "FORMS", "hoffmann_grid", "minimize_batched", "Tolerances",
+    "BatchResult", "run_weights", "DEFAULT_HUBER_DELTA", "DEFAULT_RESAMPLES",
+]

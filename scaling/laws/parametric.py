@@ -1,0 +1,275 @@
+"""Parametric law fits (Chinchilla Approach 3 and the other forms): many starts, Huber on log residuals.
+
+The published method, followed exactly: predictions in log space (log-sum-exp form), Huber loss
+(delta 1e-3 by default) on log residuals summed over points, L-BFGS from every start of a grid (the
+4,500-point Hoffmann grid for the Chinchilla form), the best optimum kept, parameters unrounded.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from scaling.errors import UsageError
+from scaling.laws._json import clean
+from scaling.laws.allocation import Allocation, optimal_allocation
+from scaling.laws.bootstrap import DEFAULT_RESAMPLES, interval, run_weights
+from scaling.laws.forms import FORMS, R_D_STAR, R_N_STAR, LawForm, features_for
+from scaling.laws.optim import BatchResult, Tolerances, minimize_batched
+from scaling.laws.table import RunsTable, holdout_split, numeric_column
+
+DEFAULT_HUBER_DELTA = 1e-3
+WARM_STARTS = 4  # full-data optimum + the next best distinct optima, per bootstrap resample
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """How well the fit predicts the K largest-compute runs it did not see."""
+
+    runs: int
+    n: int
+    mean_abs_rel_error: float
+    max_abs_rel_error: float
+
+    def to_json(self) -> dict:
+        return {"n": self.n, "runs": self.runs, "mean_abs_rel_error": self.mean_abs_rel_error,
+                "max_abs_rel_error": self.max_abs_rel_error}
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    """A second estimator's parameters (variable projection) and whether they agree with the main fit."""
+
+    method: str
+    params: Mapping[str, float]
+    objective: float
+    agrees: bool
+    differences: Mapping[str, float]
+
+    def to_json(self) -> dict:
+        return {"method": self.method, "params": dict(self.params), "objective": self.objective,
+                "agrees": self.agrees, "differences": dict(self.differences)}
+
+
+@dataclass(frozen=True)
+class LawFit:
+    """A fitted law: parameters (unrounded), bootstrap 95% intervals, allocation, holdout, cross-check."""
+
+    law: str
+    params: Mapping[str, float]
+    ci95: Mapping[str, tuple[float, float]]
+    objective: float
+    huber_delta: float
+    n_points: int
+    n_runs: int
+    dropped: Mapping[str, int]
+    n_starts: int
+    n_converged: int
+    n_resamples: int
+    theta: np.ndarray = field(repr=False)
+    samples: np.ndarray = field(repr=False)  # (R, P) bootstrap optima in optimizer coordinates
+    optimal: Allocation | None = None
+    holdout: Holdout | None = None
+    cross_check: CrossCheck | None = None
+
+    @property
+    def form(self) -> LawForm:
+        return FORMS[self.law]
+
+    @property
+    def n_dropped(self) -> int:
+        return int(sum(self.dropped.values()))
+
+    def predict(self, params=None, tokens=None, flops=None, epochs=None) -> np.ndarray:
+        """Predicted loss; give the sizes the law reads (two of params/tokens/flops fix the third)."""
+        n, d, c = np.broadcast_arrays(*_complete(params, tokens, flops))
+        unique = None if epochs is None else d / np.maximum(np.asarray(epochs, dtype=np.float64), 1.0)
+        flat = [None if v is None else np.ravel(np.broadcast_to(v, n.shape)) for v in (n, d, c, unique)]
+        return self.form.predict(self.theta, features_for(self.form, *flat)).reshape(n.shape)
+
+    def allocate(self, budgets: Sequence[float]) -> Allocation:
+        """Compute-optimal N, D, tokens per parameter and loss at `budgets`, with bootstrap intervals."""
+        return optimal_allocation(self.form, self.theta, budgets, self.samples)
+
+    def to_json(self) -> dict:
+        return clean(self._json())
+
+    def _json(self) -> dict:
+        out = {"law": self.law, "n_points": self.n_points, "objective": self.objective,
+               "huber_delta": self.huber_delta, "params": dict(self.params),
+               "ci95": {k: list(v) for k, v in self.ci95.items()}}
+        if self.optimal is not None:
+            out["optimal"] = self.optimal.to_json()
+        if self.holdout is not None:
+            out["holdout"] = self.holdout.to_json()
+        if self.cross_check is not None:
+            out["cross_check"] = self.cross_check.to_json()
+        out.update({"n_runs": self.n_runs, "n_dropped": self.n_dropped, "dropped": dict(self.dropped),
+                    "n_starts": self.n_starts, "n_converged": self.n_converged, "bootstrap": self.n_resamples})
+        return out
+
+
+def _complete(params, tokens, flops):
+    arr = lambda v: None if v is None else np.asarray(v, dtype=np.float64)  # noqa: E731
+    n, d, c = arr(params), arr(tokens), arr(flops)
+    if c is None and n is not None and d is not None:
+        c = 6.0 * n * d
+    elif d is None and n is not None and c is not None:
+        d = c / (6.0 * n)
+    elif n is None and d is not None and c is not None:
+        n = c / (6.0 * d)
+    filler = next((v for v in (n, d, c) if v is not None), None)
+    if filler is None:
+        raise ValueError("predict needs sizes: params, tokens or flops")
+    ones = np.ones_like(filler)
+    return tuple(ones if v is None else v for v in (n, d, c))
+
+
+def table_features(form: LawForm, table: RunsTable) -> np.ndarray:
+    unique = None
+    if "log_unique_tokens" in form.features:
+        if "epochs" not in table.frame.columns:
+            raise UsageError(f"law {form.name} needs an 'epochs' column (passes over the unique data)")
+        epochs = numeric_column(table.frame["epochs"], "epochs")
+        if epochs.isna().any() or (epochs <= 0).any():
+            raise UsageError("column 'epochs' must be positive on every row for law data-constrained")
+        unique = table.column("tokens") / np.maximum(epochs.to_numpy(), 1.0)
+    return features_for(form, table.column("params"), table.column("tokens"), table.column("flops"), unique)
+
+
+def check_enough(form: LawForm, table: RunsTable) -> None:
+    if table.n_points < form.min_points:
+        raise UsageError(f"law {form.name} needs at least {form.min_points} points; "
+                         f"the table has {table.n_points} usable")
+    col = {"log_params": "params", "log_tokens": "tokens", "log_flops": "flops"}
+    for feat in form.features:
+        if feat in col and table.frame[col[feat]].nunique() < 2:
+            raise UsageError(f"law {form.name} needs at least 2 distinct values of {col[feat]!r}; the table has 1")
+
+
+def distinct_optima(result: BatchResult, k: int, tol: float = 1e-2) -> np.ndarray:
+    """Up to k optima, best first, each differing from the ones before by more than `tol` in some coordinate."""
+    order = np.argsort(np.where(np.isfinite(result.fun), result.fun, np.inf))
+    chosen: list[np.ndarray] = []
+    for i in order:
+        if not np.isfinite(result.fun[i]):
+            break
+        x = result.x[i]
+        if all(np.max(np.abs(x - c)) > tol for c in chosen):
+            chosen.append(x)
+            if len(chosen) == k:
+                break
+    return np.array(chosen)
+
+
+def _refine_data_constrained(result: BatchResult) -> np.ndarray:
+    """Second stage for the data-constrained form: the best optima found with the published R_D*, R_N*,
+    restarted over a small grid of decay constants (the first stage cannot leave R* values the data do
+    not inform, and a 7-dimensional full grid would cost 9 times the Hoffmann grid)."""
+    best = distinct_optima(result, 8)
+    rd = np.log([R_D_STAR / 3, R_D_STAR, R_D_STAR * 3])
+    rn = np.log([R_N_STAR / 3, R_N_STAR, R_N_STAR * 3])
+    rows = [np.concatenate([b[:5], [x, y]]) for b in best for x in rd for y in rn]
+    return np.array(rows)
+
+
+def fit_parametric(
+    table: RunsTable,
+    law: str = "chinchilla",
+    *,
+    huber_delta: float = DEFAULT_HUBER_DELTA,
+    bootstrap: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    budgets: Sequence[float] = (),
+    holdout: int = 0,
+    starts: np.ndarray | None = None,
+    bootstrap_starts: str = "warm",
+    warm_starts: int = WARM_STARTS,
+    cross_check: bool = True,
+    tol: Tolerances = Tolerances(),
+) -> LawFit:
+    """Fit `law` to the runs table; see `FORMS` for the laws and `fit_chinchilla` for Approach 3.
+
+    bootstrap_starts="warm" (default) starts each resample from the full-data optimum and the next
+    `warm_starts - 1` best distinct optima of the full grid; "grid" reruns the full start grid on every
+    resample (the literal method, about `bootstrap` times the cost of one fit).
+    """
+    if law not in FORMS:
+        raise UsageError(f"unknown law {law!r}; choose from {', '.join(FORMS)}")
+    if not huber_delta > 0:
+        raise UsageError(f"--huber-delta must be positive, got {huber_delta}")
+    if bootstrap_starts not in ("warm", "grid"):
+        raise ValueError("bootstrap_starts is 'warm' or 'grid'")
+    form = FORMS[law]
+    fit_table, held = holdout_split(table, holdout)
+    check_enough(form, fit_table)
+    X = table_features(form, fit_table)
+    y = np.log(fit_table.column("loss"))
+    data = (X, y, huber_delta)
+
+    grid = form.starts() if starts is None else np.asarray(starts, dtype=np.float64)
+    result = minimize_batched(form.value_and_grad, grid, data=data, tol=tol)
+    if form.name == "data-constrained":
+        second = minimize_batched(form.value_and_grad, _refine_data_constrained(result), data=data, tol=tol)
+        result = _concat(result, second)
+    best = result.best()
+    theta = result.x[best]
+    if not np.isfinite(result.fun[best]):
+        raise UsageError(f"law {law}: no start reached a finite objective; check the table's values")
+
+    samples = _bootstrap(form, fit_table, data, result, grid, bootstrap, seed, bootstrap_starts, warm_starts, tol)
+    natural = {k: float(v) for k, v in form.natural(theta).items()}
+    nat_samples = form.natural(samples) if len(samples) else {}
+    ci = {k: interval(nat_samples[k]) for k in natural} if len(samples) > 1 else {}
+
+    optimal = None
+    if form.allocates or (form.name == "compute" and len(budgets)):
+        optimal = optimal_allocation(form, theta, budgets, samples)
+    elif len(budgets):
+        raise UsageError(f"law {law} is a law of one size alone; it has no compute-optimal allocation for --at")
+
+    hold = None
+    if holdout:
+        pred = form.predict(theta, table_features(form, held))
+        rel = np.abs(pred - held.column("loss")) / held.column("loss")
+        hold = Holdout(runs=holdout, n=held.n_points, mean_abs_rel_error=float(np.mean(rel)),
+                       max_abs_rel_error=float(np.max(rel)))
+
+    check = None
+    if cross_check and form.name == "chinchilla":
+        from scaling.laws.chinchilla import varpro_cross_check
+
+        check = varpro_cross_check(fit_table, natural)
+
+    return LawFit(law=law, params=natural, ci95=ci, objective=float(result.fun[best]), huber_delta=float(huber_delta),
+                  n_points=fit_table.n_points, n_runs=fit_table.n_runs, dropped=dict(fit_table.dropped),
+                  n_starts=len(result.fun), n_converged=int(result.converged.sum()), n_resamples=len(samples),
+                  theta=theta, samples=samples, optimal=optimal, holdout=hold, cross_check=check)
+
+
+def _concat(a: BatchResult, b: BatchResult) -> BatchResult:
+    return BatchResult(*(np.concatenate([getattr(a, f), getattr(b, f)]) for f in
+                         ("x", "fun", "n_iter", "n_eval", "converged")))
+
+
+def _bootstrap(form, table, data, result, grid, n_resamples, seed, mode, warm_starts, tol) -> np.ndarray:
+    """Bootstrap optima (R, P), resampling whole runs.
+
+    Warm starts are sound because a resample reweights the same points: its objective is a small
+    perturbation of the full-data one, so its global minimum lies in the basin of the full-data optimum
+    or of one of the other low optima the full grid found. Starting each resample there finds the same
+    minimum the full grid would, at a few hundredths of the cost; "grid" mode checks that claim.
+    """
+    if n_resamples <= 0:
+        return np.zeros((0, result.x.shape[1]))
+    codes, n_runs = table.run_codes()
+    weights = run_weights(codes, n_runs, n_resamples, seed)
+    starts = distinct_optima(result, warm_starts) if mode == "warm" else grid
+    k = len(starts)
+    rows = np.repeat(np.arange(n_resamples), k)
+    x0 = np.tile(starts, (n_resamples, 1))
+    res = minimize_batched(form.value_and_grad, x0, data=data, weights=weights, weight_rows=rows, tol=tol)
+    f = np.where(np.isfinite(res.fun), res.fun, np.inf).reshape(n_resamples, k)
+    pick = np.argmin(f, axis=1)
+    return res.x.reshape(n_resamples, k, -1)[np.arange(n_resamples), pick]

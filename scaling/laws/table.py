@@ -1,0 +1,208 @@
+"""The runs table a fit reads: loading, validation, derived columns, best-of grouping, holdout split.
+
+Contract (DESIGN.md): one row per finished run or per evaluated checkpoint; `loss` and any two of
+`params`, `tokens`, `flops` are required, the third follows from C = 6 N D. Every user mistake raises
+`UsageError` with one line that names the column, the row and what is allowed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from scaling.errors import UsageError
+
+SIZE_COLUMNS = ("params", "tokens", "flops")
+# Statuses that mean the run did not finish; anything else (or no status column) is kept.
+UNFINISHED = frozenset({"failed", "crashed", "killed", "running", "pending", "queued", "claimed",
+                        "preempted", "error", "errored", "cancelled", "canceled"})
+# Columns that tell runs apart when there is no run_id (per-checkpoint rows of one run share them).
+RUN_KEYS = ("sweep_id", "params", "params_nonembed", "lr", "batch_size", "seed", "epochs", "flops_budget")
+
+
+@dataclass(frozen=True)
+class RunsTable:
+    """A validated runs table.
+
+    `frame` has float columns `params` (the chosen parameter count), `tokens`, `flops`, `loss`, a
+    string column `run` (whole-run identity, for bootstrap and holdout), and every other input column.
+    """
+
+    frame: pd.DataFrame = field(repr=False)
+    n_input: int
+    dropped: Mapping[str, int]
+    params_column: str = "params"
+    source: str = "<DataFrame>"
+
+    @property
+    def n_points(self) -> int:
+        return len(self.frame)
+
+    @property
+    def n_dropped(self) -> int:
+        return int(sum(self.dropped.values()))
+
+    @property
+    def n_runs(self) -> int:
+        return int(self.frame["run"].nunique())
+
+    def column(self, name: str) -> np.ndarray:
+        return self.frame[name].to_numpy(dtype=np.float64)
+
+    def run_codes(self) -> tuple[np.ndarray, int]:
+        """Integer run index of every row and the number of runs."""
+        codes, uniques = pd.factorize(self.frame["run"], sort=False)
+        return codes.astype(np.int64), len(uniques)
+
+    def with_frame(self, frame: pd.DataFrame, **dropped: int) -> "RunsTable":
+        merged = dict(self.dropped)
+        for k, v in dropped.items():
+            if v:
+                merged[k] = merged.get(k, 0) + int(v)
+        return replace(self, frame=frame.reset_index(drop=True), dropped=merged)
+
+
+def read_table(source) -> tuple[pd.DataFrame, str]:
+    """A DataFrame from a DataFrame, a CSV path or a Parquet path."""
+    if isinstance(source, pd.DataFrame):
+        return source.reset_index(drop=True), "<DataFrame>"
+    path = Path(source)
+    if not path.exists():
+        raise UsageError(f"cannot read runs table {path}: no such file")
+    if path.is_dir():
+        raise UsageError(f"cannot read runs table {path}: it is a directory (pass a CSV or Parquet file)")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path)
+    except Exception as err:  # pandas raises many types; the user only needs the first line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError(f"cannot read runs table {path}: {first}") from None
+    return frame, str(path)
+
+
+def load_runs(source, *, params_column: str = "params", best_of: Iterable[str] = ()) -> RunsTable:
+    """Read and validate a runs table (path, or DataFrame) into a `RunsTable`.
+
+    Rows with a missing value in a needed column are dropped and counted; non-numeric, infinite or
+    non-positive values are errors. `params_column` picks which count is N (e.g. `params_nonembed`).
+    `best_of` keeps, for each (N, D), the row with the lowest loss across those hyperparameter columns.
+    """
+    raw, name = read_table(source)
+    raw.columns = [str(c).strip() for c in raw.columns]
+    n_input = len(raw)
+    if n_input == 0:
+        raise UsageError(f"runs table {name} has no rows")
+    frame = raw.copy()
+    if params_column != "params":
+        if params_column not in frame.columns:
+            raise UsageError(f"--params-column {params_column!r} is not a column of the runs table "
+                             f"(columns: {', '.join(map(str, raw.columns))})")
+        if "params" in frame.columns:
+            frame = frame.rename(columns={"params": "params_total"})
+        frame = frame.rename(columns={params_column: "params"})
+    sizes = [c for c in SIZE_COLUMNS if c in frame.columns]
+    if "loss" not in frame.columns or len(sizes) < 2:
+        missing = ["loss"] if "loss" not in frame.columns else []
+        if len(sizes) < 2:
+            missing.append("two of params, tokens, flops")
+        raise UsageError(f"runs table {name} is missing {' and '.join(missing)} "
+                         f"(columns: {', '.join(map(str, raw.columns)) or 'none'})")
+    needed = ["loss", *sizes]
+    for col in needed:
+        frame[col] = numeric_column(frame[col], col)
+
+    dropped: dict[str, int] = {}
+    if "status" in frame.columns:
+        unfinished = frame["status"].astype(str).str.strip().str.lower().isin(UNFINISHED)
+        dropped["unfinished"] = int(unfinished.sum())
+        frame = frame[~unfinished]
+    missing_rows = frame[needed].isna().any(axis=1)
+    dropped["missing values"] = int(missing_rows.sum())
+    frame = frame[~missing_rows]
+    for col in needed:
+        bad = frame[col] <= 0
+        if bad.any():
+            row = bad.idxmax()
+            raise UsageError(f"column {col!r} must be positive; row {row + 1} has {frame.at[row, col]:g}")
+    frame = _derive(frame)
+    frame["run"] = _run_ids(frame)
+    table = RunsTable(frame=frame.reset_index(drop=True), n_input=n_input,
+                      dropped={k: v for k, v in dropped.items() if v}, params_column=params_column,
+                      source=name)
+    if not table.n_points:
+        raise UsageError(f"runs table {name} has no usable rows ({table.n_dropped} dropped: "
+                         f"{describe_dropped(table.dropped)})")
+    best_of = [c.strip() for c in best_of if c.strip()]
+    return keep_best_of(table, best_of) if best_of else table
+
+
+def numeric_column(values: pd.Series, col: str) -> pd.Series:
+    """Floats from a column; one-line UsageError naming the first non-numeric or infinite value."""
+    num = pd.to_numeric(values, errors="coerce")
+    text = values.astype("string").str.strip()
+    bad = num.isna() & values.notna() & ~text.str.lower().isin(["", "nan", "none", "null", "na", "<na>"])
+    if bad.any():
+        row = bad.idxmax()
+        raise UsageError(f"column {col!r} has a non-numeric value {str(values[row])!r} (row {row + 1})")
+    num = num.astype(np.float64)
+    inf = np.isinf(num)
+    if inf.any():
+        row = inf.idxmax()
+        raise UsageError(f"column {col!r} has a non-finite value {num[row]} (row {row + 1})")
+    return num
+
+
+def _derive(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    if "flops" not in frame.columns:
+        frame["flops"] = 6.0 * frame["params"] * frame["tokens"]
+    elif "tokens" not in frame.columns:
+        frame["tokens"] = frame["flops"] / (6.0 * frame["params"])
+    elif "params" not in frame.columns:
+        frame["params"] = frame["flops"] / (6.0 * frame["tokens"])
+    return frame
+
+
+def _run_ids(frame: pd.DataFrame) -> pd.Series:
+    """Whole-run identity: run_id, else the configuration columns when rows are checkpoints, else the row."""
+    rows = pd.Series([f"row{i}" for i in frame.index], index=frame.index)
+    if "run_id" in frame.columns:
+        ids = frame["run_id"].astype("string")
+        return ids.where(frame["run_id"].notna(), rows).astype(str)
+    if "step" in frame.columns:
+        keys = [c for c in RUN_KEYS if c in frame.columns]
+        return frame[keys].astype(str).agg("|".join, axis=1)
+    return rows
+
+
+def keep_best_of(table: RunsTable, columns: list[str]) -> RunsTable:
+    """For each (N, D), keep the lowest-loss row across the swept hyperparameters `columns`."""
+    absent = [c for c in columns if c not in table.frame.columns]
+    if absent:
+        raise UsageError(f"--best-of: no column {absent[0]!r} in the runs table "
+                         f"(columns: {', '.join(c for c in table.frame.columns if c != 'run')})")
+    frame = table.frame
+    best = frame.loc[frame.groupby(["params", "tokens"], sort=False)["loss"].idxmin()]
+    return table.with_frame(best, **{f"not best of {','.join(columns)}": len(frame) - len(best)})
+
+
+def holdout_split(table: RunsTable, k: int) -> tuple[RunsTable, RunsTable]:
+    """(fit, held out): the K runs with the largest compute (their largest FLOP count) are held out."""
+    if k <= 0:
+        return table, table.with_frame(table.frame.iloc[0:0])
+    per_run = table.frame.groupby("run", sort=False)["flops"].max().sort_values(ascending=False, kind="stable")
+    if k >= len(per_run):
+        raise UsageError(f"--holdout {k} leaves no runs to fit (the table has {len(per_run)} runs)")
+    held = table.frame["run"].isin(per_run.index[:k])
+    fit = table.with_frame(table.frame[~held], **{"held out": int(held.sum())})
+    return fit, table.with_frame(table.frame[held])
+
+
+def describe_dropped(dropped: Mapping[str, int]) -> str:
+    """'3 missing values, 1 unfinished' (or 'none')."""
+    return ", ".join(f"{v} {k}" for k, v in dropped.items()) or "none"

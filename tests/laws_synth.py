@@ -1,0 +1,41 @@
+"""Synthetic runs tables drawn from known laws (shared by the tests/test_laws_*.py files)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+
+
+def chinchilla_loss(n, d, p=TRUE):
+    return p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
+
+
+def chinchilla_table(n_points=200, noise=0.005, seed=0, p=TRUE) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = np.exp(rng.uniform(np.log(1e7), np.log(3e10), n_points))
+    d = np.exp(rng.uniform(np.log(1e9), np.log(3e12), n_points))
+    loss = chinchilla_loss(n, d, p) * np.exp(rng.normal(0.0, noise, n_points))
+    return pd.DataFrame({"run_id": [f"r{i}" for i in range(n_points)], "params": n, "tokens": d, "loss": loss})
+
+
+def optimal_n(c, p=TRUE):
+    g = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / (p["alpha"] + p["beta"]))
+    return g * (c / 6) ** (p["beta"] / (p["alpha"] + p["beta"]))
+
+
+def isoflop_table(budgets=(1e18, 1e19, 1e20, 1e21), sizes=9, span=1.5, noise=0.002, seed=0, p=TRUE,
+                  shift=None) -> pd.DataFrame:
+    """Runs around each budget's optimum: log N in [log N_opt - span, + span]; `shift` moves the sampled
+    sizes of one budget (index, log offset) to put its minimum off range."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, c in enumerate(budgets):
+        centre = np.log(optimal_n(c, p)) + (shift[1] if shift and shift[0] == i else 0.0)
+        for j, log_n in enumerate(np.linspace(centre - span, centre + span, sizes)):
+            n = np.exp(log_n)
+            d = c / (6 * n)
+            loss = chinchilla_loss(n, d, p) * np.exp(rng.normal(0.0, noise))
+            # FLOP counts a little off the budget, as rounding of steps makes them in a real sweep.
+            rows.append({"run_id": f"b{i}s{j}", "params": n, "flops": c * (1 + 0.01 * rng.uniform(-1, 1)), "loss": loss})
+    return pd.DataFrame(rows)

@@ -1,0 +1,126 @@
+"""`scaling fit`: the happy path writes the fit JSON; every bad input exits 2 with one line."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scaling.cli import main
+from laws_synth import chinchilla_table, isoflop_table
+
+
+@pytest.fixture
+def runs_csv(tmp_path):
+    path = tmp_path / "runs.csv"
+    df = chinchilla_table(n_points=60, noise=0.005, seed=7)
+    df.loc[3, "loss"] = np.nan
+    df.to_csv(path, index=False)
+    return path
+
+
+def _error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("scaling fit: error: "), err
+    return err
+
+
+def test_fit_prints_table_and_writes_json(runs_csv, tmp_path, capsys):
+    out_json = tmp_path / "fit.json"
+    assert main(["fit", str(runs_csv), "--json", str(out_json), "--at", "1e21,1e24", "--bootstrap", "16",
+                 "--holdout", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "56 points used, 4 dropped (1 missing values, 3 held out)" in out
+    assert "95% interval" in out and "alpha" in out and "objective" in out
+    fit = json.loads(out_json.read_text())
+    assert fit["law"] == "chinchilla" and fit["n_points"] == 56 and fit["huber_delta"] == 0.001
+    assert set(fit["params"]) == set(fit["ci95"]) == {"E", "A", "B", "alpha", "beta"}
+    assert [p["flops"] for p in fit["optimal"]["at"]] == [1e21, 1e24]
+    assert fit["holdout"]["n"] == 3 and fit["holdout"]["mean_abs_rel_error"] < 0.05
+    assert fit["n_starts"] == 4500
+
+
+def test_isoflop_json(tmp_path, capsys):
+    path = tmp_path / "iso.parquet"
+    isoflop_table().to_parquet(path)
+    out_json = tmp_path / "iso.json"
+    assert main(["fit", str(path), "--law", "isoflop", "--json", str(out_json), "--bootstrap", "50"]) == 0
+    fit = json.loads(out_json.read_text())
+    assert fit["law"] == "isoflop" and len(fit["budgets"]) == 4
+    assert set(fit["budgets"][0]) >= {"flops", "n_opt", "d_opt", "loss_opt", "interior"}
+    assert set(fit["n_opt"]) >= {"coefficient", "exponent", "ci95"} and len(fit["n_opt"]["ci95"]) == 2
+    assert set(fit["d_opt"]) >= {"coefficient", "exponent", "ci95"}
+
+
+def _csv(tmp_path, df, name="bad.csv"):
+    path = tmp_path / name
+    df.to_csv(path, index=False)
+    return str(path)
+
+
+def test_missing_columns(tmp_path, capsys):
+    err = _error(capsys, ["fit", _csv(tmp_path, pd.DataFrame({"params": [1e6, 2e6], "loss": [3.0, 2.0]}))])
+    assert "two of params, tokens, flops" in err
+    err = _error(capsys, ["fit", _csv(tmp_path, pd.DataFrame({"params": [1e6], "tokens": [1e9]}))])
+    assert "missing loss" in err
+
+
+def test_non_positive_value(tmp_path, capsys):
+    df = chinchilla_table(n_points=10)
+    df.loc[4, "params"] = 0
+    assert "'params' must be positive; row 5 has 0" in _error(capsys, ["fit", _csv(tmp_path, df)])
+    df = chinchilla_table(n_points=10)
+    df.loc[2, "loss"] = -1.5
+    assert "'loss' must be positive" in _error(capsys, ["fit", _csv(tmp_path, df)])
+
+
+def test_non_numeric_value(tmp_path, capsys):
+    df = chinchilla_table(n_points=10).astype({"tokens": object})
+    df.loc[6, "tokens"] = "lots"
+    assert "non-numeric value 'lots' (row 7)" in _error(capsys, ["fit", _csv(tmp_path, df)])
+
+
+def test_too_few_points(tmp_path, capsys):
+    df = chinchilla_table(n_points=5)
+    assert "needs at least 6 points; the table has 5" in _error(capsys, ["fit", _csv(tmp_path, df)])
+
+
+def test_too_few_budgets(tmp_path, capsys):
+    df = isoflop_table(budgets=(1e18,))
+    err = _error(capsys, ["fit", _csv(tmp_path, df), "--law", "isoflop"])
+    assert "needs at least 2 budgets with at least 3 model sizes each; the table has 1" in err
+
+
+def test_unreadable_files(tmp_path, capsys):
+    assert "no such file" in _error(capsys, ["fit", str(tmp_path / "nope.csv")])
+    garbage = tmp_path / "runs.parquet"
+    garbage.write_bytes(b"not a parquet file")
+    assert "cannot read runs table" in _error(capsys, ["fit", str(garbage)])
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert "cannot read runs table" in _error(capsys, ["fit", str(empty)])
+
+
+def test_other_usage_errors(runs_csv, capsys):
+    assert "--at takes FLOP budgets" in _error(capsys, ["fit", str(runs_csv), "--at", "1e21,big"])
+    assert "--best-of: no column 'lr'" in _error(capsys, ["fit", str(runs_csv), "--best-of", "lr"])
+    assert "leaves no runs to fit" in _error(capsys, ["fit", str(runs_csv), "--holdout", "59"])
+    assert "needs an 'epochs' column" in _error(capsys, ["fit", str(runs_csv), "--law", "data-constrained"])
+    assert "pass a runs table" in _error(capsys, ["fit"])
+    assert "--params-column 'params_nonembed'" in _error(capsys, ["fit", str(runs_csv), "--params-column",
+                                                                  "params_nonembed"])
+
+
+def test_unknown_sweep_is_refused(capsys, tmp_path):
+    err = _error(capsys, ["--home", str(tmp_path), "fit", "--sweep", "abc"])
+    assert "no sweep 'abc'" in err
+
+
+def test_help_lists_the_laws(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for law in ("chinchilla", "isoflop", "envelope", "kaplan-n", "kaplan-d", "kaplan-joint", "compute",
+                "data-constrained"):
+        assert law in out
