@@ -234,6 +234,7 @@ def _build_parser() -> argparse.ArgumentParser:
                                    "Chinchilla's three approaches, and write reports/demo/. Rerunning continues it.")
     p.add_argument("--home", default=argparse.SUPPRESS)
     p.add_argument("--out", help="report directory (default reports/demo)")
+    p.add_argument("--agents", type=int, default=2, help="agent processes taking runs from the sweep (default 2)")
     p.set_defaults(func=cmd_demo)
 
     from scaling import fitcmd, sweepcmd

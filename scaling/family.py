@@ -4,7 +4,8 @@ Recipe (one place for every size-dependent choice):
 - width `d_model` is a multiple of 16 below 256 and of 64 from 256 up (SIMD / tensor-core friendly);
 - depth `n_layers = clamp(round(d_model / 64), 1, 48)`: the GPT-3/Chinchilla aspect ratio of ~64-128
   width per layer, kept at the low end because small models gain more from depth;
-- heads of 64 dimensions from width 256 up, and 4 heads below it (head_dim = d_model / 4);
+- heads of 64 dimensions from width 256 up; below it up to 4 heads of at least 16 dimensions (narrower
+  heads make the T x T attention tensors, not the matmuls, dominate a small model's step time);
 - SwiGLU hidden size 8/3·d (GELU: 4·d), rounded up to the width multiple;
 - peak learning rate and batch size from `default_lr` and `default_batch_size` below.
 Given a target N, the recipe walks the allowed widths and picks the shape whose total parameter count
@@ -140,7 +141,7 @@ def shape_for_width(
     if n_layers is None:
         n_layers = min(48, max(1, round(d_model / 64)))
     if n_heads is None:
-        n_heads = d_model // 64 if d_model >= 256 and d_model % 64 == 0 else 4
+        n_heads = d_model // 64 if d_model >= 256 and d_model % 64 == 0 else max(1, min(4, d_model // 16))
     if d_ff is None:
         hidden = 8 * d_model / 3 if mlp == "swiglu" else 4 * d_model
         d_ff = _round_up(hidden, width_multiple(d_model))

@@ -99,7 +99,7 @@ def gather(home, sweep: str | None = None, csv: str | None = None) -> ReportData
         return ReportData(runs=frame.reset_index(drop=True), steps=steps, source=csv)
     from scaling.store import RunHome, runs_table
 
-    home = RunHome(home)
+    home = home if isinstance(home, RunHome) else RunHome(home)
     if sweep is None:
         raise UsageError("give --sweep SWEEP or a RUNS.csv")
     try:

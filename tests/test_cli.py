@@ -44,7 +44,15 @@ def test_family_refuses_non_numbers(capsys):
 
 
 @pytest.mark.slow
-def test_demo_learns_well_below_the_unigram_entropy(tmp_path, capsys):
-    assert main(["--home", str(tmp_path / "runs"), "demo"]) == 0
+def test_demo_runs_the_sweep_fits_and_writes_the_report(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--home", str(tmp_path / "runs"), "demo", "--out", str(tmp_path / "report")]) == 0
     out = capsys.readouterr().out
-    assert "byte-unigram entropy" in out
+    assert "N_opt ∝ C^" in out and "report:" in out and "C = 1.00e+12" in out
+    assert (tmp_path / "report" / "index.html").exists()
+    figures = {p.stem for p in (tmp_path / "report" / "figures").glob("*.png")}
+    assert {"training_curves", "isoflop_profiles", "compute_optimal", "loss_contours", "predicted_vs_observed",
+            "holdout"} <= figures
+    # a second run reuses every finished run
+    assert main(["--home", str(tmp_path / "runs"), "demo", "--out", str(tmp_path / "report")]) == 0
+    assert "sweep 0 s" in capsys.readouterr().out
