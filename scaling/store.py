@@ -227,6 +227,8 @@ class RunHome:
         pending) or dropped. Run it while no agent is running: it does not preserve live claims."""
         import yaml
 
+        from scaling import track
+
         counts = {"sweeps": 0, "runs": 0, "reset": 0, "dropped": 0}
         for path in sorted(glob.glob(os.path.join(self.sweeps_dir, "*.json"))):
             try:
@@ -249,7 +251,7 @@ class RunHome:
                     record = yaml.safe_load(fh) or {}
             except (OSError, yaml.YAMLError):
                 continue
-            summary = _read_json(os.path.join(os.path.dirname(cfg_path), "summary.json"))
+            summary = track.read_json(os.path.join(os.path.dirname(cfg_path), "summary.json"))
             found[run_id] = (record, summary)
 
         now = time.time()
@@ -296,14 +298,6 @@ def _row(row: sqlite3.Row) -> dict:
         if key in out:
             out[key] = json.loads(out[key]) if out[key] else None
     return out
-
-
-def _read_json(path: str) -> dict | None:
-    try:
-        with open(path) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
 
 
 # ---- the runs table ----------------------------------------------------------------------------------

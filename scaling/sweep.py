@@ -657,7 +657,7 @@ class Agent:
         return train_run(plan, self.home, on_progress=on_progress)
 
     def _train_subprocess(self, run_id: str, config: dict, state: dict, beat: _Heartbeat):
-        from scaling.store import _read_json
+        from scaling.track import read_json
 
         run_dir = self.home.run_dir(run_id)
         os.makedirs(run_dir, exist_ok=True)
@@ -689,7 +689,7 @@ class Agent:
                     signalled = True
         # A summary from an earlier attempt must not pass for this one's.
         fresh = os.path.exists(summary_path) and os.path.getmtime(summary_path) >= started - 1
-        summary = _read_json(summary_path) if fresh else None
+        summary = read_json(summary_path) if fresh else None
         if summary and summary.get("run_id") == run_id and proc.returncode in (0, 1, 130):
             return summary, None
         return None, f"scaling train exited {proc.returncode}: {_last_text_line(log_path)}"

@@ -41,6 +41,15 @@ def _jsonable(value):
     return value
 
 
+def read_json(path: str) -> dict | None:
+    """A JSON file written by write_atomic, or None when it is missing or unreadable."""
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
 def read_metrics(path: str) -> list[dict]:
     """Rows of metrics.jsonl; a torn last line (a crash mid-write) is skipped, not fatal."""
     rows = []

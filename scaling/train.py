@@ -268,16 +268,6 @@ def _same_run(old: dict, new: dict) -> list[str]:
     return sorted(k for k in set(a) | set(b) if k not in _VOLATILE_KEYS and a.get(k) != b.get(k))
 
 
-def _read_json(path: str) -> dict | None:
-    import json
-
-    try:
-        with open(path) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
-
-
 def train_run(
     plan: RunPlan,
     home=None,
@@ -313,7 +303,7 @@ def train_run(
         if diff:
             raise UsageError(f"run_id={plan.run_id!r} exists with a different config ({', '.join(diff)}); "
                              "use another run_id")
-        done = _read_json(os.path.join(run_dir, "summary.json"))
+        done = track.read_json(os.path.join(run_dir, "summary.json"))
         if done and done.get("status") == "complete":
             return done
 
