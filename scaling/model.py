@@ -43,15 +43,15 @@ class Attention(nnx.Module):
         else:
             self.q_norm = self.k_norm = None
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        batch, seq, d = x.shape
+    def __call__(self, x: jax.Array, batch: int) -> jax.Array:
+        tokens, d = x.shape
         q, k, v = jnp.split(self.qkv(x), 3, axis=-1)
-        q, k, v = (t.reshape(batch, seq, self.n_heads, self.head_dim) for t in (q, k, v))
+        q, k, v = (t.reshape(batch, tokens // batch, self.n_heads, self.head_dim) for t in (q, k, v))
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = rotary(q), rotary(k)
         y = jax.nn.dot_product_attention(q, k, v, is_causal=True)
-        return self.proj(y.reshape(batch, seq, d))
+        return self.proj(y.reshape(tokens, d))
 
 
 class MLP(nnx.Module):
@@ -78,8 +78,8 @@ class Block(nnx.Module):
         self.mlp_norm = nnx.RMSNorm(shape.d_model, epsilon=1e-6, dtype=dtype, rngs=rngs)
         self.mlp = MLP(shape, dtype, rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = x + self.attn(self.attn_norm(x))
+    def __call__(self, x: jax.Array, batch: int) -> jax.Array:
+        x = x + self.attn(self.attn_norm(x), batch)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -95,13 +95,18 @@ class Transformer(nnx.Module):
         self.unembed = None if shape.tied else _dense(shape.d_model, shape.vocab_size, dtype, rngs)
 
     def __call__(self, tokens: jax.Array) -> jax.Array:
-        """Token ids (batch, seq) -> float32 logits (batch, seq, vocab)."""
-        x = self.embed(tokens)
+        """Token ids (batch, seq) -> float32 logits (batch, seq, vocab).
+
+        Activations are kept as a (batch * seq, d_model) matrix between attention calls: the weight
+        gradients are then plain 2-D matmuls, which XLA's CPU backend runs twice as fast as the same
+        contraction over (batch, seq)."""
+        batch, seq = tokens.shape
+        x = self.embed(tokens.reshape(batch * seq))
         for block in self.blocks:
-            x = block(x)
+            x = block(x, batch)
         x = self.final_norm(x)
         logits = self.embed.attend(x) if self.unembed is None else self.unembed(x)
-        return logits.astype(jnp.float32)
+        return logits.astype(jnp.float32).reshape(batch, seq, -1)
 
 
 def count_params(model: nnx.Module) -> int:
