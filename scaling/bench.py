@@ -51,4 +51,4 @@ def run(args) -> None:
         print(f"{r['shape']:>14} {r['params']:>12,} {r['step_ms']:>9.1f} {r['tokens_per_s']:>10,.0f} "
               f"{r['model_flops_per_s'] / 1e9:>9.1f} {100 * r['model_flops_per_s'] / ceiling:>5.1f}% "
               f"{r['compile_s']:>7.1f}s")
-    print(f"(batch {args.batch_size} x seq {args.seq_len}; FLOPs from scaling.family, 3 x forward, full-square attention)")
+    print(f"(batch {args.batch_size} x seq {args.seq_len}; FLOPs from scaling.family, 3 x forward, executed causal-attention blocks)")

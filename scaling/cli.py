@@ -115,7 +115,7 @@ def cmd_family(args) -> int:
         print(f"{t:>8.0e} {s.describe():>15} {s.d_ff:>6} {s.params:>15,} {s.params_nonembed:>15,} "
               f"{s.flops_per_token():>12.4g}")
     print(f"(vocab {args.vocab_size}, seq {args.seq_len}, {args.mlp}, {'untied' if args.untied else 'tied'};"
-          " FLOPs/token = training, 3 x forward, full-square attention: see scaling/family.py)")
+          " FLOPs/token = training, 3 x forward, executed causal-attention blocks: see scaling/family.py)")
     return 0
 
 

@@ -53,7 +53,7 @@ def test_shape_that_does_not_divide_is_refused_with_the_allowed_values():
 
 def test_causal_fraction_halves_only_the_attention_term():
     s = SHAPES[1]
-    full, half = s.flops_per_token(), s.flops_per_token(causal_fraction=0.5)
+    full, half = s.flops_per_token(causal_fraction=1.0), s.flops_per_token(causal_fraction=0.5)
     attention = 3 * 2 * 2 * s.n_layers * s.seq_len * s.d_model
     assert full - half == pytest.approx(attention / 2)
 
@@ -71,3 +71,19 @@ def test_flops_formula_agrees_with_xla_cost_analysis_of_the_train_step(width, la
     cost = cost[0] if isinstance(cost, list) else cost
     formula = shape.flops_per_token() * batch * seq
     assert cost["flops"] == pytest.approx(formula, rel=0.10), (cost["flops"], formula)
+
+
+def test_block_causal_attention_equals_the_masked_full_square():
+    from scaling.model import causal_attention
+
+    q, k, v = (jax.random.normal(jax.random.key(i), (2, 256, 2, 16)) for i in range(3))
+    full = jax.nn.dot_product_attention(q, k, v, is_causal=True)
+    for n_blocks in (2, 4, 8):
+        assert jnp.allclose(causal_attention(q, k, v, n_blocks), full, atol=1e-5)
+
+
+def test_flops_count_the_executed_attention_blocks():
+    assert shape_for_width(64, seq_len=64).executed_attention_fraction == 1.0
+    assert shape_for_width(64, seq_len=128).executed_attention_fraction == 0.75
+    assert shape_for_width(64, seq_len=256).executed_attention_fraction == 0.625
+    assert shape_for_width(64, seq_len=100).attention_blocks == 1  # not a multiple of the block
