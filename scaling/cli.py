@@ -3,11 +3,11 @@ so that `--help` answers at once."""
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
 
+from scaling.display import duration, number
 from scaling.errors import UsageError
 
 TRAIN_EPILOG = """\
@@ -24,26 +24,6 @@ Running the same run_id again resumes it from its latest checkpoint (or prints i
 """
 
 
-def _fmt(x, digits: int = 4) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float):
-        if not math.isfinite(x):
-            return str(x)
-        if x != 0 and (abs(x) >= 1e5 or abs(x) < 1e-3):
-            return f"{x:.{digits - 1}e}"
-        return f"{x:.{digits}g}"
-    return str(x)
-
-
-def _duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
 class ProgressLine:
     """One live line on a terminal; a line per ~10% of the run when output is a log file."""
 
@@ -53,7 +33,7 @@ class ProgressLine:
     def __call__(self, p) -> None:
         text = (f"step {p.step}/{p.steps}  loss {p.loss:.4f}"
                 + (f"  eval {p.eval_loss:.4f}" if p.eval_loss is not None else "")
-                + f"  {p.tokens_per_s / 1e3:.1f}k tok/s  MFU {100 * p.mfu:.1f}%  ETA {_duration(p.eta_s)}")
+                + f"  {p.tokens_per_s / 1e3:.1f}k tok/s  MFU {100 * p.mfu:.1f}%  ETA {duration(p.eta_s)}")
         if self.tty:
             self.stream.write("\r\x1b[2K" + text + ("\n" if p.step == p.steps else ""))
             self.stream.flush()
@@ -70,7 +50,7 @@ def print_summary(s: dict) -> None:
         ("N params", f"{s['params']:,}  (non-embedding {s['params_nonembed']:,})"),
         ("D tokens", f"{s['tokens']:,}  ({s['epochs']:.3g} epochs of {s['corpus']})"),
         ("C flops", f"6ND = {s['flops']:.4g}   model = {s['flops_model']:.4g}"),
-        ("eval loss", f"{_fmt(s['eval_loss'])} nats/token   (train {_fmt(s['train_loss'])})"),
+        ("eval loss", f"{number(s['eval_loss'])} nats/token   (train {number(s['train_loss'])})"),
         ("unigram H", f"{s['unigram_entropy']:.4f} nats/token  (the loss of a model that ignores context)"),
         ("speed", f"{s['tokens_per_s']:,.0f} tokens/s   MFU {100 * (s['mfu'] or 0):.1f}% of "
                   f"{s['ceiling_flops'] / 1e9:.0f} GFLOP/s"),

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from scaling.display import number as fmt
 from scaling.errors import UsageError
 
 PUBLISHED_PATH = Path(__file__).resolve().parent.parent / "analysis" / "published.yaml"
@@ -205,7 +206,7 @@ def _chinchilla_line(published: dict):
     return (lambda c: G * (np.asarray(c) / 6) ** a), (lambda c: (np.asarray(c) / 6) ** b / G), ref["title"]
 
 
-def fig_training_curves(data: ReportData, fits: Fits, ax):
+def fig_training_curves(data: ReportData, fits: Fits, published: dict, ax):
     steps = data.steps
     mapper = _size_colors(data.runs["params"].to_numpy())
     for run_id, rows in steps.groupby("run_id"):
@@ -222,7 +223,7 @@ def fig_training_curves(data: ReportData, fits: Fits, ax):
     ax.figure.colorbar(mapper, ax=ax, label="parameters N")
 
 
-def fig_isoflop(data: ReportData, fits: Fits, ax):
+def fig_isoflop(data: ReportData, fits: Fits, published: dict, ax):
     iso = fits.results.get("isoflop")
     runs = data.runs
     budgets = sorted(runs["flops_budget"].dropna().unique()) if "flops_budget" in runs.columns else []
@@ -307,7 +308,7 @@ def _optimal_curve(res, grid, which):
     return mid, band
 
 
-def fig_contours(data: ReportData, fits: Fits, ax):
+def fig_contours(data: ReportData, fits: Fits, published: dict, ax):
     res = fits.results["chinchilla"]
     runs = data.runs
     n = np.geomspace(runs["params"].min() / 3, runs["params"].max() * 3, 120)
@@ -332,7 +333,7 @@ def fig_contours(data: ReportData, fits: Fits, ax):
     ax.legend(loc="lower left", fontsize=7)
 
 
-def fig_residuals(data: ReportData, fits: Fits, axes):
+def fig_residuals(data: ReportData, fits: Fits, published: dict, axes):
     res = fits.results["chinchilla"]
     runs = data.runs
     pred = res.predict(params=runs["params"].to_numpy(), tokens=runs["tokens"].to_numpy())
@@ -354,7 +355,7 @@ def fig_residuals(data: ReportData, fits: Fits, axes):
     ax.set_title("Residuals")
 
 
-def fig_holdout(data: ReportData, fits: Fits, ax):
+def fig_holdout(data: ReportData, fits: Fits, published: dict, ax):
     rows = fits.holdout_rows
     ax.scatter(rows["params"], rows["loss"], color="k", label="observed (held out)", zorder=3)
     ax.scatter(rows["params"], rows["predicted"], marker="x", color="C3", s=60,
@@ -394,10 +395,7 @@ def draw_figures(data: ReportData, fits: Fits, published: dict, out_dir: str) ->
         if not applies(data, fits, published):
             continue
         fig, axes = plt.subplots(1, n_axes, figsize=size, constrained_layout=True)
-        if name == "compute_optimal":
-            draw(data, fits, published, axes)
-        else:
-            draw(data, fits, axes if n_axes > 1 else axes)
+        draw(data, fits, published, axes)
         png, svg = os.path.join(fig_dir, f"{name}.png"), os.path.join(fig_dir, f"{name}.svg")
         fig.savefig(png)
         fig.savefig(svg)
@@ -407,15 +405,6 @@ def draw_figures(data: ReportData, fits: Fits, published: dict, out_dir: str) ->
 
 
 # ---- tables ------------------------------------------------------------------------------------
-def fmt(x, digits: int = 4) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "–"
-    x = float(x)
-    if x != 0 and (abs(x) >= 1e5 or abs(x) < 1e-3):
-        return f"{x:.{digits - 1}e}"
-    return f"{x:.{digits}g}"
-
-
 def fmt_ci(ci) -> str:
     return f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "–"
 

@@ -3,10 +3,10 @@ scaling.sweep, scaling.slurm and scaling.store."""
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 
+from scaling.display import duration, number
 from scaling.errors import UsageError
 
 SWEEP_EPILOG = """\
@@ -19,22 +19,6 @@ examples:
 Online instead (W&B's server chooses the points, same file):
   wandb sweep sweeps/demo.yaml && wandb agent ENTITY/PROJECT/ID
 """
-
-
-def _duration(seconds) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def _num(x, digits: int = 4) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float) and math.isfinite(x):
-        return f"{x:.{digits}g}"
-    return str(x)
 
 
 # ---- create ---------------------------------------------------------------------------------------
@@ -98,14 +82,14 @@ class AgentDisplay:
     def on_progress(self, run_id, step, steps, loss, eval_loss, tokens_per_s) -> None:
         if not self.live or self.current is None:
             return
-        info = f"loss {_num(loss)}" + (f"  eval {_num(eval_loss)}" if eval_loss is not None else "")
+        info = f"loss {number(loss)}" + (f"  eval {number(eval_loss)}" if eval_loss is not None else "")
         if tokens_per_s:
             info += f"  {tokens_per_s / 1e3:.1f}k tok/s"
         self.progress.update(self.current, completed=step, total=steps, info=info)
 
     def on_finished(self, run_id, status, reason, summary, resumed, wall_s, startup_s, done, total) -> None:
         loss = summary.get("eval_loss") if summary else None
-        line = (f"[{done}/{total}] {run_id} {status}" + (f"  eval {_num(loss)}" if loss is not None else "")
+        line = (f"[{done}/{total}] {run_id} {status}" + (f"  eval {number(loss)}" if loss is not None else "")
                 + f"  {wall_s:.1f} s" + (f" (first step after {startup_s:.1f} s)" if startup_s is not None else "")
                 + (f"  {reason}" if reason else ""))
         if self.live:
@@ -175,12 +159,12 @@ def cmd_status(args) -> int:
           + ", ".join(f"{counts[k]} {k}" for k in STATUSES if counts.get(k)))
     finished = sum(counts.get(k, 0) for k in ("complete", "diverged", "failed"))
     total = st["total"] - counts.get("skipped", 0)
-    print(f"  done {finished}/{total}; {st['agents']} agent(s) active; elapsed {_duration(time.time() - st['created'])}; "
-          f"ETA {_duration(st['eta_s']) if st['eta_s'] is not None else '? (no finished run to time yet)'}"
+    print(f"  done {finished}/{total}; {st['agents']} agent(s) active; elapsed {duration(time.time() - st['created'])}; "
+          f"ETA {duration(st['eta_s']) if st['eta_s'] is not None else '? (no finished run to time yet)'}"
           + ("" if st["agents"] or not (total - finished) else " (if one agent runs)"))
     for c in st["current"]:
         step = f"step {c.get('step', 0)}/{c.get('steps') or '?'}" if c.get("step") else "starting"
-        print(f"  running {c['run_id']}  {step}  loss {_num(c.get('loss'))}  by {c['agent']}"
+        print(f"  running {c['run_id']}  {step}  loss {number(c.get('loss'))}  by {c['agent']}"
               f"  lease {c['lease_left_s']:.0f} s" + (f"  attempt {c['attempts']}" if c["attempts"] > 1 else ""))
     for run_id in st["stale"]:
         print(f"  stale   {run_id}: its agent stopped renewing the lease; the next agent takes it over")

@@ -150,10 +150,6 @@ class WandbTracker:
         self.run.define_metric("eval/*", step_metric="tokens")
         self.run.define_metric("eval/loss", step_metric="tokens", summary="min")
 
-    @property
-    def chosen_config(self) -> dict:
-        return dict(self.run.config) if self.run is not None else {}
-
     def log(self, metrics: dict) -> None:
         row = {}
         for key, value in metrics.items():

@@ -43,21 +43,28 @@ class RunPlan:
     def tokens_per_step(self) -> int:
         return self.batch_size * self.shape.seq_len
 
+    def accounting(self, step: int) -> dict:
+        """D, C = 6ND, the model's exact FLOPs and epochs after `step` optimizer steps (DESIGN.md)."""
+        tokens = step * self.tokens_per_step
+        return {"tokens": tokens, "flops": 6.0 * self.shape.params * tokens,
+                "flops_model": float(self.shape.flops_per_token()) * tokens,
+                "epochs": tokens / len(self.corpus.train)}
+
     @property
     def tokens(self) -> int:
         return self.steps * self.tokens_per_step
 
     @property
     def flops(self) -> float:
-        return 6.0 * self.shape.params * self.tokens
+        return self.accounting(self.steps)["flops"]
 
     @property
     def flops_model(self) -> float:
-        return float(self.shape.flops_per_token()) * self.tokens
+        return self.accounting(self.steps)["flops_model"]
 
     @property
     def epochs(self) -> float:
-        return self.tokens / len(self.corpus.train)
+        return self.accounting(self.steps)["epochs"]
 
     @property
     def eval_steps(self) -> list[int]:
@@ -363,8 +370,8 @@ def train_run(
             elapsed = time.perf_counter() - t_steady
             tok_s = steady_steps * plan.tokens_per_step / elapsed if steady_steps and elapsed > 0 else 0.0
             mfu = tok_s / plan.tokens_per_step * flops_per_step / ceiling if ceiling else 0.0
-            row = {"step": step, "tokens": step * plan.tokens_per_step, "flops": 6.0 * shape.params * step *
-                   plan.tokens_per_step, "loss": train_loss, "grad_norm": float(gnorm), "lr": float(lrs[step - 1]),
+            done = plan.accounting(step)
+            row = {"step": step, "tokens": done["tokens"], "flops": done["flops"], "loss": train_loss, "grad_norm": float(gnorm), "lr": float(lrs[step - 1]),
                    "tokens_per_s": tok_s, "wall_s": wall_before + time.perf_counter() - t_start}
             if not math.isfinite(train_loss):
                 status = "diverged"
@@ -402,12 +409,11 @@ def train_run(
     summary = {
         "run_id": plan.run_id, "name": plan.name, "status": status, "sweep_id": cfg.sweep,
         "params": shape.params, "params_nonembed": shape.params_nonembed,
-        "tokens": step * plan.tokens_per_step, "flops": 6.0 * shape.params * step * plan.tokens_per_step,
-        "flops_model": float(shape.flops_per_token()) * step * plan.tokens_per_step,
+        **plan.accounting(step),
         "step": step, "steps": plan.steps, "eval_loss": last_eval if step == plan.steps else None,
         "train_loss": train_loss, "tokens_per_s": tok_s,
         "mfu": tok_s / plan.tokens_per_step * flops_per_step / ceiling if ceiling else None,
-        "ceiling_flops": ceiling, "wall_s": wall, "epochs": step * plan.tokens_per_step / len(plan.corpus.train),
+        "ceiling_flops": ceiling, "wall_s": wall,
         "lr": plan.lr, "batch_size": plan.batch_size, "seq_len": shape.seq_len, "seed": cfg.seed,
         "d_model": shape.d_model, "n_layers": shape.n_layers, "n_heads": shape.n_heads,
         "corpus": plan.corpus.name, "corpus_fingerprint": plan.corpus.fingerprint,

@@ -1,0 +1,27 @@
+"""How numbers and durations read on a terminal and in reports: one place, so they agree everywhere."""
+from __future__ import annotations
+
+import math
+
+
+def number(x, digits: int = 4, missing: str = "–") -> str:
+    """Significant digits, scientific notation outside [1e-3, 1e5); non-finite values as they are."""
+    if x is None:
+        return missing
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return str(x)
+    x = float(x)
+    if not math.isfinite(x):
+        return str(x)
+    if x != 0 and (abs(x) >= 1e5 or abs(x) < 1e-3):
+        return f"{x:.{digits - 1}e}"
+    return f"{x:.{digits}g}"
+
+
+def duration(seconds) -> str:
+    """h:mm:ss or m:ss; '?' when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
