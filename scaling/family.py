@@ -1,6 +1,6 @@
 """The size recipe: a target parameter count (or a width) -> a ModelShape, and the exact accounting.
 
-Recipe (one place for every size-dependent choice):
+Recipe (`Recipe`, one frozen object for every size-dependent choice; `scaling family --recipe` prints it):
 - width `d_model` is a multiple of 16 below 256 and of 64 from 256 up (SIMD / tensor-core friendly);
 - depth `n_layers = clamp(round(d_model / 64), 1, 48)`: the GPT-3/Chinchilla aspect ratio of ~64-128
   width per layer, kept at the low end because small models gain more from depth;
@@ -131,12 +131,86 @@ class ModelShape:
 
 
 # ---- the recipe --------------------------------------------------------------------------------
-def width_multiple(d_model: int) -> int:
-    return 16 if d_model < 256 else 64
+@dataclass(frozen=True)
+class Recipe:
+    """Every size-dependent choice of the family, in one frozen object (see the module docstring)."""
+
+    min_width: int = 16
+    """The narrowest model."""
+    max_width: int = 16384
+    """The widest model `shape_for_params` considers."""
+    small_width_multiple: int = 16
+    """Widths below `large_width` are multiples of this (SIMD-friendly on CPU)."""
+    large_width: int = 256
+    """From this width up, widths are multiples of `large_width_multiple` and heads `large_head_dim` wide."""
+    large_width_multiple: int = 64
+    """Width multiple from `large_width` up (tensor-core friendly)."""
+    width_per_layer: int = 64
+    """Depth = round(width / this): the GPT-3/Chinchilla aspect ratio's low end (small models gain from depth)."""
+    max_layers: int = 48
+    """Depth is clamped to [1, max_layers]."""
+    large_head_dim: int = 64
+    """Head size from `large_width` up."""
+    small_max_heads: int = 4
+    """Below `large_width`: at most this many heads ..."""
+    small_min_head_dim: int = 16
+    """... each at least this wide (narrower heads make the T x T attention tensors dominate the step)."""
+    swiglu_hidden_ratio: float = 8 / 3
+    """SwiGLU hidden size / width, rounded up to the width multiple (same parameters as a 4x GELU MLP)."""
+    gelu_hidden_ratio: float = 4.0
+    """GELU hidden size / width."""
+    lr_reference: float = 3e-3
+    """Peak AdamW learning rate at `lr_reference_width`, scaled as 1/sqrt(width)."""
+    lr_reference_width: int = 256
+    """The width at which the peak learning rate is `lr_reference`."""
+    lr_min: float = 3e-4
+    """The learning-rate rule is clipped to [lr_min, lr_max]."""
+    lr_max: float = 1e-2
+    """Upper clip of the learning-rate rule."""
+    batch_size: int = 16
+    """Sequences per step below `batch_doubling_from` parameters (keeps small CPU runs many steps long)."""
+    batch_doubling_from: float = 1e7
+    """From this many parameters up the batch doubles per decade (larger models tolerate larger batches) ..."""
+    batch_max_doublings: int = 5
+    """... at most this many times."""
+
+    def width_multiple(self, d_model: int) -> int:
+        return self.small_width_multiple if d_model < self.large_width else self.large_width_multiple
+
+    def allowed_widths(self) -> list[int]:
+        step = self.small_width_multiple
+        return [w for w in range(self.min_width, self.max_width + 1, step) if w % self.width_multiple(w) == 0]
+
+    def fields(self) -> list[tuple[str, object, str]]:
+        """(name, value, what it means) for every field, for `scaling family --recipe`."""
+        docs = _field_docs(type(self))
+        return [(f.name, getattr(self, f.name), docs.get(f.name, "")) for f in dataclasses.fields(self)]
 
 
-def allowed_widths(max_width: int = 16384) -> list[int]:
-    return [w for w in range(16, max_width + 1, 16) if w % width_multiple(w) == 0]
+def _field_docs(cls) -> dict[str, str]:
+    """The docstring under each field of a dataclass, read from its source."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body
+    docs = {}
+    for node, after in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
+            docs[node.target.id] = " ".join(str(after.value.value).split())
+    return docs
+
+
+RECIPE = Recipe()
+
+
+def width_multiple(d_model: int, recipe: Recipe = RECIPE) -> int:
+    return recipe.width_multiple(d_model)
+
+
+def allowed_widths(recipe: Recipe = RECIPE) -> list[int]:
+    return recipe.allowed_widths()
 
 
 def _round_up(x: float, multiple: int) -> int:
@@ -154,26 +228,31 @@ def shape_for_width(
     n_layers: int | None = None,
     n_heads: int | None = None,
     d_ff: int | None = None,
+    recipe: Recipe = RECIPE,
 ) -> ModelShape:
-    if d_model < 16 or d_model % 2:
-        raise UsageError(f"d_model={d_model}: must be an even integer >= 16")
+    """The recipe's shape at a width; explicit n_layers, n_heads, d_ff override it."""
+    if d_model < recipe.min_width or d_model % 2:
+        raise UsageError(f"d_model={d_model}: must be an even integer >= {recipe.min_width}")
     if n_layers is None:
-        n_layers = min(48, max(1, round(d_model / 64)))
+        n_layers = min(recipe.max_layers, max(1, round(d_model / recipe.width_per_layer)))
     if n_heads is None:
-        n_heads = d_model // 64 if d_model >= 256 and d_model % 64 == 0 else max(1, min(4, d_model // 16))
+        if d_model >= recipe.large_width and d_model % recipe.large_head_dim == 0:
+            n_heads = d_model // recipe.large_head_dim
+        else:
+            n_heads = max(1, min(recipe.small_max_heads, d_model // recipe.small_min_head_dim))
     if d_ff is None:
-        hidden = 8 * d_model / 3 if mlp == "swiglu" else 4 * d_model
-        d_ff = _round_up(hidden, width_multiple(d_model))
+        ratio = recipe.swiglu_hidden_ratio if mlp == "swiglu" else recipe.gelu_hidden_ratio
+        d_ff = _round_up(ratio * d_model, recipe.width_multiple(d_model))
     return ModelShape(vocab_size, d_model, n_layers, n_heads, d_ff, seq_len, mlp, tied, qk_norm)
 
 
-def shape_for_params(target: float, **kwargs) -> ModelShape:
+def shape_for_params(target: float, *, recipe: Recipe = RECIPE, **kwargs) -> ModelShape:
     """The recipe's shape whose total parameter count is nearest `target` in log space."""
     if not (target > 0 and math.isfinite(target)):
         raise UsageError(f"params={target!r}: must be a positive number")
     best, best_gap = None, math.inf
-    for width in allowed_widths():
-        shape = shape_for_width(width, **kwargs)
+    for width in recipe.allowed_widths():
+        shape = shape_for_width(width, recipe=recipe, **kwargs)
         gap = abs(math.log(shape.params / target))
         if gap < best_gap:
             best, best_gap = shape, gap
@@ -182,15 +261,16 @@ def shape_for_params(target: float, **kwargs) -> ModelShape:
     return best
 
 
-def default_lr(shape: ModelShape) -> float:
-    """Peak AdamW learning rate: 3e-3 at width 256, scaled as 1/sqrt(width) (muP-like for Adam would
-    be 1/width; the square root is the milder, commonly tuned compromise), clipped to [3e-4, 1e-2]."""
-    return float(min(1e-2, max(3e-4, 3e-3 * math.sqrt(256 / shape.d_model))))
+def default_lr(shape: ModelShape, recipe: Recipe = RECIPE) -> float:
+    """Peak AdamW learning rate: `lr_reference` at `lr_reference_width`, scaled as 1/sqrt(width) (muP for
+    Adam would be 1/width; the square root is the milder, commonly tuned compromise), clipped."""
+    lr = recipe.lr_reference * math.sqrt(recipe.lr_reference_width / shape.d_model)
+    return float(min(recipe.lr_max, max(recipe.lr_min, lr)))
 
 
-def default_batch_size(shape: ModelShape) -> int:
-    """Sequences per step: 16 x 256 tokens below 1e7 parameters (keeps small runs many steps long on
-    a CPU), doubling per decade above it (larger models tolerate larger critical batches)."""
-    if shape.params < 1e7:
-        return 16
-    return int(16 * 2 ** min(5, math.floor(math.log10(shape.params / 1e7)) + 1))
+def default_batch_size(shape: ModelShape, recipe: Recipe = RECIPE) -> int:
+    """Sequences per step: `batch_size` below `batch_doubling_from` parameters, doubling per decade above."""
+    if shape.params < recipe.batch_doubling_from:
+        return recipe.batch_size
+    decades = math.floor(math.log10(shape.params / recipe.batch_doubling_from)) + 1
+    return int(recipe.batch_size * 2 ** min(recipe.batch_max_doublings, decades))

@@ -6,6 +6,9 @@ import json
 import os
 import time
 
+import jax
+import jax.numpy as jnp
+
 # Dense bf16 peaks (FLOP/s) from the vendors' datasheets; used only on accelerators.
 STATED_PEAKS = {
     "NVIDIA H100": 989e12, "NVIDIA H200": 989e12, "NVIDIA A100": 312e12, "TPU v4": 275e12,
@@ -20,9 +23,6 @@ def _cache_path() -> str:
 
 def measure_matmul_flops(n: int = 2048, seconds: float = 1.0, dtype: str = "float32") -> float:
     """Best-of-repeats FLOP/s of an n x n matmul under jit: the highest rate this backend reaches."""
-    import jax
-    import jax.numpy as jnp
-
     a = jnp.ones((n, n), dtype=dtype)
     f = jax.jit(lambda x: x @ x)
     f(a).block_until_ready()
@@ -35,16 +35,12 @@ def measure_matmul_flops(n: int = 2048, seconds: float = 1.0, dtype: str = "floa
 
 
 def device_key() -> str:
-    import jax
-
     dev = jax.devices()[0]
     return f"{dev.platform}:{dev.device_kind}:{os.cpu_count()}:jax{jax.__version__}"
 
 
 def ceiling_flops(refresh: bool = False) -> tuple[float, str]:
     """(FLOP/s, how it was obtained). Accelerators use the stated peak; CPUs a cached measurement."""
-    import jax
-
     dev = jax.devices()[0]
     if dev.platform != "cpu":
         for prefix, peak in STATED_PEAKS.items():
@@ -69,3 +65,15 @@ def ceiling_flops(refresh: bool = False) -> tuple[float, str]:
     except OSError:
         pass
     return value, f"measured fp32 matmul ({key})"
+
+
+def mfu(tokens_per_s: float, flops_per_token: float, ceiling: float | None) -> float | None:
+    """Model FLOPs utilization: the model's FLOPs per second over the ceiling (None without one)."""
+    if not ceiling:
+        return None
+    return tokens_per_s * flops_per_token / ceiling
+
+
+def device_description() -> str:
+    dev = jax.devices()[0]
+    return f"{dev.device_kind} ({dev.platform}), jax {jax.__version__}"

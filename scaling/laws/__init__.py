@@ -23,14 +23,16 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from scaling.errors import UsageError
+
 from scaling.laws.allocation import Allocation, BudgetPoint, optimal_allocation
 from scaling.laws.bootstrap import DEFAULT_RESAMPLES, run_weights
-from scaling.laws.chinchilla import fit_chinchilla, varpro_fit
+from scaling.laws.chinchilla import CrossCheck, varpro_fit
 from scaling.laws.envelope import EnvelopeFit, fit_envelope
-from scaling.laws.forms import FORMS, LawForm, hoffmann_grid
+from scaling.laws.forms import FORMS, LawForm, chinchilla_allocation, hoffmann_grid
 from scaling.laws.isoflop import BudgetProfile, IsoflopFit, fit_isoflop
 from scaling.laws.optim import BatchResult, Tolerances, minimize_batched
-from scaling.laws.parametric import DEFAULT_HUBER_DELTA, CrossCheck, Holdout, LawFit, fit_parametric
+from scaling.laws.parametric import DEFAULT_HUBER_DELTA, Holdout, LawFit, fit_parametric
 from scaling.laws.powerlaw import PowerLaw
 from scaling.laws.table import RunsTable, holdout_split, keep_best_of, load_runs
 
@@ -46,9 +48,16 @@ def fit(table: RunsTable, law: str = "chinchilla", *, huber_delta: float = DEFAU
     huber_delta and holdout apply to the parametric laws; budgets (FLOPs) add the compute-optimal
     allocation with intervals; bootstrap is the number of seeded resamples of whole runs (0 for none).
     Extra options go to `fit_parametric` (starts, bootstrap_starts, warm_starts, cross_check, tol).
-    """
-    from scaling.errors import UsageError
 
+    Args:
+        table: a validated runs table.
+        law: the law's name.
+    Returns:
+        A FitResult (LawFit, IsoflopFit or EnvelopeFit): parameters with 95% intervals, allocation,
+        `to_json()` for the fit JSON.
+    Raises:
+        UsageError: the table cannot support the law (too few points, budgets, columns).
+    """
     if law in ("isoflop", "envelope"):
         if holdout:
             raise UsageError(f"--holdout needs a parametric law (it predicts held-out losses); {law} has none")
@@ -60,8 +69,8 @@ def fit(table: RunsTable, law: str = "chinchilla", *, huber_delta: float = DEFAU
 
 __all__ = [
     "LAWS", "fit", "load_runs", "RunsTable", "keep_best_of", "holdout_split",
-    "fit_parametric", "fit_chinchilla", "fit_isoflop", "fit_envelope", "varpro_fit", "optimal_allocation",
+    "fit_parametric", "fit_isoflop", "fit_envelope", "varpro_fit", "optimal_allocation",
     "LawFit", "IsoflopFit", "EnvelopeFit", "BudgetProfile", "PowerLaw", "Allocation", "BudgetPoint",
-    "Holdout", "CrossCheck", "LawForm", "FORMS", "hoffmann_grid", "minimize_batched", "Tolerances",
+    "Holdout", "CrossCheck", "LawForm", "FORMS", "chinchilla_allocation", "hoffmann_grid", "minimize_batched", "Tolerances",
     "BatchResult", "run_weights", "DEFAULT_HUBER_DELTA", "DEFAULT_RESAMPLES",
 ]

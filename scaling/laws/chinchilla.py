@@ -1,7 +1,7 @@
-"""Chinchilla Approach 3 and its variable-projection cross-check.
+"""The variable-projection cross-check of Chinchilla's Approach 3 (the fit itself is
+`parametric.fit_parametric(table, "chinchilla")`).
 
-`fit_chinchilla` is the published fit (see `parametric.fit_parametric`). `varpro_fit` is an independent
-estimator: for fixed exponents (alpha, beta) the law is linear in (E, A, B) >= 0, so those come from
+`varpro_fit` is an independent estimator: for fixed exponents (alpha, beta) the law is linear in (E, A, B) >= 0, so those come from
 non-negative least squares, and only (alpha, beta) are searched: on a grid, then on finer and finer
 grids around the best point. Residuals are relative ((pred - L)/L, close to log residuals) and squared, not Huber, so
 the two estimators share no code path and no loss: agreement is evidence, disagreement a warning.
@@ -9,24 +9,40 @@ the two estimators share no code path and no loss: agreement is evidence, disagr
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
 
-from scaling.laws.parametric import CrossCheck, LawFit, fit_parametric
+from scaling.laws.forms import chinchilla_allocation
 from scaling.laws.table import RunsTable
 
 # Disagreement thresholds: the compute-optimal exponent a = beta/(alpha+beta) is what users act on.
 MAX_A_DIFF = 0.03
 MAX_EXPONENT_REL_DIFF = 0.15
 
+@dataclass(frozen=True)
+class CrossCheck:
+    """A second estimator's parameters (variable projection) and whether they agree with the main fit."""
+
+    method: str
+    params: Mapping[str, float]
+    objective: float
+    agrees: bool
+    differences: Mapping[str, float]
+
+    @property
+    def a(self) -> float:
+        """The cross-check's compute-optimal exponent a = beta/(alpha+beta)."""
+        return float(chinchilla_allocation(self.params["A"], self.params["B"], self.params["alpha"],
+                                           self.params["beta"])["a"])
+
+    def to_json(self) -> dict:
+        return {"method": self.method, "params": dict(self.params), "objective": self.objective,
+                "agrees": self.agrees, "differences": dict(self.differences)}
+
+
 _SUBSETS = [s for r in (1, 2, 3) for s in itertools.combinations(range(3), r)]
-
-
-def fit_chinchilla(table: RunsTable, **kwargs) -> LawFit:
-    """L(N, D) = E + A/N^alpha + B/D^beta by Hoffmann et al.'s Approach 3 (4,500 starts), with
-    bootstrap intervals, allocation at `budgets` and the variable-projection cross-check."""
-    return fit_parametric(table, "chinchilla", **kwargs)
 
 
 def _nnls_all(gram: np.ndarray, rhs: np.ndarray, const: float) -> tuple[np.ndarray, np.ndarray]:
@@ -116,8 +132,8 @@ def varpro_cross_check(table: RunsTable, params: Mapping[str, float]) -> CrossCh
     """Compare the Huber fit's exponents with variable projection's; `agrees` False is worth a look."""
     vp = varpro_fit(table.column("params"), table.column("tokens"), table.column("loss"))
     objective = vp.pop("objective")
-    a_main = params["beta"] / (params["alpha"] + params["beta"])
-    a_vp = vp["beta"] / (vp["alpha"] + vp["beta"])
+    a_main = float(chinchilla_allocation(params["A"], params["B"], params["alpha"], params["beta"])["a"])
+    a_vp = float(chinchilla_allocation(vp["A"], vp["B"], vp["alpha"], vp["beta"])["a"])
     diffs = {
         "a": a_vp - a_main,
         "alpha_rel": (vp["alpha"] - params["alpha"]) / params["alpha"] if params["alpha"] else np.inf,

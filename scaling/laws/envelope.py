@@ -17,6 +17,8 @@ from scaling.laws._json import clean
 from scaling.laws.allocation import Allocation
 from scaling.laws.bootstrap import DEFAULT_RESAMPLES, run_weights
 from scaling.laws.powerlaw import PowerLaw, loglog_fit, power_law, power_law_allocation
+from scaling.laws.result import (Estimate, Table, power_law_estimates, power_law_exponents,
+                                 power_law_frontier)
 from scaling.laws.table import RunsTable
 
 GRID_POINTS = 1500  # as Hoffmann et al.
@@ -42,6 +44,28 @@ class EnvelopeFit:
 
     def allocate(self, budgets: Sequence[float]) -> Allocation:
         return power_law_allocation(self.n_opt, self.d_opt, budgets)
+
+    # -- the FitResult interface (result.py)
+    title = "training-curve envelope (Approach 1)"
+    label = "Approach 1 (envelope)"
+
+    def method(self) -> str:
+        return f"lowest loss across {self.n_runs} runs' curves at each FLOP count; {self.n_resamples} bootstrap resamples"
+
+    def estimates(self) -> list[Estimate]:
+        return power_law_estimates(self.n_opt, self.d_opt)
+
+    def details(self) -> list[Table]:
+        return []
+
+    def notes(self) -> list[str]:
+        return [f"frontier sizes: {', '.join(f'{s:.4g}' for s in self.frontier_sizes)}"]
+
+    def exponents(self) -> tuple[Estimate, Estimate] | None:
+        return power_law_exponents(self.n_opt, self.d_opt)
+
+    def frontier(self, flops, which: str):
+        return power_law_frontier(self.n_opt if which == "params" else self.d_opt, flops)
 
     def to_json(self) -> dict:
         keep = np.unique(np.linspace(0, len(self.flops) - 1, min(JSON_FRONTIER_POINTS, len(self.flops))).astype(int))

@@ -262,16 +262,34 @@ def allocation_exponents(form: LawForm, theta) -> dict[str, np.ndarray]:
     t = np.asarray(theta, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if form.name in ("chinchilla", "data-constrained"):
-            a_log, b_log, alpha, beta = t[..., 0], t[..., 1], t[..., 3], t[..., 4]
-            s = alpha + beta
-            log_g = (np.log(alpha) + a_log - np.log(beta) - b_log) / s
-            return {"G": np.exp(log_g), "a": beta / s, "b": alpha / s}
+            return _chinchilla_allocation(t[..., 0], t[..., 1], t[..., 3], t[..., 4])
         if form.name == "kaplan-joint":
             log_nc, log_dc, alpha_n, alpha_d = t[..., 0], t[..., 1], t[..., 2], t[..., 3]
             p = alpha_n / alpha_d
             log_g = (np.log(p) + p * log_nc - log_dc) / (p + 1.0)
             return {"G": np.exp(log_g), "a": 1.0 / (p + 1.0), "b": p / (p + 1.0)}
     raise ValueError(f"{form.name} has no compute-optimal allocation")
+
+
+def chinchilla_allocation(A, B, alpha, beta) -> dict[str, np.ndarray]:
+    """G, a, b of L = E + A/N^alpha + B/D^beta under C = 6ND: N_opt = G (C/6)^a, D_opt = (C/6)^b / G,
+    a = beta/(alpha+beta), b = alpha/(alpha+beta), G = (alpha A/(beta B))^(1/(alpha+beta)).
+
+    Args:
+        A, B, alpha, beta: the law's parameters (scalars or arrays of one shape).
+    Returns:
+        {"G", "a", "b"}, arrays of the inputs' shape.
+    """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return _chinchilla_allocation(np.log(np.asarray(A, dtype=np.float64)), np.log(np.asarray(B, dtype=np.float64)),
+                                      np.asarray(alpha, dtype=np.float64), np.asarray(beta, dtype=np.float64))
+
+
+def _chinchilla_allocation(log_a, log_b, alpha, beta) -> dict[str, np.ndarray]:
+    # In logs: A and B of bootstrap resamples can be large enough to overflow their ratio.
+    s = alpha + beta
+    log_g = (np.log(alpha) + log_a - np.log(beta) - log_b) / s
+    return {"G": np.exp(log_g), "a": beta / s, "b": alpha / s}
 
 
 def features_for(form: LawForm, params, tokens, flops, unique_tokens=None) -> np.ndarray:

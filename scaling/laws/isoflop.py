@@ -17,6 +17,8 @@ from scaling.laws._json import clean
 from scaling.laws.allocation import Allocation
 from scaling.laws.bootstrap import DEFAULT_RESAMPLES, stratified_run_weights
 from scaling.laws.powerlaw import PowerLaw, loglog_fit, power_law, power_law_allocation
+from scaling.laws.result import (Estimate, Table, power_law_estimates, power_law_exponents,
+                                 power_law_frontier)
 from scaling.laws.table import RunsTable
 
 MIN_POINTS_PER_BUDGET = 3
@@ -60,6 +62,30 @@ class IsoflopFit:
         """N_opt, D_opt and tokens per parameter at `budgets` from the power laws (no loss: an isoFLOP
         fit does not model it)."""
         return power_law_allocation(self.n_opt, self.d_opt, budgets)
+
+    # -- the FitResult interface (result.py)
+    title = "isoFLOP profiles (Approach 2): N_opt = k C^a"
+    label = "Approach 2 (isoFLOP)"
+
+    def method(self) -> str:
+        return f"a parabola in log N per budget; {self.n_resamples} bootstrap resamples within budgets"
+
+    def estimates(self) -> list[Estimate]:
+        return power_law_estimates(self.n_opt, self.d_opt)
+
+    def details(self) -> list[Table]:
+        rows = tuple((b.flops, b.n_opt, b.d_opt, b.loss_opt, "yes" if b.interior else "NO (not used)", b.n_points)
+                     for b in self.budgets)
+        return [Table(("budget (FLOPs)", "N_opt", "D_opt", "loss", "interior", "runs"), rows)]
+
+    def notes(self) -> list[str]:
+        return []
+
+    def exponents(self) -> tuple[Estimate, Estimate] | None:
+        return power_law_exponents(self.n_opt, self.d_opt)
+
+    def frontier(self, flops, which: str):
+        return power_law_frontier(self.n_opt if which == "params" else self.d_opt, flops)
 
     def to_json(self) -> dict:
         return clean(self._json())

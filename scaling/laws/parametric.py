@@ -15,8 +15,10 @@ from scaling.errors import UsageError
 from scaling.laws._json import clean
 from scaling.laws.allocation import Allocation, optimal_allocation
 from scaling.laws.bootstrap import DEFAULT_RESAMPLES, interval, run_weights
+from scaling.laws.chinchilla import CrossCheck, varpro_cross_check
 from scaling.laws.forms import FORMS, R_D_STAR, R_N_STAR, LawForm, features_for
 from scaling.laws.optim import BatchResult, Tolerances, minimize_batched
+from scaling.laws.result import Estimate, Table
 from scaling.laws.table import RunsTable, holdout_split, numeric_column
 
 DEFAULT_HUBER_DELTA = 1e-3
@@ -35,21 +37,6 @@ class Holdout:
     def to_json(self) -> dict:
         return {"n": self.n, "runs": self.runs, "mean_abs_rel_error": self.mean_abs_rel_error,
                 "max_abs_rel_error": self.max_abs_rel_error}
-
-
-@dataclass(frozen=True)
-class CrossCheck:
-    """A second estimator's parameters (variable projection) and whether they agree with the main fit."""
-
-    method: str
-    params: Mapping[str, float]
-    objective: float
-    agrees: bool
-    differences: Mapping[str, float]
-
-    def to_json(self) -> dict:
-        return {"method": self.method, "params": dict(self.params), "objective": self.objective,
-                "agrees": self.agrees, "differences": dict(self.differences)}
 
 
 @dataclass(frozen=True)
@@ -91,6 +78,59 @@ class LawFit:
     def allocate(self, budgets: Sequence[float]) -> Allocation:
         """Compute-optimal N, D, tokens per parameter and loss at `budgets`, with bootstrap intervals."""
         return optimal_allocation(self.form, self.theta, budgets, self.samples)
+
+    # -- the FitResult interface (result.py)
+    @property
+    def title(self) -> str:
+        return self.form.title
+
+    @property
+    def label(self) -> str:
+        return "Approach 3 (parametric)" if self.law == "chinchilla" else self.law
+
+    def method(self) -> str:
+        return (f"objective {self.objective:.6g} (Huber, delta {self.huber_delta:g}, summed over log residuals); "
+                f"best of {self.n_starts} starts ({self.n_converged} converged); "
+                f"{self.n_resamples} bootstrap resamples")
+
+    def estimates(self) -> list[Estimate]:
+        out = [Estimate(k, v, self.ci95.get(k)) for k, v in self.params.items()]
+        if self.optimal is not None and self.optimal.a is not None:
+            out += [Estimate(f"{k} (N_opt = G (C/6)^a, D_opt = (C/6)^b / G)" if k == "a" else k,
+                             getattr(self.optimal, k), self.optimal.ci95.get(k)) for k in ("a", "b", "G")]
+        return out
+
+    def details(self) -> list[Table]:
+        return []
+
+    def notes(self) -> list[str]:
+        out = []
+        if self.holdout is not None:
+            h = self.holdout
+            out.append(f"holdout: {h.runs} largest-compute runs ({h.n} points) predicted with mean |relative "
+                       f"error| {100 * h.mean_abs_rel_error:.3g}%, max {100 * h.max_abs_rel_error:.3g}%")
+        if self.cross_check is not None:
+            c = self.cross_check
+            verdict = "agrees" if c.agrees else "DISAGREES with the Huber fit: inspect the data and the fit"
+            out.append(f"cross-check ({c.method}): alpha {c.params['alpha']:.4g}, beta {c.params['beta']:.4g}, "
+                       f"a {c.a:.4g} - {verdict}")
+        return out
+
+    def exponents(self) -> tuple[Estimate, Estimate] | None:
+        if self.optimal is None or self.optimal.a is None:
+            return None
+        return (Estimate("a", self.optimal.a, self.optimal.ci95.get("a")),
+                Estimate("b", self.optimal.b, self.optimal.ci95.get("b")))
+
+    def frontier(self, flops, which: str):
+        if not self.form.allocates:
+            return None, None
+        alloc = self.allocate(flops)
+        mid = np.array([getattr(p, which) for p in alloc.at])
+        ci = [p.ci95.get(which) for p in alloc.at]
+        if self.samples is None or len(self.samples) <= 2 or any(c is None for c in ci):
+            return mid, None
+        return mid, np.array(ci).T
 
     def to_json(self) -> dict:
         return clean(self._json())
@@ -189,7 +229,7 @@ def fit_parametric(
     cross_check: bool = True,
     tol: Tolerances = Tolerances(),
 ) -> LawFit:
-    """Fit `law` to the runs table; see `FORMS` for the laws and `fit_chinchilla` for Approach 3.
+    """Fit `law` to the runs table (Approach 3 for "chinchilla"); see `FORMS` for the laws.
 
     bootstrap_starts="warm" (default) starts each resample from the full-data optimum and the next
     `warm_starts - 1` best distinct optima of the full grid; "grid" reruns the full start grid on every
@@ -238,8 +278,6 @@ def fit_parametric(
 
     check = None
     if cross_check and form.name == "chinchilla":
-        from scaling.laws.chinchilla import varpro_cross_check
-
         check = varpro_cross_check(fit_table, natural)
 
     return LawFit(law=law, params=natural, ci95=ci, objective=float(result.fun[best]), huber_delta=float(huber_delta),

@@ -9,33 +9,33 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from scaling.commands.common import add_home
+
+ROOT = Path(__file__).resolve().parents[2]
 DEMO_SWEEP = ROOT / "sweeps" / "demo.yaml"
 DEMO_REPORT = ROOT / "analysis" / "demo.yaml"
 
 
-def find_or_create_sweep(home, spec_path: str) -> tuple[str, bool]:
-    """The sweep registered from this same spec before (so a rerun continues it), or a new one."""
-    from scaling import sweep
-
-    spec = sweep.load_spec(spec_path)
-    for found in reversed(home.sweeps() if os.path.exists(home.db_path) else []):
-        if found["name"] == spec.name and home.sweep(found["sweep_id"])["spec"] == spec.raw:
-            return found["sweep_id"], False
-    return sweep.create_sweep(home, spec_path)["sweep_id"], True
+def add_parser(sub) -> None:
+    p = sub.add_parser("demo", help="the main job on the built-in corpus",
+                       description="Run the demo isoFLOP sweep (sweeps/demo.yaml) on the stdlib corpus, fit "
+                                   "Chinchilla's three approaches, and write reports/demo/. Rerunning continues it.")
+    add_home(p)
+    p.add_argument("--out", help="report directory (default reports/demo)")
+    p.add_argument("--agents", type=int, default=2, help="agent processes taking runs from the sweep (default 2)")
+    p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from scaling import report, sweep
-    from scaling.store import RunHome
-    from scaling.sweepcmd import AgentDisplay
-    from scaling.track import wandb_mode
+    from scaling import report
+    from scaling.commands.progress import AgentDisplay
+    from scaling.runs import RunHome
+    from scaling.sweep import Agent, find_or_create_sweep
 
     t0 = time.perf_counter()
     home = RunHome(args.home)
     sweep_id, created = find_or_create_sweep(home, str(DEMO_SWEEP))
-    counts = home.sweep_counts(sweep_id)
-    done = counts.get("complete", 0)
+    done = home.sweep_counts(sweep_id).get("complete", 0)
     print(f"demo: sweep {sweep_id} ({'new' if created else f'continuing, {done} runs already done'}) "
           f"from {os.path.relpath(DEMO_SWEEP)} in {home.root}", file=sys.stderr)
     # Small models leave part of the two cores idle (XLA's per-op overhead dominates their steps), so
@@ -44,7 +44,7 @@ def run(args) -> int:
                                 sweep_id, "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
               for _ in range(max(0, args.agents - 1))]
     display = AgentDisplay()
-    agent = sweep.Agent(home, sweep_id, on_event=display)
+    agent = Agent(home, sweep_id, on_event=display)
     try:
         agent.run()
     finally:
@@ -59,23 +59,18 @@ def run(args) -> int:
     t_sweep = time.perf_counter() - t0
 
     spec = report.ReportSpec.load(str(DEMO_REPORT), sweep=sweep_id)
-    out = args.out or os.path.join("reports", "demo")
-    data = report.gather(home, sweep_id)
-    fits = report.fit_all(data, spec, progress=lambda m: print(f"demo: {m}", file=sys.stderr))
-    written = report.write_report(data, fits, spec, out)
-    mode = wandb_mode("auto")
-    wandb_dir = report.log_to_wandb(written, spec, sweep_id, out, mode) if mode else None
-
+    made = report.build(spec, args.out or os.path.join("reports", "demo"), home=home,
+                        progress=lambda m: print(f"demo: {m}", file=sys.stderr))
     print("\n" + "=" * 78)
     print(f"{spec.title}\n")
-    for line in written["headline"]:
+    for line in made.files.headline:
         print("  " + line)
-    if fits.errors:
-        print("\n  not fitted: " + "; ".join(f"{k}: {v}" for k, v in fits.errors.items()))
-    print(f"\n  runs: {len(data.runs)} used, {len(data.excluded)} excluded   sweep {t_sweep:.0f} s, "
+    if made.fits.errors:
+        print("\n  not fitted: " + "; ".join(f"{k}: {v}" for k, v in made.fits.errors.items()))
+    print(f"\n  runs: {len(made.data.runs)} used, {len(made.data.excluded)} excluded   sweep {t_sweep:.0f} s, "
           f"total {time.perf_counter() - t0:.0f} s")
-    print(f"  report: {os.path.abspath(written['html'])}")
-    if wandb_dir:
-        print(f"  W&B analysis run ({mode}): {wandb_dir}")
+    print(f"  report: {os.path.abspath(made.files.html)}")
+    if made.wandb_dir:
+        print(f"  W&B analysis run ({made.wandb_mode}): {made.wandb_dir}")
     print("=" * 78)
     return 0

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
+from scaling.display import number
 from scaling.errors import UsageError
 
 LAW_HELP = """laws:
@@ -79,13 +79,13 @@ def _source(args):
     if args.runs and args.sweep:
         raise UsageError("pass either a runs table or --sweep, not both")
     if args.sweep:
-        from scaling import store
+        from scaling.runs import RunHome, runs_table
         from scaling.sweep import require_sweep
 
-        home = store.RunHome(args.home)
+        home = RunHome(args.home)
         require_sweep(home, args.sweep)
         # Approach 1 reads every evaluated checkpoint, the others each run's final loss.
-        return store.runs_table(home, args.sweep, steps=args.law == "envelope")
+        return runs_table(home, args.sweep, steps=args.law == "envelope")
     if not args.runs:
         raise UsageError("pass a runs table (CSV or Parquet) or --sweep SWEEP")
     return args.runs
@@ -103,7 +103,7 @@ def run(args) -> int:
     options = {"bootstrap_starts": args.bootstrap_starts} if args.law not in ("isoflop", "envelope") else {}
     result = fit(table, args.law, huber_delta=args.huber_delta, bootstrap=args.bootstrap, seed=args.seed,
                  budgets=budgets, holdout=args.holdout, **options)
-    print(render(result, table))
+    print(render(result, table.source))
     if args.json:
         try:
             with open(args.json, "w") as fh:
@@ -116,80 +116,37 @@ def run(args) -> int:
 
 
 # --- display (rounding happens only here) -------------------------------------------------------
-
-def _g(x, digits: int = 4) -> str:
-    return "-" if x is None or x != x else f"{x:.{digits}g}"
-
-
 def _ci(ci) -> str:
-    return "" if not ci else f"[{_g(ci[0])}, {_g(ci[1])}]"
+    return "" if not ci else f"[{number(ci[0])}, {number(ci[1])}]"
 
 
 def _rows(rows, header) -> list[str]:
+    rows = [tuple(number(c) if isinstance(c, float) or c is None else str(c) for c in r) for r in rows]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    fmt = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
-    return [fmt(header), *(fmt(r) for r in rows)]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return [line(header), *(line(r) for r in rows)]
 
 
-def render(result, table) -> str:
-    """A readable summary: values with 95% intervals, points used and dropped, objective."""
-    from scaling.laws import FORMS
+def render(result, source: str) -> str:
+    """A readable summary of any law's fit: method, estimates with 95% intervals, the law's own
+    tables, the compute-optimal choice at the requested budgets, and findings."""
     from scaling.laws.table import describe_dropped
 
-    lines = []
-    title = FORMS[result.law].title if result.law in FORMS else {
-        "isoflop": "isoFLOP profiles (Approach 2): N_opt = k C^a", "envelope": "training-curve envelope (Approach 1)"}[result.law]
-    lines.append(f"{result.law}: {title}")
-    used = result.n_points
-    lines.append(f"{table.source}: {used} points used, {sum(result.dropped.values())} dropped"
-                 f" ({describe_dropped(result.dropped)})")
-    if hasattr(result, "objective"):
-        lines.append(f"objective {result.objective:.6g} (Huber, delta {result.huber_delta:g}, summed over log residuals); "
-                     f"best of {result.n_starts} starts ({result.n_converged} converged); "
-                     f"{result.n_resamples} bootstrap resamples")
-        lines.append("")
-        lines += _rows([(k, _g(v), _ci(result.ci95.get(k))) for k, v in result.params.items()],
-                       ("parameter", "value", "95% interval"))
-    else:
-        lines.append(f"{result.n_resamples} bootstrap resamples")
-    if result.law == "isoflop":
-        lines.append("")
-        lines += _rows([(_g(b.flops), _g(b.n_opt), _g(b.d_opt), _g(b.loss_opt), "yes" if b.interior else "NO (not used)",
-                         b.n_points) for b in result.budgets],
-                       ("budget (FLOPs)", "N_opt", "D_opt", "loss", "interior", "runs"))
-    if result.law in ("isoflop", "envelope"):
-        if result.law == "envelope":
-            lines.append(f"frontier sizes: {', '.join(_g(s) for s in result.frontier_sizes)}")
-        lines.append("")
-        lines += _rows([(name, _g(law.coefficient), _ci(law.coefficient_ci95), _g(law.exponent), _ci(law.ci95))
-                        for name, law in (("N_opt = k C^a", result.n_opt), ("D_opt = k C^b", result.d_opt))],
-                       ("power law", "k", "95% interval", "exponent", "95% interval"))
-    opt = getattr(result, "optimal", None)
-    if opt is not None:
-        if opt.a is not None and result.law not in ("isoflop", "envelope"):
-            lines.append("")
-            lines.append("compute-optimal: N_opt = G (C/6)^a, D_opt = (C/6)^b / G")
-            lines += _rows([(k, _g(getattr(opt, k)), _ci(opt.ci95.get(k))) for k in ("a", "b", "G")],
-                           ("figure", "value", "95% interval"))
-        if opt.at:
-            lines.append("")
-            rows = []
-            for p in opt.at:
-                rows.append((_g(p.flops), f"{_g(p.params)} {_ci(p.ci95.get('params'))}" if p.params is not None else "-",
-                             f"{_g(p.tokens)} {_ci(p.ci95.get('tokens'))}" if p.tokens is not None else "-",
-                             _g(p.tokens_per_param, 3) if p.tokens_per_param is not None else "-",
-                             f"{_g(p.loss)} {_ci(p.ci95.get('loss'))}" if p.loss is not None else "-"))
-            lines += _rows(rows, ("budget (FLOPs)", "N_opt", "D_opt", "tokens/param", "loss"))
-    hold = getattr(result, "holdout", None)
-    if hold is not None:
-        lines.append("")
-        lines.append(f"holdout: {hold.runs} largest-compute runs ({hold.n} points) predicted with mean |relative error| "
-                     f"{100 * hold.mean_abs_rel_error:.3g}%, max {100 * hold.max_abs_rel_error:.3g}%")
-    check = getattr(result, "cross_check", None)
-    if check is not None:
-        p = check.params
-        verdict = "agrees" if check.agrees else "DISAGREES with the Huber fit: inspect the data and the fit"
-        lines.append("")
-        lines.append(f"cross-check ({check.method}): alpha {_g(p['alpha'])}, beta {_g(p['beta'])}, "
-                     f"a {_g(p['beta'] / (p['alpha'] + p['beta']))} - {verdict}")
+    lines = [f"{result.law}: {result.title}",
+             f"{source}: {result.n_points} points used, {sum(result.dropped.values())} dropped"
+             f" ({describe_dropped(result.dropped)})", result.method(), ""]
+    lines += _rows([(e.name, e.value, _ci(e.ci95)) for e in result.estimates()],
+                   ("parameter", "value", "95% interval"))
+    for table in result.details():
+        lines += [""] + _rows(table.rows, table.header)
+    opt = result.optimal
+    if opt is not None and opt.at:
+        rows = [(p.flops, f"{number(p.params)} {_ci(p.ci95.get('params'))}" if p.params is not None else "-",
+                 f"{number(p.tokens)} {_ci(p.ci95.get('tokens'))}" if p.tokens is not None else "-",
+                 number(p.tokens_per_param, 3) if p.tokens_per_param is not None else "-",
+                 f"{number(p.loss)} {_ci(p.ci95.get('loss'))}" if p.loss is not None else "-") for p in opt.at]
+        lines += [""] + _rows(rows, ("budget (FLOPs)", "N_opt", "D_opt", "tokens/param", "loss"))
+    notes = result.notes()
+    if notes:
+        lines += [""] + notes
     return "\n".join(lines)

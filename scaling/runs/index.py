@@ -1,9 +1,10 @@
-"""The run home: one directory per run (the source of truth) and an SQLite index over them, which is
-also the queue that sweep agents claim runs from.
+"""The run home: one directory per run (the source of truth, see files.py) and an SQLite index over
+them, which is also the queue that sweep agents claim runs from.
 
     <home>/scaling.db            sweeps, runs, status, claims (an index: rebuildable from the files)
-    <home>/<run_id>/config.yaml  metrics.jsonl  summary.json  checkpoints/  wandb/
-    <home>/.sweeps/<id>.json     each registered sweep's spec, so the index can be rebuilt with its queue
+    <home>/<run_id>/             the run directory (files.py)
+    <home>/.sweeps/<id>.json     each registered sweep's spec and planned rows, so the index can be
+                                 rebuilt with its queue
 
 A claim is exactly-once because it is a read-then-write inside one `BEGIN IMMEDIATE` transaction: SQLite
 lets one writer at a time in, so two agents can never both see a run as free. A claim holds a lease; the
@@ -13,11 +14,14 @@ from __future__ import annotations
 
 import glob
 import json
-import math
 import os
 import sqlite3
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
+
+from scaling.errors import UsageError
+from scaling.runs.files import RunDir, read_json, write_atomic
 
 DEFAULT_HOME = "runs"
 
@@ -60,13 +64,50 @@ def resolve_home(home: str | None = None) -> str:
     return os.path.abspath(home or os.environ.get("SCALING_HOME") or DEFAULT_HOME)
 
 
+@dataclass(frozen=True)
+class IndexedRun:
+    """One row of the index: a run's status, its config and plan, its claim and live progress."""
+
+    run_id: str
+    sweep_id: str | None
+    status: str
+    config: dict
+    summary: dict | None = None
+    plan: dict | None = None
+    progress: dict | None = None
+    reason: str | None = None
+    claimed_by: str | None = None
+    lease_until: float | None = None
+    attempts: int = 0
+    seq: int | None = None
+    updated: float = 0.0
+    resumed: bool = False  # set on a claim: the run was started before and resumes from a checkpoint
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row, **extra) -> "IndexedRun":
+        values = dict(row)
+        for key in ("config", "summary", "plan", "progress"):
+            values[key] = json.loads(values[key]) if values.get(key) else None
+        values["config"] = values["config"] or {}
+        values.update(extra)
+        return cls(**values)
+
+
 class RunHome:
     def __init__(self, home: str | None = None):
         self.root = resolve_home(home)
         self._migrated = False
 
+    @classmethod
+    def of(cls, home: "RunHome | str | None") -> "RunHome":
+        """A RunHome from a path, None (the default home) or a RunHome itself."""
+        return home if isinstance(home, RunHome) else cls(home)
+
     def run_dir(self, run_id: str) -> str:
         return os.path.join(self.root, run_id)
+
+    def files(self, run_id: str) -> RunDir:
+        return RunDir(self.run_dir(run_id))
 
     @property
     def db_path(self) -> str:
@@ -126,9 +167,8 @@ class RunHome:
     # ---- sweeps ------------------------------------------------------------------------------------
     def register_sweep(self, sweep_id: str, name: str, spec: dict, runs: list[dict]) -> None:
         """One transaction: the sweep and all its runs appear together or not at all.
-        Each run: {run_id, status (pending|skipped), config, plan, reason}."""
-        from scaling.track import write_atomic
-
+        Each run: {run_id, status (pending|skipped), config, plan, reason}. The rows are saved beside
+        the spec so that `reindex` restores the queue without re-planning it."""
         now = time.time()
         with self.db() as conn:
             conn.execute("INSERT INTO sweeps (sweep_id, name, spec, created) VALUES (?, ?, ?, ?)",
@@ -142,7 +182,8 @@ class RunHome:
             # Written inside the transaction so a failure here registers nothing either.
             os.makedirs(self.sweeps_dir, exist_ok=True)
             write_atomic(os.path.join(self.sweeps_dir, f"{sweep_id}.json"),
-                         json.dumps({"sweep_id": sweep_id, "name": name, "created": now, "spec": spec}, indent=1))
+                         json.dumps({"sweep_id": sweep_id, "name": name, "created": now, "spec": spec,
+                                     "runs": runs}, indent=1))
 
     def sweep(self, sweep_id: str) -> dict | None:
         with self.db() as conn:
@@ -157,10 +198,10 @@ class RunHome:
             rows = conn.execute("SELECT sweep_id, name, created FROM sweeps ORDER BY created").fetchall()
         return [dict(r) for r in rows]
 
-    def sweep_runs(self, sweep_id: str) -> list[dict]:
+    def sweep_runs(self, sweep_id: str) -> list[IndexedRun]:
         with self.db() as conn:
             rows = conn.execute("SELECT * FROM runs WHERE sweep_id = ? ORDER BY seq, run_id", (sweep_id,)).fetchall()
-        return [_row(r) for r in rows]
+        return [IndexedRun.from_row(r) for r in rows]
 
     def sweep_counts(self, sweep_id: str) -> dict:
         with self.db() as conn:
@@ -168,7 +209,7 @@ class RunHome:
             return {status: n for status, n in rows}
 
     # ---- claims ------------------------------------------------------------------------------------
-    def claim(self, sweep_id: str, agent: str, lease_s: float, max_attempts: int = 3) -> dict | None:
+    def claim(self, sweep_id: str, agent: str, lease_s: float, max_attempts: int = 3) -> IndexedRun | None:
         """Take the next free run of a sweep for `agent`, or None. Runs left behind (interrupted, or
         running under a lapsed lease) go first: they have checkpoints to resume from."""
         now = time.time()
@@ -193,10 +234,8 @@ class RunHome:
                 """UPDATE runs SET status='running', claimed_by=?, lease_until=?, attempts=attempts+1,
                        progress=NULL, updated=? WHERE run_id=?""",
                 (agent, now + lease_s, now, row["run_id"]))
-        out = _row(row)
-        out["resumed"] = row["status"] != "pending"
-        out["attempts"] = row["attempts"] + 1
-        return out
+        return IndexedRun.from_row(row, resumed=row["status"] != "pending", attempts=row["attempts"] + 1,
+                                   status="running", claimed_by=agent)
 
     def renew(self, run_id: str, agent: str, lease_s: float, progress: dict | None = None) -> bool:
         """Extend the lease; False when the claim is no longer ours (it lapsed and another agent took it)."""
@@ -225,34 +264,22 @@ class RunHome:
         index lost comes back with its pending and skipped points), then every run directory's own
         config and summary set its row. Rows whose directory is gone are reset (sweep runs go back to
         pending) or dropped. Run it while no agent is running: it does not preserve live claims."""
-        import yaml
-
-        from scaling import track
-
         counts = {"sweeps": 0, "runs": 0, "reset": 0, "dropped": 0}
         for path in sorted(glob.glob(os.path.join(self.sweeps_dir, "*.json"))):
-            try:
-                with open(path) as fh:
-                    saved = json.load(fh)
-            except (OSError, ValueError):
+            saved = read_json(path)
+            if not saved or "runs" not in saved:
                 continue
             if self.sweep(saved["sweep_id"]) is None:
-                from scaling import sweep as sweep_lib  # the queue is re-derived by the sweep engine
-
-                runs = sweep_lib.plan_sweep_runs(sweep_lib.parse_spec(saved["spec"], where=path), saved["sweep_id"])
-                self.register_sweep(saved["sweep_id"], saved.get("name"), saved["spec"], runs)
+                self.register_sweep(saved["sweep_id"], saved.get("name"), saved["spec"], saved["runs"])
                 counts["sweeps"] += 1
 
         found = {}
         for cfg_path in glob.glob(os.path.join(self.root, "*", "config.yaml")):
-            run_id = os.path.basename(os.path.dirname(cfg_path))
-            try:
-                with open(cfg_path) as fh:
-                    record = yaml.safe_load(fh) or {}
-            except (OSError, yaml.YAMLError):
+            files = RunDir(os.path.dirname(cfg_path))
+            record = files.read_record()
+            if record is None:
                 continue
-            summary = track.read_json(os.path.join(os.path.dirname(cfg_path), "summary.json"))
-            found[run_id] = (record, summary)
+            found[files.run_id] = (record, files.read_summary())
 
         now = time.time()
         with self.db() as conn:
@@ -286,72 +313,5 @@ class RunHome:
 def _journal_mode() -> str:
     mode = os.environ.get("SCALING_DB_JOURNAL", "wal").lower()
     if mode not in ("wal", "delete", "truncate"):
-        from scaling.errors import UsageError
-
         raise UsageError(f"SCALING_DB_JOURNAL={mode!r}: allowed wal, delete, truncate")
     return mode
-
-
-def _row(row: sqlite3.Row) -> dict:
-    out = dict(row)
-    for key in ("config", "summary", "plan", "progress"):
-        if key in out:
-            out[key] = json.loads(out[key]) if out[key] else None
-    return out
-
-
-# ---- the runs table ----------------------------------------------------------------------------------
-# The columns `scaling fit` reads (DESIGN.md "The runs table"), then context useful for filtering.
-RUN_COLUMNS = ["run_id", "sweep_id", "params", "params_nonembed", "tokens", "flops", "flops_model", "loss",
-               "train_loss", "lr", "batch_size", "seq_len", "seed", "status", "epochs", "d_model", "n_layers",
-               "n_heads", "steps", "wall_s", "tokens_per_s", "mfu", "corpus", "corpus_fingerprint"]
-
-
-def runs_table(home, sweep_id: str | None = None, steps: bool = False):
-    """One row per completed run (loss = final eval loss), or with `steps` one row per evaluated
-    checkpoint (each run's eval steps from metrics.jsonl, the last being the final one), with `step`."""
-    import pandas as pd
-
-    from scaling.track import read_metrics
-
-    home = home if isinstance(home, RunHome) else RunHome(home)
-    query, args = "SELECT run_id, sweep_id, summary FROM runs WHERE status='complete'", ()
-    if sweep_id is not None:
-        query, args = query + " AND sweep_id=?", (sweep_id,)
-    with home.db() as conn:
-        found = conn.execute(query, args).fetchall()
-
-    rows = []
-    for r in found:
-        s = json.loads(r["summary"]) if r["summary"] else {}
-        if not _finite(s.get("eval_loss")):
-            continue
-        base = {c: s.get(c) for c in RUN_COLUMNS}
-        base.update(run_id=r["run_id"], sweep_id=r["sweep_id"] or s.get("sweep_id"), loss=s["eval_loss"],
-                    status="complete")
-        if not steps:
-            rows.append(base)
-            continue
-        flops_model_per_token = s["flops_model"] / s["tokens"] if s.get("tokens") else None
-        evals = {}
-        for m in read_metrics(os.path.join(home.run_dir(r["run_id"]), "metrics.jsonl")):
-            # A resumed run may log a step twice; the later line is the one its checkpoint continued from.
-            if "eval_loss" in m and _finite(m["eval_loss"]):
-                evals[int(m["step"])] = m
-        for step in sorted(evals):
-            m = evals[step]
-            row = dict(base, step=step, tokens=m["tokens"], flops=m["flops"], loss=m["eval_loss"],
-                       train_loss=m.get("loss"), epochs=None)
-            row["flops_model"] = flops_model_per_token * m["tokens"] if flops_model_per_token else None
-            if s.get("tokens"):
-                row["epochs"] = s.get("epochs", 0) * m["tokens"] / s["tokens"]
-            rows.append(row)
-
-    columns = RUN_COLUMNS[:2] + (["step"] if steps else []) + RUN_COLUMNS[2:]
-    table = pd.DataFrame(rows, columns=columns)
-    sort = ["sweep_id", "params", "flops"] + (["step"] if steps else [])
-    return table.sort_values(sort, na_position="first", kind="stable").reset_index(drop=True)
-
-
-def _finite(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from scaling import sweep
-from scaling.store import RunHome
-from scaling.track import read_metrics
+from scaling.runs import RunHome
+from scaling.runs import read_metrics
 
 COMMAND = ["${env}", "${interpreter}", "-m", "scaling.cli", "train", "${args_no_hyphens}"]
 # One shape for every run (so each agent compiles once) and the same seed (the trainer compiles its
@@ -43,14 +43,14 @@ def test_four_agents_started_together_run_each_of_20_points_exactly_once(tmp_pat
 
     runs = RunHome(home).sweep_runs(sid)
     assert len(runs) == 20
-    assert {r["status"] for r in runs} == {"complete"}
-    assert [r["attempts"] for r in runs] == [1] * 20  # claimed once each
+    assert {r.status for r in runs} == {"complete"}
+    assert [r.attempts for r in runs] == [1] * 20  # claimed once each
     ran = [int(o[1].split("ran ")[1].split(" run")[0]) for o in outputs]
     assert sum(ran) == 20  # and the agents' own counts agree: no run trained twice
-    assert len({r["claimed_by"] for r in runs}) >= 2  # the work really was shared
+    assert len({r.claimed_by for r in runs}) >= 2  # the work really was shared
     for r in runs:
-        steps = [m["step"] for m in read_metrics(os.path.join(home, r["run_id"], "metrics.jsonl"))]
-        assert steps == sorted(set(steps)) and steps[-1] == r["summary"]["steps"]  # one trainer per run dir
+        steps = [m["step"] for m in read_metrics(os.path.join(home, r.run_id, "metrics.jsonl"))]
+        assert steps == sorted(set(steps)) and steps[-1] == r.summary["steps"]  # one trainer per run dir
 
 
 def test_an_agent_killed_mid_run_leaves_its_run_to_be_taken_over_and_resumed(tmp_path, home):
@@ -73,12 +73,12 @@ def test_an_agent_killed_mid_run_leaves_its_run_to_be_taken_over_and_resumed(tmp
     killed_at = read_metrics(metrics)[-1]["step"]
     assert 160 <= killed_at < 400
     row = RunHome(home).sweep_runs(sid)[0]
-    assert row["status"] == "running" and row["attempts"] == 1  # the dead agent's claim, not yet lapsed
+    assert row.status == "running" and row.attempts == 1  # the dead agent's claim, not yet lapsed
 
     results = sweep.Agent(home, sid, lease_s=3).run()  # waits for the lease to lapse, then takes over
-    assert [(r["run_id"], r["status"], r["resumed"]) for r in results] == [(run_id, "complete", True)]
+    assert [(r.run_id, r.status, r.resumed) for r in results] == [(run_id, "complete", True)]
     row = RunHome(home).sweep_runs(sid)[0]
-    assert row["status"] == "complete" and row["attempts"] == 2
+    assert row.status == "complete" and row.attempts == 2
     steps = [m["step"] for m in read_metrics(metrics)]
     # Resumed, not restarted: the steps up to a checkpoint were logged once; those after it, which the
     # dead agent had logged, again by the new agent (logging is every 4th step here).
@@ -94,30 +94,30 @@ def test_a_lapsed_claim_is_lost_to_its_holder_and_repeated_deaths_fail_the_run(h
     store.register_sweep("s", "s", {}, [{"run_id": "s-000", "status": "pending", "config": {}},
                                          {"run_id": "s-001", "status": "pending", "config": {}}])
     first = store.claim("s", "a", lease_s=0.2)
-    assert first["run_id"] == "s-000" and not first["resumed"]
-    assert store.claim("s", "b", lease_s=0.2)["run_id"] == "s-001"  # a live claim is never handed out twice
+    assert first.run_id == "s-000" and not first.resumed
+    assert store.claim("s", "b", lease_s=0.2).run_id == "s-001"  # a live claim is never handed out twice
     assert store.claim("s", "c", lease_s=0.2) is None
     assert store.renew("s-000", "a", 0.2)
     time.sleep(0.3)
     again = store.claim("s", "c", lease_s=60)
-    assert again["run_id"] == "s-000" and again["resumed"] and again["attempts"] == 2
+    assert again.run_id == "s-000" and again.resumed and again.attempts == 2
     assert not store.renew("s-000", "a", 60)  # a's claim is gone; its heartbeat notices
     assert store.release("s-000", "c")
-    assert store.sweep_runs("s")[0]["status"] == "interrupted"  # released unfinished: resumable
+    assert store.sweep_runs("s")[0].status == "interrupted"  # released unfinished: resumable
     # A run whose agents keep dying is failed, not handed to the next victim forever.
     for agent in ("d", "e"):
-        assert store.claim("s", agent, lease_s=0.01, max_attempts=4)["run_id"] in ("s-000", "s-001")
+        assert store.claim("s", agent, lease_s=0.01, max_attempts=4).run_id in ("s-000", "s-001")
         time.sleep(0.02)
     store.claim("s", "f", lease_s=0.01, max_attempts=3)
     time.sleep(0.02)
     store.claim("s", "g", lease_s=60, max_attempts=3)
-    failed = [r for r in store.sweep_runs("s") if r["status"] == "failed"]
-    assert failed and "died" in failed[0]["reason"]
+    failed = [r for r in store.sweep_runs("s") if r.status == "failed"]
+    assert failed and "died" in failed[0].reason
 
 
 @pytest.mark.slow
 def test_slurm_job_array_through_submitit_local_executor(tmp_path, home):
-    from scaling import slurm
+    from scaling.sweep import slurm
 
     sid = _create(tmp_path, home, {"tokens": {"values": [320, 352, 384, 416]}}, name="array")
     jobs = slurm.submit_agents(home, sid, parallel=2, executor="local", time_min=10, lease_s=30, wandb="off")
@@ -125,7 +125,7 @@ def test_slurm_job_array_through_submitit_local_executor(tmp_path, home):
     assert [o["error"] for o in outcomes] == [None, None], outcomes
     assert sum(o["ran"] for o in outcomes) == 4
     runs = RunHome(home).sweep_runs(sid)
-    assert [(r["status"], r["attempts"]) for r in runs] == [("complete", 1)] * 4
+    assert [(r.status, r.attempts) for r in runs] == [("complete", 1)] * 4
 
 
 def test_slurm_refuses_without_sbatch_and_names_the_local_executor(tmp_path, home, monkeypatch, capsys):

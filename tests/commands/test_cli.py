@@ -23,7 +23,8 @@ def test_help_answers_without_importing_jax():
 
 
 def test_fit_command_offers_exactly_the_laws_the_library_fits():
-    from scaling import fitcmd, laws
+    from scaling import laws
+    from scaling.commands import fit as fitcmd
 
     assert fitcmd.LAWS == laws.LAWS
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import os
 
+import wandb_workspaces.reports.v2 as wr
+import wandb_workspaces.workspaces as ws
+
 
 def build_workspace(sweep: str, entity: str, project: str = "scaling"):
-    import wandb_workspaces.reports.v2 as wr
-    import wandb_workspaces.workspaces as ws
-
     size = wr.Config("N")
     loss_vs_compute = [
         wr.LinePlot(title="eval loss against FLOPs (C = 6ND), one line per run", x="flops", y=["eval/loss"],

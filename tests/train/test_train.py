@@ -6,7 +6,8 @@ import yaml
 
 from scaling.cli import main
 from scaling.config import RunConfig, resolve_config
-from scaling.track import read_metrics, read_offline_run
+from scaling.runs import read_metrics
+from wandb_log import read_offline_run
 from scaling.train import plan_run, train_run
 
 SUMMARY_KEYS = {"run_id", "status", "params", "params_nonembed", "tokens", "flops", "flops_model", "eval_loss",

@@ -1,5 +1,5 @@
 """SLURM: local agents submitted as a job array through submitit. Each array task is one
-`sweep.Agent` over the shared run home; the SQLite queue hands every run to exactly one of them.
+`Agent` over the shared run home; the SQLite queue hands every run to exactly one of them.
 
 The run home must be on a file system all nodes see, and SQLite's locks must work there: that holds
 for a local disk (one node) and for most Lustre/GPFS/BeeGFS mounts with POSIX locks on; it does not
@@ -8,33 +8,33 @@ hold on many NFS mounts. On such clusters use W&B's online agents instead.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 
+from scaling import preempt
 from scaling.errors import UsageError
+from scaling.runs import RunHome
+from scaling.sweep.agent import Agent
+from scaling.sweep.register import require_sweep
 
 
-def log_folder(home, folder: str | None = None) -> str:
-    from scaling.store import RunHome
-
-    home = home if isinstance(home, RunHome) else RunHome(home)
+def log_folder(home: RunHome | str | None, folder: str | None = None) -> str:
+    home = RunHome.of(home)
     return os.path.abspath(folder) if folder else os.path.join(home.root, ".slurm")
 
 
 def agent_task(home: str, sweep_id: str, count: int | None, lease_s: float, isolate: bool,
                overrides: dict) -> dict:
     """What one array task runs (pickled by submitit, so it lives at module level)."""
-    from scaling.sweep import Agent
-
     # SLURM warns a job with a signal (submitit asks for USR2) before its time limit or preemption;
-    # submitit's own handler would exit mid-step. As SIGTERM it reaches the trainer instead, which
-    # checkpoints and stops; the agent releases the run for whichever agent comes next.
-    for sig in (signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(sig, lambda signum, frame: os.kill(os.getpid(), signal.SIGTERM))
+    # submitit's own handler would exit mid-step. As a stop request it reaches the trainer instead,
+    # which checkpoints and stops; the agent releases the run for whichever agent comes next.
     agent = Agent(home, sweep_id, lease_s=lease_s, isolate=isolate, overrides=overrides)
-    results = agent.run(count=count)
-    statuses = {}
+    with preempt.sigterm_requests_stop(signal.SIGUSR1, signal.SIGUSR2):
+        results = agent.run(count=count)
+    statuses: dict[str, int] = {}
     for r in results:
-        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+        statuses[r.status] = statuses.get(r.status, 0) + 1
     return {"agent": agent.name, "ran": len(results), "statuses": statuses}
 
 
@@ -44,12 +44,7 @@ def submit_agents(home, sweep_id: str, *, parallel: int = 1, executor: str = "sl
                   lease_s: float = 60.0, isolate: bool = False, wandb: str | None = None,
                   folder: str | None = None) -> list:
     """Submit `parallel` agents as one job array; returns submitit's jobs."""
-    import shutil
-
-    from scaling.store import RunHome
-    from scaling.sweep import require_sweep
-
-    home = home if isinstance(home, RunHome) else RunHome(home)
+    home = RunHome.of(home)
     require_sweep(home, sweep_id)
     if executor not in ("slurm", "local"):
         raise UsageError(f"--executor {executor!r}: allowed slurm, local")

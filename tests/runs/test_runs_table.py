@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from scaling.cli import main
-from scaling.store import RunHome, runs_table
+from scaling.runs import RunHome, runs_table
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMOKE = os.path.join(ROOT, "sweeps", "smoke.yaml")
 
 
@@ -32,7 +32,7 @@ def test_smoke_agent_runs_every_point_and_reports_each(smoke):
     home, sweep_id, log = smoke
     assert sweep_id.startswith("smoke-")
     runs = RunHome(home).sweep_runs(sweep_id)
-    assert [r["status"] for r in runs] == ["complete"] * 4
+    assert [r.status for r in runs] == ["complete"] * 4
     assert log.count(" complete  eval ") == 4 and "[4/4]" in log and "ran 4 run(s) (4 complete)" in log
 
 
@@ -88,6 +88,6 @@ def test_reindex_rebuilds_the_index_and_the_queue_from_the_files(smoke, tmp_path
     assert main(["--home", copy, "runs", "--reindex", "--sweep", sweep_id, "--csv", str(tmp_path / "r.csv")]) == 0
     after = runs_table(copy, sweep_id)
     pd.testing.assert_frame_equal(after, before[before.run_id != f"{sweep_id}-003"].reset_index(drop=True))
-    statuses = {r["run_id"]: r["status"] for r in RunHome(copy).sweep_runs(sweep_id)}
+    statuses = {r.run_id: r.status for r in RunHome(copy).sweep_runs(sweep_id)}
     assert statuses[f"{sweep_id}-003"] == "pending" and list(statuses.values()).count("complete") == 3
     assert "1 sweep(s) restored" in capsys.readouterr().err

@@ -14,7 +14,7 @@ from scaling.cli import main
 from scaling.config import RunConfig, resolve_config
 from scaling.errors import UsageError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHIPPED = sorted(glob.glob(os.path.join(ROOT, "sweeps", "*.yaml")))
 COMMAND = ["${env}", "${interpreter}", "-m", "scaling.cli", "train", "${args_no_hyphens}"]
 GOOD = {

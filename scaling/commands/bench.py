@@ -1,0 +1,33 @@
+"""`scaling bench`: this machine's matmul ceiling, and the family's train-step speed and MFU against it."""
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="matmul ceiling, train-step tokens/s and MFU for a few sizes",
+                       description="Measure this machine's matmul FLOP/s and the family's training speed.")
+    p.add_argument("--d-model", type=int, nargs="*", default=[64, 128, 256], help="widths to time")
+    p.add_argument("--layers", type=int, default=None, help="override depth (default: recipe)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--steps", type=int, default=10)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from scaling import hardware
+    from scaling.family import shape_for_width
+    from scaling.train.bench import time_train_step
+
+    ceiling, how = hardware.ceiling_flops(refresh=True)
+    print(f"device   {hardware.device_description()}")
+    print(f"ceiling  {ceiling / 1e9:,.1f} GFLOP/s  ({how})")
+    print(f"{'shape':>14} {'params':>12} {'ms/step':>9} {'tokens/s':>10} {'GFLOP/s':>9} {'MFU':>6} {'compile':>8}")
+    for width in args.d_model:
+        shape = shape_for_width(width, n_layers=args.layers, seq_len=args.seq_len)
+        r = time_train_step(shape, args.batch_size, args.steps)
+        mfu = hardware.mfu(r["tokens_per_s"], shape.flops_per_token(), ceiling)
+        print(f"{r['shape']:>14} {r['params']:>12,} {r['step_ms']:>9.1f} {r['tokens_per_s']:>10,.0f} "
+              f"{r['model_flops_per_s'] / 1e9:>9.1f} {100 * mfu:>5.1f}% {r['compile_s']:>7.1f}s")
+    print(f"(batch {args.batch_size} x seq {args.seq_len}; FLOPs from scaling.family, 3 x forward, "
+          "executed causal-attention blocks)")
+    return 0

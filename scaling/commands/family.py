@@ -1,0 +1,47 @@
+"""`scaling family`: the shapes the size recipe picks, with exact parameter and FLOP counts."""
+from __future__ import annotations
+
+from scaling.errors import UsageError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("family", help="shapes the size recipe picks, with exact params and FLOPs",
+                       description="Print the recipe's shape for each target parameter count (and, with "
+                                   "--recipe, every size-dependent constant of the recipe).")
+    p.add_argument("sizes", nargs="*", metavar="SIZE", help="target parameter counts, e.g. 1e5 1e6")
+    p.add_argument("--vocab-size", type=int, default=256)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--mlp", choices=("swiglu", "gelu"), default="swiglu")
+    p.add_argument("--untied", action="store_true", help="separate output matrix")
+    p.add_argument("--qk-norm", action="store_true")
+    p.add_argument("--recipe", action="store_true", help="print the recipe's constants, each with its meaning")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from scaling.family import RECIPE, shape_for_params
+
+    if not args.sizes and not args.recipe:
+        raise UsageError("give target sizes (e.g. 1e5 1e6) or --recipe")
+    if args.recipe:
+        for name, value, doc in RECIPE.fields():
+            print(f"{name:<22} {value!s:<10} {doc}")
+        if not args.sizes:
+            return 0
+        print()
+    try:
+        targets = [float(t) for t in args.sizes]
+    except ValueError:
+        raise UsageError(f"sizes must be numbers, got {' '.join(args.sizes)}") from None
+    kw = dict(vocab_size=args.vocab_size, seq_len=args.seq_len, mlp=args.mlp, tied=not args.untied,
+              qk_norm=args.qk_norm)
+    head = f"{'target':>8} {'shape':>15} {'d_ff':>6} {'params':>15} {'non-embed':>15} {'FLOPs/token':>12}"
+    print(head)
+    print("-" * len(head))
+    for t in targets:
+        s = shape_for_params(t, **kw)
+        print(f"{t:>8.0e} {s.describe():>15} {s.d_ff:>6} {s.params:>15,} {s.params_nonembed:>15,} "
+              f"{s.flops_per_token():>12.4g}")
+    print(f"(vocab {args.vocab_size}, seq {args.seq_len}, {args.mlp}, {'untied' if args.untied else 'tied'};"
+          " FLOPs/token = training, 3 x forward, executed causal-attention blocks: see scaling/family.py)")
+    return 0

@@ -1,0 +1,108 @@
+"""What a person watches: a training run's progress line, an agent's live display, a run's summary."""
+from __future__ import annotations
+
+import sys
+
+from scaling.display import duration, number
+
+
+class ProgressLine:
+    """One live line on a terminal; a line per ~10% of the run when output is a log file."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream, self.tty, self.last_decile = stream, stream.isatty(), -1
+
+    def __call__(self, p) -> None:
+        text = (f"step {p.step}/{p.steps}  loss {number(p.loss)}"
+                + (f"  eval {number(p.eval_loss)}" if p.eval_loss is not None else "")
+                + f"  {p.tokens_per_s / 1e3:.1f}k tok/s  MFU {100 * (p.mfu or 0):.1f}%  ETA {duration(p.eta_s)}")
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + text + ("\n" if p.step == p.steps else ""))
+            self.stream.flush()
+        else:
+            decile = 10 * p.step // p.steps
+            if decile != self.last_decile:
+                self.last_decile = decile
+                print(text, file=self.stream, flush=True)
+
+
+def print_summary(s: dict) -> None:
+    rows = [
+        ("run", f"{s['run_id']}  ({s['status']})"),
+        ("N params", f"{s['params']:,}  (non-embedding {s['params_nonembed']:,})"),
+        ("D tokens", f"{s['tokens']:,}  ({number(s['epochs'], 3)} epochs of {s['corpus']})"),
+        ("C flops", f"6ND = {number(s['flops'])}   model = {number(s['flops_model'])}"),
+        ("eval loss", f"{number(s['eval_loss'])} nats/token   (train {number(s['train_loss'])})"),
+        ("unigram H", f"{number(s['unigram_entropy'])} nats/token  (the loss of a model that ignores context)"),
+        ("speed", f"{s['tokens_per_s']:,.0f} tokens/s   MFU {100 * (s['mfu'] or 0):.1f}% of "
+                  f"{s['ceiling_flops'] / 1e9:.0f} GFLOP/s"),
+        ("wall", duration(s["wall_s"]) + f"  ({s['wall_s']:.1f} s)"),
+    ]
+    for key, value in rows:
+        print(f"  {key:<10} {value}")
+
+
+class AgentDisplay:
+    """Live on a terminal (rich): runs done/total, and the current run's step, loss and speed. In a log
+    file: one line per run. Called with the agent's event records (scaling.sweep.events)."""
+
+    def __init__(self, stream=None):
+        self.stream = stream = stream or sys.stderr
+        self.live = stream.isatty()
+        self.progress = None
+        self.current = None
+        if self.live:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
+                                     console=Console(file=stream), transient=False)
+            self.sweep_task = self.progress.add_task("runs", total=None, info="")
+            self.progress.start()
+
+    def __call__(self, event) -> None:
+        getattr(self, "on_" + type(event).__name__)(event)
+
+    def on_Claimed(self, e) -> None:
+        plan = e.run.plan or {}
+        what = f"{e.run.run_id}  {plan.get('shape', '')} N={plan.get('params', 0):,} D={plan.get('tokens', 0):,}"
+        what += "  (resuming)" if e.run.resumed else ""
+        if self.live:
+            self.progress.update(self.sweep_task, completed=e.done, total=e.total)
+            if self.current is not None:
+                self.progress.remove_task(self.current)
+            self.current = self.progress.add_task(what, total=plan.get("steps"), info="starting")
+        else:
+            print(f"[{e.done}/{e.total}] {what}", file=self.stream, flush=True)
+
+    def on_RunProgress(self, e) -> None:
+        if not self.live or self.current is None:
+            return
+        info = f"loss {number(e.loss)}" + (f"  eval {number(e.eval_loss)}" if e.eval_loss is not None else "")
+        if e.tokens_per_s:
+            info += f"  {e.tokens_per_s / 1e3:.1f}k tok/s"
+        self.progress.update(self.current, completed=e.step, total=e.steps, info=info)
+
+    def on_Finished(self, e) -> None:
+        r = e.result
+        loss = r.summary.get("eval_loss") if r.summary else None
+        line = (f"[{e.done}/{e.total}] {r.run_id} {r.status}" + (f"  eval {number(loss)}" if loss is not None else "")
+                + f"  {r.wall_s:.1f} s" + (f" (first step after {r.startup_s:.1f} s)" if r.startup_s is not None else "")
+                + (f"  {r.reason}" if r.reason else ""))
+        if self.live:
+            self.progress.update(self.sweep_task, completed=e.done, total=e.total)
+            self.progress.console.print(line)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def on_Waiting(self, e) -> None:
+        if self.live:
+            self.progress.update(self.sweep_task, info=f"waiting for {e.running} run(s) of other agents")
+
+    def on_Stopped(self, e) -> None:
+        print(f"agent stopped: {e.reason}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()

@@ -1,0 +1,48 @@
+"""`scaling report`: fit a sweep (or a runs table) and write the report; print its headline."""
+from __future__ import annotations
+
+import os
+import sys
+
+from scaling.commands.common import add_home
+from scaling.errors import UsageError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("report", help="figures, tables and the compute-optimal answer as HTML and Markdown",
+                       description="Fit the runs of a sweep (or a runs table) and write the report.")
+    p.add_argument("inputs", nargs="*", metavar="[SPEC.yaml] [RUNS.csv]",
+                   help="a report spec from analysis/ and/or a runs table")
+    p.add_argument("--sweep", help="the sweep whose finished runs to use")
+    p.add_argument("--out", required=True, help="output directory (index.html, report.md, fit.json, figures/)")
+    p.add_argument("--bootstrap", type=int, help="bootstrap resamples (default: the spec's, 1000)")
+    p.add_argument("--wandb", default="auto", choices=("auto", "off", "offline", "online"),
+                   help="log figures and tables to a W&B analysis run (default: offline without an API key)")
+    add_home(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from scaling import report
+
+    spec_path, csv = None, None
+    for item in args.inputs:
+        if item.endswith((".yaml", ".yml")):
+            spec_path = item
+        elif item.endswith((".csv", ".parquet")):
+            csv = item
+        else:
+            raise UsageError(f"{item!r}: expected a report spec (.yaml) or a runs table (.csv, .parquet)")
+    spec = report.ReportSpec.load(spec_path, sweep=args.sweep, bootstrap=args.bootstrap)
+    csv = csv or spec.runs
+    if csv is None and spec.sweep is None:
+        raise UsageError("give --sweep SWEEP, a RUNS.csv, or a spec that names one")
+    made = report.build(spec, args.out, home=args.home, csv=csv, wandb=args.wandb,
+                        progress=lambda m: print(m, file=sys.stderr))
+    files = made.files
+    print("\n".join(files.headline))
+    print(f"report: {files.html}  ({len(files.figures)} figures; {files.markdown}, {files.fit_json})")
+    if made.wandb_dir:
+        print(f"W&B analysis run ({made.wandb_mode}): {made.wandb_dir}"
+              + (f"  (push later: wandb sync {os.path.dirname(made.wandb_dir)})" if made.wandb_mode == "offline" else ""))
+    return 0

@@ -1,0 +1,195 @@
+"""`scaling sweep {create,agent,status,slurm}`: argument parsing and printing over scaling.sweep."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from scaling.commands.common import add_home, positive_float, positive_int
+from scaling.display import duration, number
+from scaling.errors import UsageError
+
+SWEEP_EPILOG = """\
+examples:
+  scaling sweep create sweeps/demo.yaml          # prints the sweep id
+  scaling sweep agent SWEEP                      # run it here; start more agents to share the work
+  scaling sweep status SWEEP                     # counts, runs in flight, ETA
+  scaling sweep slurm SWEEP --parallel 8 --partition gpu --gpus 1 --time 120
+  scaling runs --sweep SWEEP --csv runs.csv      # the table `scaling fit` reads
+Online instead (W&B's server chooses the points, same file):
+  wandb sweep sweeps/demo.yaml && wandb agent ENTITY/PROJECT/ID
+"""
+
+
+# ---- create ---------------------------------------------------------------------------------------
+def cmd_create(args) -> int:
+    from scaling import sweep
+
+    made = sweep.create_sweep(args.home, args.spec)
+    runs = made["runs"]
+    pending = [r for r in runs if r["status"] == "pending"]
+    skipped = [r for r in runs if r["status"] == "skipped"]
+    err = sys.stderr
+    print(f"sweep {made['sweep_id']} ({made['method']}, {made['name']}): {len(pending)} runs queued"
+          + (f", {len(skipped)} skipped" if skipped else ""), file=err)
+    if pending:
+        total = sum(r["plan"]["flops"] for r in pending)
+        print(f"  C = 6ND over all runs: {total:.3g} FLOPs; N {min(r['plan']['params'] for r in pending):,}"
+              f"..{max(r['plan']['params'] for r in pending):,}", file=err)
+    for r in skipped:
+        print(f"  skipped {r['run_id']}: {r['reason']}", file=err)
+    for note in made["notes"]:
+        print(f"  note: {note}", file=err)
+    print(made["sweep_id"])
+    return 0
+
+
+# ---- agent ----------------------------------------------------------------------------------------
+def cmd_agent(args) -> int:
+    from scaling import sweep
+    from scaling.commands.progress import AgentDisplay
+
+    overrides = {"wandb": args.wandb} if args.wandb else {}
+    if args.count is not None and args.count < 1:
+        raise UsageError(f"--count {args.count}: must be at least 1")
+    agent = sweep.Agent(args.home, args.sweep, lease_s=args.lease, isolate=args.isolate, overrides=overrides,
+                        wait=not args.no_wait)
+    display = None if args.quiet else AgentDisplay()
+    if display:
+        agent.on_event = display
+    try:
+        results = agent.run(count=args.count)
+    finally:
+        if display:
+            display.close()
+    by = {}
+    for r in results:
+        by[r.status] = by.get(r.status, 0) + 1
+    print(f"agent {agent.name}: ran {len(results)} run(s)"
+          + (" (" + ", ".join(f"{n} {s}" for s, n in sorted(by.items())) + ")" if by else "")
+          + ("; stopped early (SIGTERM or interruption), the run can resume" if agent.stop_requested else ""),
+          file=sys.stderr)
+    if agent.stop_requested:
+        return 130
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
+# ---- status ---------------------------------------------------------------------------------------
+def cmd_status(args) -> int:
+    from scaling import sweep
+    from scaling.runs import STATUSES, RunHome
+
+    home = RunHome(args.home)
+    if args.sweep is None:
+        found = home.sweeps()
+        if not found:
+            print(f"no sweeps in {home.root}", file=sys.stderr)
+        for s in found:
+            counts = home.sweep_counts(s["sweep_id"])
+            text = ", ".join(f"{counts[k]} {k}" for k in STATUSES if counts.get(k))
+            print(f"{s['sweep_id']:<28} {time.strftime('%Y-%m-%d %H:%M', time.localtime(s['created']))}  {text}")
+        return 0
+    st = sweep.sweep_status(home, args.sweep)
+    print(f"sweep {st.sweep_id} ({st.name}): {st.total} runs, "
+          + ", ".join(f"{st.counts[k]} {k}" for k in STATUSES if st.counts.get(k)))
+    print(f"  done {st.finished}/{st.runnable}; {st.agents} agent(s) active; elapsed {duration(time.time() - st.created)}; "
+          f"ETA {duration(st.eta_s) if st.eta_s is not None else '? (no finished run to time yet)'}"
+          + ("" if st.agents or not (st.runnable - st.finished) else " (if one agent runs)"))
+    now = time.time()
+    for r in st.current:
+        p = r.progress or {}
+        step = f"step {p.get('step', 0)}/{p.get('steps') or '?'}" if p.get("step") else "starting"
+        print(f"  running {r.run_id}  {step}  loss {number(p.get('loss'))}  by {r.claimed_by}"
+              f"  lease {r.lease_until - now:.0f} s" + (f"  attempt {r.attempts}" if r.attempts > 1 else ""))
+    for run_id in st.stale:
+        print(f"  stale   {run_id}: its agent stopped renewing the lease; the next agent takes it over")
+    for r in st.problems:
+        print(f"  {r.status:<7} {r.run_id}: {r.reason}")
+    return 0
+
+
+# ---- slurm ----------------------------------------------------------------------------------------
+def cmd_slurm(args) -> int:
+    from scaling.sweep import slurm
+
+    jobs = slurm.submit_agents(
+        args.home, args.sweep, parallel=args.parallel, executor=args.executor, partition=args.partition,
+        time_min=args.time, gpus=args.gpus, cpus=args.cpus, mem_gb=args.mem, account=args.account,
+        qos=args.qos, count=args.count, lease_s=args.lease, isolate=args.isolate, wandb=args.wandb,
+        folder=args.logs)
+    print(f"submitted {len(jobs)} agent(s) ({args.executor}): {', '.join(str(j.job_id) for j in jobs)}", file=sys.stderr)
+    print(f"  logs in {slurm.log_folder(args.home, args.logs)}; progress: scaling sweep status {args.sweep}",
+          file=sys.stderr)
+    if not args.wait:
+        return 0
+    outcomes = slurm.wait(jobs)
+    bad = [o for o in outcomes if o["error"]]
+    for o in outcomes:
+        print(f"  job {o['job_id']}: " + (f"failed: {o['error']}" if o["error"] else f"ran {o['ran']} run(s)"),
+              file=sys.stderr)
+    return 1 if bad else 0
+
+
+# ---- parsers --------------------------------------------------------------------------------------
+def _agent_options(p) -> None:
+    p.add_argument("--count", type=positive_int, help="stop after this many runs (default: until none is left)")
+    p.add_argument("--lease", type=positive_float, default=60.0, metavar="SECONDS",
+                   help="claim lease, renewed every quarter of it; a dead agent's run is taken over after "
+                        "it lapses (default 60)")
+    p.add_argument("--isolate", action="store_true",
+                   help="run each run in its own `python -m scaling.cli train` process (no compile reuse)")
+    p.add_argument("--wandb", choices=("auto", "off", "offline", "online"),
+                   help="override the runs' W&B mode (e.g. off for speed)")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="sweeps: create from a W&B sweep spec, run agents, status, SLURM",
+                       description="Sweeps in W&B's sweep YAML format, run offline by local agents.",
+                       epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_home(p)
+    ssub = p.add_subparsers(dest="sweep_command", metavar="SUBCOMMAND", required=True)
+
+    q = ssub.add_parser("create", help="register a spec's runs in the run home; prints the sweep id",
+                        description="Enumerate a sweep spec (grid, or run_cap random draws) into the run home. "
+                                    "Points the trainer cannot run are recorded as skipped, with the reason.")
+    q.add_argument("spec", metavar="SPEC.yaml")
+    add_home(q)
+    q.set_defaults(func=cmd_create)
+
+    q = ssub.add_parser("agent", help="claim and run a sweep's runs (start as many as you like)",
+                        description="Claim runs exactly once (SQLite transactions) and train them in this "
+                                    "process, reusing compiled code across runs of one shape.")
+    q.add_argument("sweep", metavar="SWEEP")
+    _agent_options(q)
+    q.add_argument("--no-wait", action="store_true",
+                   help="exit when nothing is free now, instead of waiting for other agents' runs "
+                        "(whose runs would be taken over if their agents died)")
+    q.add_argument("--quiet", action="store_true", help="no progress display")
+    add_home(q)
+    q.set_defaults(func=cmd_agent)
+
+    q = ssub.add_parser("status", help="counts by status, runs in flight, ETA",
+                        description="Show a sweep's progress (or list the sweeps in the run home).")
+    q.add_argument("sweep", metavar="SWEEP", nargs="?")
+    add_home(q)
+    q.set_defaults(func=cmd_status)
+
+    q = ssub.add_parser("slurm", help="submit agents as a SLURM job array (submitit)",
+                        description="Submit K local agents as a job array through submitit. The run home must "
+                                    "be on a file system every node sees, with working POSIX locks.")
+    q.add_argument("sweep", metavar="SWEEP")
+    q.add_argument("--parallel", type=positive_int, default=1, metavar="K", help="array tasks (agents); default 1")
+    q.add_argument("--partition", help="SLURM partition")
+    q.add_argument("--time", type=positive_int, default=60, metavar="MINUTES", help="time limit per task (default 60)")
+    q.add_argument("--gpus", type=int, default=0, help="GPUs per task (default 0)")
+    q.add_argument("--cpus", type=positive_int, default=None, help="CPUs per task")
+    q.add_argument("--mem", type=positive_int, default=None, metavar="GB", help="memory per task")
+    q.add_argument("--account", help="SLURM account")
+    q.add_argument("--qos", help="SLURM QOS")
+    q.add_argument("--executor", choices=("slurm", "local"), default="slurm",
+                   help="local: run the tasks as processes here (for trying it out; default slurm)")
+    q.add_argument("--logs", metavar="DIR", help="submitit's folder (default HOME/.slurm)")
+    q.add_argument("--wait", action="store_true", help="wait for the tasks to end and report them")
+    _agent_options(q)
+    add_home(q)
+    q.set_defaults(func=cmd_slurm)

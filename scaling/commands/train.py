@@ -1,0 +1,51 @@
+"""`scaling train`: one run (or its resumption), with a progress line and the summary."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from scaling.commands.common import add_home
+
+EPILOG = """\
+keys (key=value, or the same keys in CONFIG.yaml; later wins, W&B sweep values win over all):
+  size      params=N (target count) | d_model=W   [n_layers n_heads d_ff mlp=swiglu|gelu tied qk_norm seq_len]
+  length    tokens=D | flops_budget=C (D = C/6N, rounded to whole steps)   [batch_size]
+  optimizer lr beta1 beta2 weight_decay grad_clip  schedule=cosine|wsd warmup_fraction min_lr_ratio decay_fraction
+  data      corpus=stdlib|DIR|GLOB|FILE.bin|synthetic[:V[:SEED]]  seed eval_tokens n_evals
+  tracking  run_id name sweep checkpoint_every wandb=auto|off|offline|online wandb_project dtype=auto|float32|bfloat16
+examples:
+  scaling train params=1e5 tokens=3e5 wandb=off
+  scaling train d_model=128 flops_budget=1e13 run_id=my-run checkpoint_every=50
+Running the same run_id again resumes it from its latest checkpoint (or prints its summary if done).
+SIGTERM (preemption) checkpoints and exits 130; the run resumes when started again.
+"""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="one training run", description="Train one model (or resume it).",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("items", nargs="*", metavar="[CONFIG.yaml] key=value",
+                   help="optional YAML config, then key=value overrides")
+    add_home(p)
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from scaling.commands.progress import ProgressLine, print_summary
+    from scaling.config import resolve_config
+    from scaling.display import number
+    from scaling.train import plan_run, train_run
+
+    config_file, overrides = None, list(args.items)
+    if overrides and "=" not in overrides[0] and (
+            overrides[0].endswith((".yaml", ".yml")) or os.path.exists(overrides[0])):
+        config_file = overrides.pop(0)
+    plan = plan_run(resolve_config(config_file, overrides))
+    print(f"{plan.run_id}: {plan.shape.describe()} N={plan.shape.params:,} D={plan.tokens:,} "
+          f"C={number(plan.flops, 3)} ({plan.steps} steps x {plan.batch_size}x{plan.shape.seq_len}, "
+          f"lr {number(plan.lr, 2)})", file=sys.stderr)
+    summary = train_run(plan, args.home, on_progress=None if args.quiet else ProgressLine())
+    print_summary(summary)
+    return {"complete": 0, "interrupted": 130}.get(summary["status"], 1)

@@ -1,0 +1,219 @@
+"""The report's figures (the Chinchilla paper's, for the user's own runs), drawn with matplotlib into
+PNG and SVG files."""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")  # files only: no display, and the same output on every machine
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import cm, colors  # noqa: E402
+
+from scaling.laws import chinchilla_allocation
+from scaling.report.fitting import Fits
+from scaling.report.gather import ReportData
+from scaling.report.spec import REFERENCE_LAW
+
+
+plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "font.size": 9})
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    caption: str
+    png: str
+    svg: str
+
+
+def _size_colors(params: np.ndarray):
+    norm = colors.LogNorm(vmin=float(np.min(params)), vmax=float(np.max(params)) * 1.0001)
+    return cm.ScalarMappable(norm=norm, cmap="viridis")
+
+
+def _chinchilla_line(published: dict):
+    ref = published.get(REFERENCE_LAW)
+    if not ref:
+        return None
+    p = ref["params"]
+    alloc = chinchilla_allocation(p["A"], p["B"], p["alpha"], p["beta"])
+    a, b, G = float(alloc["a"]), float(alloc["b"]), float(alloc["G"])
+    return (lambda c: G * (np.asarray(c) / 6) ** a), (lambda c: (np.asarray(c) / 6) ** b / G), ref["title"]
+
+
+def fig_training_curves(data: ReportData, fits: Fits, published: dict, ax):
+    steps = data.steps
+    mapper = _size_colors(data.runs["params"].to_numpy())
+    for run_id, rows in steps.groupby("run_id"):
+        rows = rows.sort_values("step")
+        ax.plot(rows["flops"], rows["loss"], "-", lw=1.2, alpha=0.85, color=mapper.to_rgba(rows["params"].iloc[0]))
+    env = fits.results.get("envelope")
+    if env is not None:
+        ax.plot(env.flops, env.loss, "k--", lw=1.6, label="compute frontier (min over runs)")
+        ax.legend(loc="upper right")
+    ax.set_xscale("log")
+    ax.set_xlabel("training FLOPs C = 6ND at each evaluation")
+    ax.set_ylabel("eval loss (nats/token)")
+    ax.set_title("Training curves by model size, with the compute frontier")
+    ax.figure.colorbar(mapper, ax=ax, label="parameters N")
+
+
+def fig_isoflop(data: ReportData, fits: Fits, published: dict, ax):
+    iso = fits.results.get("isoflop")
+    runs = data.runs
+    budgets = sorted(runs["flops_budget"].dropna().unique()) if "flops_budget" in runs.columns else []
+    cmap = plt.get_cmap("plasma")
+    for i, c in enumerate(budgets):
+        color = cmap(0.1 + 0.8 * i / max(1, len(budgets) - 1))
+        rows = runs[runs["flops_budget"] == c].sort_values("params")
+        ax.plot(rows["params"], rows["loss"], "o", color=color, label=f"C = {c:.2g}")
+        prof = next((b for b in iso.budgets if math.isclose(b.flops, c, rel_tol=1e-6)), None) if iso else None
+        if prof is not None and prof.parabola is not None:
+            c0, c1, c2, centre = prof.parabola
+            x = np.linspace(np.log(rows["params"].min()) - 0.2, np.log(rows["params"].max()) + 0.2, 100) - centre
+            ax.plot(np.exp(x + centre), c0 + c1 * x + c2 * x**2, "-", color=color, lw=1)
+        if prof is not None and prof.n_opt is not None:
+            ax.plot([prof.n_opt], [prof.loss_opt], "*" if prof.interior else "x", ms=12, color=color, mec="k")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters N")
+    ax.set_ylabel("final eval loss (nats/token)")
+    ax.set_title("IsoFLOP profiles: parabolas in log N and their minima (x: outside the sampled sizes)")
+    ax.legend(fontsize=7)
+
+
+def fig_optimal(data: ReportData, fits: Fits, published: dict, axes):
+    """N_opt(C) and D_opt(C): every approach's fitted power law with its 95% band, Chinchilla's line."""
+    runs = data.runs
+    lo, hi = float(runs["flops"].min()) / 3, max(float(runs["flops"].max()) * 3, max(data_budgets(fits) or [1]))
+    grid = np.geomspace(lo, hi, 80)
+    ref = _chinchilla_line(published)
+    colors_by_law = {law: f"C{i}" for i, law in enumerate(fits.results)}
+    for which, ax in zip(("params", "tokens"), axes):
+        for law, res in fits.results.items():
+            mid, band = res.frontier(grid, which)
+            if mid is None:
+                continue
+            color = colors_by_law[law]
+            ax.plot(grid, mid, "-", color=color, label=res.label)
+            if band is not None:
+                ax.fill_between(grid, band[0], band[1], color=color, alpha=0.15)
+        iso = fits.results.get("isoflop")
+        if iso is not None:
+            pts = [(b.flops, b.n_opt if which == "params" else b.d_opt) for b in iso.budgets if b.interior]
+            if pts:
+                ax.plot(*zip(*pts), "o", color=colors_by_law["isoflop"], mec="k", label="isoFLOP minima")
+        if ref is not None:
+            ax.plot(grid, ref[0](grid) if which == "params" else ref[1](grid), "k:", label=ref[2])
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("compute C (FLOPs)")
+        ax.set_ylabel("N_opt (parameters)" if which == "params" else "D_opt (tokens)")
+        ax.set_title(f"Compute-optimal {'model size' if which == 'params' else 'training tokens'}")
+        ax.legend(fontsize=7)
+
+
+def data_budgets(fits: Fits) -> list[float]:
+    for res in fits.results.values():
+        if res.optimal is not None:
+            return [p.flops for p in res.optimal.at]
+    return []
+
+
+def fig_contours(data: ReportData, fits: Fits, published: dict, ax):
+    res = fits.results["chinchilla"]
+    runs = data.runs
+    n = np.geomspace(runs["params"].min() / 3, runs["params"].max() * 3, 120)
+    d = np.geomspace(runs["tokens"].min() / 3, runs["tokens"].max() * 3, 120)
+    N, D = np.meshgrid(n, d)
+    L = res.predict(params=N.ravel(), tokens=D.ravel()).reshape(N.shape)
+    cs = ax.contourf(N, D, L, levels=20, cmap="viridis_r", alpha=0.85)
+    ax.figure.colorbar(cs, ax=ax, label="predicted loss L(N, D)")
+    c = np.geomspace(float((6 * N * D).min()), float((6 * N * D).max()), 60)
+    alloc = res.allocate(c)
+    ax.plot([p.params for p in alloc.at], [p.tokens for p in alloc.at], "w--", lw=2, label="efficient frontier")
+    ax.scatter(runs["params"], runs["tokens"], c="white", edgecolors="k", s=28, label="runs", zorder=3)
+    for budget in sorted(runs["flops"].round(-6).unique())[:: max(1, runs["flops"].nunique() // 4)]:
+        ax.plot(n, budget / (6 * n), color="w", lw=0.5, alpha=0.5)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(n[0], n[-1])
+    ax.set_ylim(d[0], d[-1])
+    ax.set_xlabel("parameters N")
+    ax.set_ylabel("tokens D")
+    ax.set_title("Fitted L(N, D) with the compute-efficient frontier")
+    ax.legend(loc="lower left", fontsize=7)
+
+
+def fig_residuals(data: ReportData, fits: Fits, published: dict, axes):
+    res = fits.results["chinchilla"]
+    runs = data.runs
+    pred = res.predict(params=runs["params"].to_numpy(), tokens=runs["tokens"].to_numpy())
+    obs = runs["loss"].to_numpy()
+    mapper = _size_colors(runs["params"].to_numpy())
+    ax = axes[0]
+    ax.scatter(obs, pred, c=mapper.to_rgba(runs["params"].to_numpy()), edgecolors="k", s=30)
+    lims = [min(obs.min(), pred.min()) * 0.98, max(obs.max(), pred.max()) * 1.02]
+    ax.plot(lims, lims, "k:", lw=1)
+    ax.set_xlabel("observed eval loss")
+    ax.set_ylabel("predicted by fitted L(N, D)")
+    ax.set_title("Predicted against observed")
+    ax = axes[1]
+    ax.scatter(runs["flops"], 100 * (pred - obs) / obs, c=mapper.to_rgba(runs["params"].to_numpy()), edgecolors="k", s=30)
+    ax.axhline(0, color="k", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("compute C (FLOPs)")
+    ax.set_ylabel("residual (predicted - observed), %")
+    ax.set_title("Residuals")
+
+
+def fig_holdout(data: ReportData, fits: Fits, published: dict, ax):
+    rows = fits.holdout_rows
+    ax.scatter(rows["params"], rows["loss"], color="k", label="observed (held out)", zorder=3)
+    ax.scatter(rows["params"], rows["predicted"], marker="x", color="C3", s=60,
+               label="predicted from the smaller budgets", zorder=4)
+    for _, r in rows.iterrows():
+        ax.plot([r["params"], r["params"]], [r["loss"], r["predicted"]], color="C3", lw=0.8)
+    h = fits.holdout.holdout
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters N")
+    ax.set_ylabel("final eval loss (nats/token)")
+    ax.set_title(f"Held-out largest budget: mean |error| {100 * h.mean_abs_rel_error:.2f}% over {h.n} runs")
+    ax.legend(fontsize=7)
+
+
+FIGURES = [
+    ("training_curves", "Loss against FLOPs by model size, with the compute frontier", (7, 4.2), 1,
+     lambda d, f, p: d.steps is not None and len(d.steps) > 0, fig_training_curves),
+    ("isoflop_profiles", "IsoFLOP profiles with parabolas and minima", (7, 4.2), 1,
+     lambda d, f, p: "flops_budget" in d.runs.columns and "isoflop" in f.results, fig_isoflop),
+    ("compute_optimal", "N_opt(C) and D_opt(C) with fitted power laws, 95% bands and Chinchilla's line",
+     (11, 4.2), 2, lambda d, f, p: bool(f.results), fig_optimal),
+    ("loss_contours", "L(N, D) contours with the efficient frontier and the runs", (7, 5), 1,
+     lambda d, f, p: "chinchilla" in f.results, fig_contours),
+    ("predicted_vs_observed", "Predicted against observed loss, with residuals", (11, 4.2), 2,
+     lambda d, f, p: "chinchilla" in f.results, fig_residuals),
+    ("holdout", "The held-out largest budget predicted against observed", (7, 4.2), 1,
+     lambda d, f, p: f.holdout_rows is not None and len(f.holdout_rows) > 0, fig_holdout),
+]
+
+
+def draw_figures(data: ReportData, fits: Fits, published: dict, out_dir: str) -> list[Figure]:
+    """Every figure that applies to these runs and fits, as PNG and SVG under out_dir/figures."""
+    fig_dir = os.path.join(out_dir, "figures")
+    os.makedirs(fig_dir, exist_ok=True)
+    made = []
+    for name, caption, size, n_axes, applies, draw in FIGURES:
+        if not applies(data, fits, published):
+            continue
+        fig, axes = plt.subplots(1, n_axes, figsize=size, constrained_layout=True)
+        draw(data, fits, published, axes)
+        png, svg = os.path.join(fig_dir, f"{name}.png"), os.path.join(fig_dir, f"{name}.svg")
+        fig.savefig(png)
+        fig.savefig(svg)
+        plt.close(fig)
+        made.append(Figure(name, caption, png, svg))
+    return made

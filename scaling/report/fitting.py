@@ -1,0 +1,65 @@
+"""Fitting every law a report asks for, and the holdout check (Chinchilla fitted without the largest
+budget, then asked to predict it)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from scaling.errors import UsageError
+from scaling.laws import fit, holdout_split, load_runs
+from scaling.report.gather import ReportData
+from scaling.report.spec import ReportSpec
+
+
+@dataclass
+class Fits:
+    results: dict  # law -> fit result
+    errors: dict  # law -> why it could not be fitted
+    holdout: object | None = None  # chinchilla fitted without the largest budget
+    holdout_rows: pd.DataFrame | None = None
+
+
+def fit_all(data: ReportData, spec: ReportSpec, progress=print) -> Fits:
+    table = load_runs(data.runs)
+    results, errors = {}, {}
+    for law in spec.laws:
+        source = table
+        if law == "envelope":
+            if data.steps is None or "step" not in data.steps.columns:
+                errors[law] = "needs per-step evaluation rows"
+                continue
+            source = load_runs(data.steps)
+        progress(f"fitting {law} ({spec.bootstrap} bootstrap resamples)")
+        try:
+            results[law] = fit(source, law, huber_delta=spec.huber_delta, bootstrap=spec.bootstrap, seed=spec.seed,
+                               budgets=spec.budgets)
+        except UsageError as err:
+            errors[law] = str(err)
+    fits = Fits(results, errors)
+    k = _holdout_runs(data.runs, spec.holdout)
+    if "chinchilla" in results and k:
+        try:
+            fits.holdout = fit(table, "chinchilla", huber_delta=spec.huber_delta, bootstrap=0, seed=spec.seed,
+                               holdout=k)
+            _, held = holdout_split(table, k)
+            rows = held.frame.copy()
+            rows["predicted"] = fits.holdout.predict(params=rows["params"].to_numpy(), tokens=rows["tokens"].to_numpy())
+            fits.holdout_rows = rows
+        except UsageError as err:
+            errors["holdout"] = str(err)
+    return fits
+
+
+def _holdout_runs(runs: pd.DataFrame, setting) -> int:
+    """'largest-budget': every run of the largest isoFLOP budget; an integer: that many runs."""
+    if setting in (None, 0, "none", False):
+        return 0
+    if setting == "largest-budget":
+        if "flops_budget" in runs.columns and runs["flops_budget"].notna().all():
+            budgets = runs["flops_budget"]
+            if budgets.nunique() < 2:
+                return 0
+            return int((budgets == budgets.max()).sum())
+        return max(1, len(runs) // 5)
+    return int(setting)

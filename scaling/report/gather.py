@@ -1,0 +1,62 @@
+"""The runs a report is made of: a sweep's finished runs from the run home (with per-step rows and the
+runs left out, with reasons), or a runs table from a file."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from scaling.errors import UsageError
+from scaling.laws import load_runs
+from scaling.runs import RunHome, runs_table
+
+
+@dataclass(frozen=True)
+class ExcludedRun:
+    run_id: str
+    status: str
+    reason: str
+
+
+@dataclass
+class ReportData:
+    runs: pd.DataFrame  # one row per finished run (the fit's input)
+    steps: pd.DataFrame | None = None  # one row per evaluated checkpoint (training curves)
+    excluded: list[ExcludedRun] = field(default_factory=list)
+    source: str = ""
+
+
+def gather(home: RunHome | str | None, sweep: str | None = None, csv: str | None = None) -> ReportData:
+    """The runs a report is made of.
+
+    Args:
+        home: the run home (used with `sweep`).
+        sweep: a sweep id: its completed runs, per-step rows, and the runs left out with reasons.
+        csv: a runs table file (CSV or Parquet) instead of a sweep.
+    Returns:
+        ReportData with `runs` (one row per run) and `steps` (per-checkpoint rows, when known).
+    """
+    if csv:
+        load_runs(csv)  # validates the file with the fitter's own checks and messages
+        frame = pd.read_csv(csv) if not csv.endswith(".parquet") else pd.read_parquet(csv)
+        steps = frame if "step" in frame.columns else None
+        if steps is not None:  # the final evaluation of each run is the fit's point
+            frame = steps.sort_values("step").groupby(steps.get("run_id", steps.index), sort=False).tail(1)
+        return ReportData(runs=frame.reset_index(drop=True), steps=steps, source=csv)
+    home = RunHome.of(home)
+    if sweep is None:
+        raise UsageError("give --sweep SWEEP or a RUNS.csv")
+    try:
+        runs = home.sweep_runs(sweep)
+    except Exception:  # noqa: BLE001 - a missing DB or table is a user's wrong sweep/home
+        runs = []
+    if not runs:
+        raise UsageError(f"sweep {sweep!r} not found in {home.root} (see `scaling sweep status`)")
+    excluded = [ExcludedRun(r.run_id, r.status, r.reason or r.status) for r in runs if r.status != "complete"]
+    table = runs_table(home, sweep)
+    steps = runs_table(home, sweep, steps=True)
+    if "flops_budget" not in table.columns:  # the isoFLOP grid's intended budget, from each run's config
+        budget = {r.run_id: r.config.get("flops_budget") for r in runs}
+        for frame in (table, steps):
+            frame["flops_budget"] = frame["run_id"].map(budget).astype(float)
+    return ReportData(runs=table, steps=steps, excluded=excluded, source=f"sweep {sweep} in {home.root}")

@@ -1,0 +1,146 @@
+"""Writing the report: index.html (self-contained, figures embedded), report.md, fit.json, runs.csv."""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from dataclasses import dataclass
+
+from scaling.report.figures import Figure, draw_figures
+from scaling.report.fitting import Fits
+from scaling.report.gather import ReportData
+from scaling.report.spec import ReportSpec, load_published
+from scaling.report.tables import allocation_table, exponent_table, headline, parameter_table, runs_tables
+from scaling.runs import write_atomic
+
+
+def md_table(header, rows) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def html_table(header, rows) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+CSS = """body{font:14px/1.45 system-ui,sans-serif;max-width:1180px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.6em 0;font-size:13px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}
+th{background:#f4f4f4}figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}
+figcaption{color:#555;font-size:13px}.headline{background:#f3f8ff;border-left:4px solid #2b6cb0;padding:.6em 1em}
+.note{color:#666;font-size:12px}"""
+
+
+def fit_json(fits: Fits) -> dict:
+    out = {law: res.to_json() for law, res in fits.results.items()}
+    if fits.holdout is not None:
+        out["holdout_check"] = fits.holdout.to_json()
+    if fits.errors:
+        out["not_fitted"] = dict(fits.errors)
+    return out
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """What `write_report` wrote, and the headline and tables it wrote into them."""
+
+    out_dir: str
+    figures: list[Figure]
+    headline: list[str]
+    tables: list[Table]
+
+    @property
+    def html(self) -> str:
+        return os.path.join(self.out_dir, "index.html")
+
+    @property
+    def markdown(self) -> str:
+        return os.path.join(self.out_dir, "report.md")
+
+    @property
+    def fit_json(self) -> str:
+        return os.path.join(self.out_dir, "fit.json")
+
+    @property
+    def runs_csv(self) -> str:
+        return os.path.join(self.out_dir, "runs.csv")
+
+
+def report_tables(data: ReportData, fits: Fits, published: dict) -> list[Table]:
+    (used_h, used), (excl_h, excl) = runs_tables(data, fits)
+    return [
+        Table("Fitted parameters, beside published laws", *parameter_table(fits, published),
+              "Chinchilla form L = E + A/N^alpha + B/D^beta; 95% bootstrap intervals in brackets "
+              "(whole runs resampled)."),
+        Table("Compute-optimal exponents", *exponent_table(fits, published)),
+        Table("Compute-optimal allocation at the target budgets", *allocation_table(fits),
+              "Extrapolations far beyond the sampled compute: read the intervals, and the holdout check below."),
+        Table(f"Runs used ({len(used)})", used_h, used),
+        Table(f"Runs and budgets excluded ({len(excl)})", excl_h, excl),
+    ]
+
+
+def write_report(data: ReportData, fits: Fits, spec: ReportSpec, out_dir: str,
+                 published: dict | None = None) -> ReportFiles:
+    """Write index.html, report.md, fit.json, runs.csv and figures/ into out_dir."""
+    published = load_published(spec.published) if published is None else published
+    os.makedirs(out_dir, exist_ok=True)
+    figures = draw_figures(data, fits, published, out_dir)
+    written = ReportFiles(out_dir, figures, headline(fits), report_tables(data, fits, published))
+    data.runs.to_csv(written.runs_csv, index=False)
+    write_atomic(written.fit_json, json.dumps(fit_json(fits), indent=2) + "\n")
+    errors = [f"{law}: {why}" for law, why in fits.errors.items()]
+    write_atomic(written.markdown, markdown(written, data, spec, errors))
+    write_atomic(written.html, html_page(written, data, spec, errors))
+    return written
+
+
+def markdown(written: ReportFiles, data: ReportData, spec: ReportSpec, errors: list[str]) -> str:
+    md = [f"# {spec.title}", "", f"Source: {data.source}. Laws: {', '.join(spec.laws)}.", ""]
+    md += ["## Headline", ""] + [f"- {line}" for line in written.headline] + [""]
+    if errors:
+        md += ["Not fitted: " + "; ".join(errors), ""]
+    for t in written.tables:
+        md += [f"## {t.title}", "", t.note, "", md_table(t.header, t.rows) if t.rows else "(none)", ""]
+    md += ["## Figures", ""]
+    for f in written.figures:
+        md += [f"![{f.caption}](figures/{f.name}.png)", f"*{f.caption}*", ""]
+    return "\n".join(md)
+
+
+def html_page(written: ReportFiles, data: ReportData, spec: ReportSpec, errors: list[str]) -> str:
+    esc = html.escape
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{esc(spec.title)}</title>",
+             f"<style>{CSS}</style></head><body><h1>{esc(spec.title)}</h1>",
+             f"<p class='note'>Source: {esc(data.source)}. Laws: {esc(', '.join(spec.laws))}. "
+             f"Bootstrap: {spec.bootstrap} resamples of whole runs, seed {spec.seed}.</p>",
+             "<div class='headline'><b>Headline</b><ul>" + "".join(f"<li>{esc(x)}</li>" for x in written.headline)
+             + "</ul></div>"]
+    if errors:
+        parts.append("<p class='note'>Not fitted: " + esc("; ".join(errors)) + "</p>")
+    parts.append("<h2>Figures</h2>")
+    for f in written.figures:
+        with open(f.png, "rb") as fh:
+            b64 = base64.b64encode(fh.read()).decode()
+        parts.append(f"<figure id='{f.name}'><img alt='{esc(f.caption)}' src='data:image/png;base64,{b64}'>"
+                     f"<figcaption>{esc(f.caption)}</figcaption></figure>")
+    for t in written.tables:
+        parts.append(f"<h2>{esc(t.title)}</h2>" + (f"<p class='note'>{esc(t.note)}</p>" if t.note else "")
+                     + (html_table(t.header, t.rows) if t.rows else "<p>(none)</p>"))
+    # Marks how many figures the browser decoded: what a person sees, checkable headlessly.
+    parts.append("<script>window.addEventListener('load',function(){var n=0;for(var i of document.images)"
+                 "{if(i.complete&&i.naturalWidth>0)n++;}document.body.dataset.figuresLoaded=n;});</script>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

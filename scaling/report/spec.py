@@ -1,0 +1,68 @@
+"""What a report covers: which runs, which laws, which target budgets (a YAML file in analysis/, or
+defaults), and the published laws it is compared with."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from scaling.config import load_yaml
+from scaling.errors import UsageError
+from scaling.laws import LAWS
+
+PUBLISHED_PATH = Path(__file__).resolve().parents[2] / "analysis" / "published.yaml"
+REFERENCE_LAW = "chinchilla_unrounded"
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    """Which runs, which laws, which target budgets (a YAML file in analysis/, or defaults)."""
+
+    title: str = "Scaling-law report"
+    sweep: str | None = None
+    runs: str | None = None
+    laws: tuple[str, ...] = ("chinchilla", "isoflop", "envelope")
+    budgets: tuple[float, ...] = (1e18, 1e21, 1e24)
+    holdout: str | int = "largest-budget"
+    bootstrap: int = 1000
+    huber_delta: float = 1e-3
+    seed: int = 0
+    published: str | None = None
+
+    @classmethod
+    def load(cls, path: str | None, **overrides) -> "ReportSpec":
+        values = load_yaml(path) if path else {}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UsageError(f"{path}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(known))})")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            if "budgets" in values:
+                values["budgets"] = tuple(float(b) for b in values["budgets"])
+            if "laws" in values:
+                values["laws"] = tuple(str(x) for x in values["laws"])
+            for key in ("bootstrap", "seed"):
+                if key in values:
+                    values[key] = int(values[key])
+            if "huber_delta" in values:
+                values["huber_delta"] = float(values["huber_delta"])
+        except (TypeError, ValueError):
+            raise UsageError(f"{path}: budgets must be numbers, bootstrap and seed integers") from None
+        if any(not b > 0 for b in values.get("budgets", ())):
+            raise UsageError(f"{path}: budgets must be positive FLOP counts")
+        bad = [x for x in values.get("laws", ()) if x not in LAWS]
+        if bad:
+            raise UsageError(f"{path}: unknown law {bad[0]!r} (allowed: {', '.join(LAWS)})")
+        return cls(**values)
+
+
+def load_published(path: str | None = None) -> dict:
+    path = path or PUBLISHED_PATH
+    try:
+        with open(path) as fh:
+            return yaml.safe_load(fh) or {}
+    except OSError:
+        return {}

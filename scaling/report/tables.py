@@ -1,0 +1,115 @@
+"""The report's tables and headline as rows of display text (rounding happens here, never in fit.json)."""
+from __future__ import annotations
+
+from scaling.display import number as fmt
+from scaling.laws import chinchilla_allocation
+from scaling.report.fitting import Fits
+from scaling.report.gather import ReportData
+
+
+def fmt_ci(ci) -> str:
+    return f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "–"
+
+
+def with_ci(value, ci) -> str:
+    return fmt(value) + (f" {fmt_ci(ci)}" if ci else "")
+
+
+def parameter_table(fits: Fits, published: dict) -> tuple[list[str], list[list[str]]]:
+    """Our Chinchilla-form parameters with intervals beside the published fits."""
+    names = ["E", "A", "B", "alpha", "beta", "a", "b"]
+    header = ["source"] + names
+    rows = []
+    res = fits.results.get("chinchilla")
+    if res is not None:
+        p = dict(res.params)
+        ci = dict(res.ci95)
+        if res.optimal is not None:
+            p.update(a=res.optimal.a, b=res.optimal.b)
+            ci.update({k: v for k, v in res.optimal.ci95.items() if k in ("a", "b")})
+        rows.append(["this study (Approach 3)"] + [f"{fmt(p.get(k))} {fmt_ci(ci.get(k))}" for k in names])
+    for key, ref in published.items():
+        if ref.get("form") != "chinchilla":
+            continue
+        q = dict(ref["params"])
+        alloc = chinchilla_allocation(q["A"], q["B"], q["alpha"], q["beta"])
+        q.update(a=float(alloc["a"]), b=float(alloc["b"]))
+        cis = ref.get("ci95", {})
+        rows.append([ref["title"]] + [fmt(q[k]) + (f" {fmt_ci(cis[k])}" if k in cis else "") for k in names])
+    return header, rows
+
+
+def exponent_table(fits: Fits, published: dict) -> tuple[list[str], list[list[str]]]:
+    """a and b of every law that has them, beside the published approaches'."""
+    header = ["approach", "N_opt ∝ C^a: a [95%]", "D_opt ∝ C^b: b [95%]"]
+    rows = []
+    for res in fits.results.values():
+        ex = res.exponents()
+        if ex is not None:
+            rows.append([res.label] + [with_ci(e.value, e.ci95) for e in ex])
+    iso = published.get("isoflop_exponents", {})
+    if iso:
+        rows.append(["Hoffmann et al. 2022, Approaches 1 / 2", f"{iso.get('chinchilla_approach1_a')} / "
+                     f"{iso.get('chinchilla_approach2_a')}", "–"])
+    k = published.get("kaplan2020")
+    if k:
+        rows.append([k["title"], str(k.get("n_opt_exponent")), "–"])
+    return header, rows
+
+
+def allocation_table(fits: Fits) -> tuple[list[str], list[list[str]]]:
+    """Every law's compute-optimal choice at the spec's budgets, with intervals."""
+    header = ["approach", "C (FLOPs)", "N_opt [95%]", "D_opt [95%]", "D/N [95%]", "loss [95%]"]
+    rows = []
+    for res in fits.results.values():
+        if res.optimal is None:
+            continue
+        for p in res.optimal.at:
+            rows.append([res.label, fmt(p.flops, 3)] + [with_ci(getattr(p, k), p.ci95.get(k))
+                                                         for k in ("params", "tokens", "tokens_per_param", "loss")])
+    return header, rows
+
+
+def runs_tables(data: ReportData, fits: Fits) -> tuple[tuple, tuple]:
+    used_header = ["run", "N", "D", "C", "loss", "budget"]
+    held = set(fits.holdout_rows["run_id"]) if fits.holdout_rows is not None and "run_id" in fits.holdout_rows else set()
+    used = []
+    for _, r in data.runs.sort_values(["flops", "params"]).iterrows():
+        tag = fmt(r.get("flops_budget"), 3) if "flops_budget" in data.runs.columns else "–"
+        name = str(r.get("run_id", "")) + (" (held out in the holdout check)" if r.get("run_id") in held else "")
+        used.append([name, fmt(r["params"]), fmt(r["tokens"]), fmt(r["flops"]), fmt(r["loss"]), tag])
+    excluded = [[e.run_id, e.status, e.reason] for e in data.excluded]
+    iso = fits.results.get("isoflop")
+    if iso is not None:
+        for b in iso.budgets:
+            if not b.interior:
+                excluded.append([f"budget {fmt(b.flops, 3)}", "off-profile",
+                                 "the parabola's minimum lies outside the sampled sizes: not used for N_opt(C)"])
+    return (used_header, used), (["run", "status", "reason"], excluded)
+
+
+def headline(fits: Fits) -> list[str]:
+    lines = []
+    res = fits.results.get("chinchilla")
+    if res is not None:
+        p, ci = res.params, res.ci95
+        lines.append(f"L(N, D) = {fmt(p['E'])} + {fmt(p['A'])}/N^{fmt(p['alpha'], 3)} + {fmt(p['B'])}/D^{fmt(p['beta'], 3)}"
+                     f"  (alpha {fmt_ci(ci.get('alpha'))}, beta {fmt_ci(ci.get('beta'))})")
+    for other in fits.results.values():
+        ex = other.exponents()
+        if ex is not None and other.law != "envelope":  # Approach 1 is too coarse with few sizes to headline
+            a, b = ex
+            lines.append(f"N_opt ∝ C^{fmt(a.value, 3)} {fmt_ci(a.ci95)}, D_opt ∝ C^{fmt(b.value, 3)} "
+                         f"{fmt_ci(b.ci95)}  ({other.label})")
+    iso = fits.results.get("isoflop")
+    best = res if res is not None and res.optimal is not None else iso
+    if best is not None and best.optimal is not None:
+        for pt in best.optimal.at:
+            lines.append(f"C = {fmt(pt.flops, 3)}: N_opt {fmt(pt.params, 3)} {fmt_ci(pt.ci95.get('params'))}, "
+                         f"D_opt {fmt(pt.tokens, 3)}, D/N {fmt(pt.tokens_per_param, 3)}"
+                         + (f", loss {fmt(pt.loss)}" if pt.loss is not None else ""))
+    if fits.holdout is not None and fits.holdout.holdout is not None:
+        h = fits.holdout.holdout
+        lines.append(f"held-out largest budget: mean |relative error| {100 * h.mean_abs_rel_error:.2f}% "
+                     f"(max {100 * h.max_abs_rel_error:.2f}%) over {h.n} runs")
+    return lines

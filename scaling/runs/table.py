@@ -1,0 +1,69 @@
+"""The runs table: one tidy row per completed run (or per evaluated checkpoint), the input of fits
+and reports (DESIGN.md "The runs table")."""
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+
+from scaling.runs.index import RunHome
+
+# The columns `scaling fit` reads (DESIGN.md "The runs table"), then context useful for filtering.
+RUN_COLUMNS = ["run_id", "sweep_id", "params", "params_nonembed", "tokens", "flops", "flops_model", "loss",
+               "train_loss", "lr", "batch_size", "seq_len", "seed", "status", "epochs", "d_model", "n_layers",
+               "n_heads", "steps", "wall_s", "tokens_per_s", "mfu", "corpus", "corpus_fingerprint"]
+
+
+def runs_table(home: RunHome | str | None, sweep_id: str | None = None, steps: bool = False) -> pd.DataFrame:
+    """The tidy runs table `scaling fit` reads.
+
+    Args:
+        home: the run home (a RunHome or its path; None for the default).
+        sweep_id: only this sweep's runs.
+        steps: one row per evaluated checkpoint (from metrics.jsonl, the last being the final one),
+            with a `step` column, instead of one row per completed run.
+    Returns:
+        A DataFrame with RUN_COLUMNS (and `step`), loss = the final (or that step's) eval loss.
+    """
+    home = RunHome.of(home)
+    query, args = "SELECT run_id, sweep_id, summary FROM runs WHERE status='complete'", ()
+    if sweep_id is not None:
+        query, args = query + " AND sweep_id=?", (sweep_id,)
+    with home.db() as conn:
+        found = conn.execute(query, args).fetchall()
+
+    rows = []
+    for r in found:
+        s = json.loads(r["summary"]) if r["summary"] else {}
+        if not _finite(s.get("eval_loss")):
+            continue
+        base = {c: s.get(c) for c in RUN_COLUMNS}
+        base.update(run_id=r["run_id"], sweep_id=r["sweep_id"] or s.get("sweep_id"), loss=s["eval_loss"],
+                    status="complete")
+        if not steps:
+            rows.append(base)
+            continue
+        flops_model_per_token = s["flops_model"] / s["tokens"] if s.get("tokens") else None
+        evals = {}
+        for m in home.files(r["run_id"]).read_metrics():
+            # A resumed run may log a step twice; the later line is the one its checkpoint continued from.
+            if "eval_loss" in m and _finite(m["eval_loss"]):
+                evals[int(m["step"])] = m
+        for step in sorted(evals):
+            m = evals[step]
+            row = dict(base, step=step, tokens=m["tokens"], flops=m["flops"], loss=m["eval_loss"],
+                       train_loss=m.get("loss"), epochs=None)
+            row["flops_model"] = flops_model_per_token * m["tokens"] if flops_model_per_token else None
+            if s.get("tokens"):
+                row["epochs"] = s.get("epochs", 0) * m["tokens"] / s["tokens"]
+            rows.append(row)
+
+    columns = RUN_COLUMNS[:2] + (["step"] if steps else []) + RUN_COLUMNS[2:]
+    table = pd.DataFrame(rows, columns=columns)
+    sort = ["sweep_id", "params", "flops"] + (["step"] if steps else [])
+    return table.sort_values(sort, na_position="first", kind="stable").reset_index(drop=True)
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

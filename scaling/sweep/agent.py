@@ -1,0 +1,162 @@
+"""The local agent: claims runs of a sweep exactly once (SQLite transactions with leases), trains them,
+renews the lease while a run lives, and hands a dead agent's run to the next one."""
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import sqlite3
+import sys
+import threading
+import time
+import traceback
+from typing import Callable
+
+from scaling import preempt
+from scaling.config import RunConfig
+from scaling.errors import UsageError
+from scaling.runs import IndexedRun, RunHome
+from scaling.sweep.events import Claimed, Event, Finished, RunProgress, RunResult, Stopped, Waiting
+from scaling.sweep.isolated import train_isolated
+from scaling.sweep.register import require_sweep
+from scaling.train import Interrupted, plan_run, train_run
+
+
+def agent_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
+
+
+class Heartbeat(threading.Thread):
+    """Renews a claim's lease every quarter lease while the run lives, with the run's latest progress;
+    notices when the claim was lost (the lease lapsed, e.g. the process was suspended, and another
+    agent took the run)."""
+
+    def __init__(self, home, run_id: str, agent: str, lease_s: float, progress: Callable[[], dict | None]):
+        super().__init__(daemon=True, name=f"lease-{run_id}")
+        self.home, self.run_id, self.agent, self.lease_s, self.progress = home, run_id, agent, lease_s, progress
+        self.lost = False
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.lease_s / 4):
+            try:
+                if not self.home.renew(self.run_id, self.agent, self.lease_s, self.progress()):
+                    self.lost = True
+                    return
+            except sqlite3.Error:  # a busy or briefly unreadable database: try again next beat
+                continue
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+class Agent:
+    """Claims runs of one sweep and trains them until none is left (or `count` are done).
+
+    In-process by default, so runs of one shape reuse compiled code (train.compiled_fns is cached by
+    shape); `isolate` runs each in its own `python -m scaling.cli train` process instead (a crash or a
+    leak stays in one run). While other agents hold live claims the agent waits (`wait`), so that the
+    run of an agent that dies is taken over once its lease lapses; SIGTERM finishes the current run's
+    checkpoint, releases it, and stops. `on_event(event)` feeds a display (see events.py)."""
+
+    def __init__(self, home: RunHome | str | None, sweep_id: str, *, lease_s: float = 60.0, isolate: bool = False,
+                 overrides: dict | None = None, wait: bool = True, max_attempts: int = 3,
+                 max_failures_in_a_row: int = 3, on_event: Callable[[Event], None] | None = None):
+        if not lease_s > 0:
+            raise UsageError(f"--lease {lease_s}: must be positive seconds")
+        self.home = RunHome.of(home)
+        require_sweep(self.home, sweep_id)
+        RunConfig.from_dict({"d_model": 16, "tokens": 1, **(overrides or {})})  # refuse bad overrides now
+        self.sweep_id, self.lease_s, self.isolate = sweep_id, lease_s, isolate
+        self.overrides, self.wait, self.max_attempts = dict(overrides or {}), wait, max_attempts
+        self.max_failures_in_a_row = max_failures_in_a_row
+        self.on_event = on_event or (lambda event: None)
+        self.name = agent_name()
+        self.stop_requested = False
+        self.results: list[RunResult] = []
+
+    def run(self, count: int | None = None) -> list[RunResult]:
+        """Claim and train runs until none is free (waiting for other agents' live runs unless `wait`
+        is off), `count` are done, too many fail in a row, or a stop is requested."""
+        failures = 0
+        with preempt.sigterm_requests_stop():
+            while not self._should_stop() and (count is None or len(self.results) < count):
+                row = self.home.claim(self.sweep_id, self.name, self.lease_s, self.max_attempts)
+                if row is None:
+                    busy = self.home.sweep_counts(self.sweep_id).get("running", 0)
+                    if self.wait and busy:
+                        self.on_event(Waiting(busy))
+                        time.sleep(min(5.0, self.lease_s / 2))
+                        continue
+                    break
+                result = self._run_one(row)
+                self.results.append(result)
+                failures = failures + 1 if result.status == "failed" else 0
+                if failures >= self.max_failures_in_a_row:
+                    self.on_event(Stopped(f"{failures} runs in a row failed"))
+                    break
+        return self.results
+
+    def _should_stop(self) -> bool:
+        self.stop_requested = self.stop_requested or preempt.stop_requested()
+        return self.stop_requested
+
+    def _counts(self) -> tuple[int, int]:
+        counts = self.home.sweep_counts(self.sweep_id)
+        done = sum(counts.get(s, 0) for s in ("complete", "diverged", "failed"))
+        return done, sum(n for s, n in counts.items() if s != "skipped")
+
+    def _run_one(self, row: IndexedRun) -> RunResult:
+        t_claim = time.perf_counter()
+        state = {"run_id": row.run_id, "steps": (row.plan or {}).get("steps")}
+        self.on_event(Claimed(row, *self._counts()))
+        progress = lambda: {k: state[k] for k in ("step", "steps", "loss", "eval_loss") if k in state} or None  # noqa: E731
+        beat = Heartbeat(self.home, row.run_id, self.name, self.lease_s, progress)
+        beat.start()
+        # Anything not caught below (SystemExit, KeyboardInterrupt outside the training loop) releases
+        # the run as resumable; only an error of the run itself marks it failed.
+        status, reason, summary = None, None, None
+        try:
+            config = {**row.config, **self.overrides}
+            if self.isolate:
+                summary, reason = train_isolated(
+                    self.home, row.run_id, config, should_stop=lambda: beat.lost or self._should_stop(),
+                    on_metrics=lambda m: self._progress(state, m.get("step"), m.get("loss"), m.get("eval_loss"),
+                                                        m.get("tokens_per_s")))
+            else:
+                summary = self._train_in_process(config, state, beat)
+            status = summary["status"] if summary else "failed"
+        except UsageError as err:
+            status, reason = "failed", str(err)
+        except Exception as err:  # a bug or a broken environment: record it, keep the sweep going
+            traceback.print_exc(file=sys.stderr)
+            status, reason = "failed", f"{type(err).__name__}: {err}"
+        finally:
+            beat.stop()
+            if not beat.lost:
+                # Failed runs record why; any other status was written by the trainer itself.
+                self.home.release(row.run_id, self.name, "failed" if status == "failed" else None, reason)
+        if status == "interrupted" and not beat.lost:
+            self.stop_requested = True
+        result = RunResult(row.run_id, "lost" if beat.lost else status, reason, summary, row.resumed,
+                           time.perf_counter() - t_claim,
+                           state["t_first"] - t_claim if "t_first" in state else None)
+        self.on_event(Finished(result, *self._counts()))
+        return result
+
+    def _progress(self, state: dict, step, loss, eval_loss, tokens_per_s) -> None:
+        state.setdefault("t_first", time.perf_counter())
+        state.update(step=step, loss=loss, eval_loss=eval_loss)
+        self.on_event(RunProgress(state["run_id"], step, state.get("steps"), loss, eval_loss, tokens_per_s))
+
+    def _train_in_process(self, config: dict, state: dict, beat: Heartbeat) -> dict:
+        plan = plan_run(RunConfig.from_dict(config))
+
+        def on_progress(p) -> None:
+            state["steps"] = p.steps
+            self._progress(state, p.step, p.loss, p.eval_loss, p.tokens_per_s)
+            if beat.lost:
+                raise Interrupted("lease lost: another agent took this run")
+
+        return train_run(plan, self.home, on_progress=on_progress)

@@ -1,0 +1,122 @@
+"""Registering a sweep: each point planned by the trainer (or skipped with the reason) and queued in
+the run home in one transaction. A grid over `params` x `flops_budget` is an isoFLOP design: the
+trainer derives each run's D = C / 6N."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import secrets
+
+from scaling.config import RunConfig
+from scaling.errors import UsageError
+from scaling.runs import RunHome
+from scaling.sweep.points import enumerate_points
+from scaling.sweep.spec import SweepSpec, load_spec
+from scaling.train import plan_run
+
+
+def new_sweep_id(name: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name or "sweep").strip("-.")[:32] or "sweep"
+    return f"{slug}-{secrets.token_hex(3)}"
+
+
+def plan_sweep_runs(spec: SweepSpec, sweep_id: str) -> list[dict]:
+    """Each point as a run row: its config (validated; a bad type refuses the whole spec) and, if the
+    trainer can run it, its plan (N, D, C, steps); a point it cannot run is `skipped` with the reason."""
+    points = enumerate_points(spec)
+    width = max(3, len(str(len(points) - 1)))
+    runs = []
+    for i, point in enumerate(points):
+        run_id = f"{sweep_id}-{i:0{width}d}"
+        config = dict(point)
+        if spec.project and "wandb_project" not in config:
+            config["wandb_project"] = spec.project
+        config.update(sweep=sweep_id, run_id=run_id)
+        try:
+            cfg = RunConfig.from_dict(config)
+        except UsageError as err:
+            raise UsageError(f"parameters: {err} (at point {_point_text(point)})") from None
+        row = {"run_id": run_id, "config": config, "point": point}
+        try:
+            plan = plan_run(cfg)
+        except UsageError as err:
+            row.update(status="skipped", reason=str(err))
+        else:
+            row.update(status="pending", plan={
+                "params": plan.shape.params, "tokens": plan.tokens, "flops": plan.flops,
+                "flops_model": plan.flops_model, "steps": plan.steps, "batch_size": plan.batch_size,
+                "lr": plan.lr, "shape": plan.shape.describe()})
+        runs.append(row)
+    return runs
+
+
+def _point_text(point: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in point.items())
+
+
+def duplicate_notes(runs: list[dict]) -> list[str]:
+    """Points that resolve to the same model and length (e.g. two params targets the recipe rounds to
+    one shape) would waste compute and put two copies of one point into a fit."""
+    seen, notes = {}, []
+    for r in runs:
+        if r["status"] != "pending":
+            continue
+        rest = {k: v for k, v in r["config"].items() if k not in ("run_id", "params", "d_model", "tokens", "flops_budget")}
+        key = json.dumps([r["plan"]["shape"], r["plan"]["tokens"], r["plan"]["batch_size"], rest], sort_keys=True, default=str)
+        if key in seen:
+            notes.append(f"{seen[key]['run_id']} ({_point_text(seen[key]['point'])}) and {r['run_id']} "
+                         f"({_point_text(r['point'])}) are the same run: {r['plan']['shape']}, D={r['plan']['tokens']:,}")
+        else:
+            seen[key] = r
+    return notes
+
+
+def create_sweep(home: RunHome | str | None, path: str) -> dict:
+    """Register a spec's points in the run home; any refusal happens before anything is written.
+
+    Args:
+        home: the run home.
+        path: a sweep spec in W&B's YAML format.
+    Returns:
+        {sweep_id, name, method, runs (each with run_id, status, config, plan or reason, point), notes}.
+    """
+    home = RunHome.of(home)
+    spec = load_spec(path)
+    sweep_id = new_sweep_id(spec.name)
+    try:
+        runs = plan_sweep_runs(spec, sweep_id)
+    except UsageError as err:
+        raise UsageError(f"{path}: {err}") from None
+    if all(r["status"] == "skipped" for r in runs):
+        raise UsageError(f"{path}: no point can run; e.g. {_point_text(runs[0]['point'])}: {runs[0]['reason']}")
+    notes = duplicate_notes(runs)
+    if spec.method == "grid" and spec.run_cap and spec.run_cap < _grid_size(spec):
+        notes.append(f"run_cap={spec.run_cap} keeps the first {spec.run_cap} of {_grid_size(spec)} grid points")
+    home.register_sweep(sweep_id, spec.name, spec.raw, [{k: v for k, v in r.items() if k != "point"} for r in runs])
+    return {"sweep_id": sweep_id, "name": spec.name, "method": spec.method, "runs": runs, "notes": notes}
+
+
+def _grid_size(spec: SweepSpec) -> int:
+    return math.prod(len(p.discrete) for p in spec.parameters)
+
+
+def require_sweep(home: RunHome, sweep_id: str) -> dict:
+    """The registered sweep, or a UsageError that lists the known ones."""
+    found = home.sweep(sweep_id)
+    if found is None:
+        known = [s["sweep_id"] for s in home.sweeps()]
+        hint = f" (known: {', '.join(known[-8:])})" if known else " (create one: scaling sweep create SPEC.yaml)"
+        raise UsageError(f"no sweep {sweep_id!r} in {home.root}{hint}")
+    return found
+
+
+def find_or_create_sweep(home: RunHome, spec_path: str) -> tuple[str, bool]:
+    """The sweep registered from this same spec before (so a rerun continues it), or a new one;
+    returns (sweep_id, created)."""
+    spec = load_spec(spec_path)
+    for found in reversed(home.sweeps() if os.path.exists(home.db_path) else []):
+        if found["name"] == spec.name and home.sweep(found["sweep_id"])["spec"] == spec.raw:
+            return found["sweep_id"], False
+    return create_sweep(home, spec_path)["sweep_id"], True

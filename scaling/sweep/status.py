@@ -1,0 +1,63 @@
+"""A sweep's progress: counts by status, the runs in flight, and an ETA."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from scaling.runs import IndexedRun, RunHome
+from scaling.sweep.register import require_sweep
+
+FINISHED = ("complete", "diverged", "failed")
+
+
+@dataclass(frozen=True)
+class SweepStatus:
+    sweep_id: str
+    name: str | None
+    created: float
+    total: int
+    counts: dict[str, int]
+    current: tuple[IndexedRun, ...]  # runs under a live lease
+    agents: int  # agents holding live leases
+    stale: tuple[str, ...]  # running, but the lease lapsed: the next agent takes them over
+    eta_s: float | None
+    problems: tuple[IndexedRun, ...]  # failed or skipped, with the reason
+
+    @property
+    def finished(self) -> int:
+        return sum(self.counts.get(k, 0) for k in FINISHED)
+
+    @property
+    def runnable(self) -> int:
+        return self.total - self.counts.get("skipped", 0)
+
+
+def sweep_status(home: RunHome | str | None, sweep_id: str) -> SweepStatus:
+    """Counts by status, the runs in flight, and an ETA: the remaining runs' planned model FLOPs at the
+    seconds per FLOP this sweep's finished runs took, shared among the agents holding live leases."""
+    home = RunHome.of(home)
+    info = require_sweep(home, sweep_id)
+    runs = home.sweep_runs(sweep_id)
+    now = time.time()
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    live = [r for r in runs if r.status == "running" and r.lease_until and r.lease_until > now]
+    agents = {r.claimed_by for r in live}
+    done = [r for r in runs if r.status in ("complete", "diverged") and r.summary]
+    spent = sum(r.summary.get("wall_s") or 0 for r in done)
+    work = sum(r.summary.get("flops_model") or 0 for r in done)
+    remaining = sum(_remaining_flops(r, r in live) for r in runs)
+    eta = remaining * spent / work / max(1, len(agents)) if work > 0 else None
+    stale = tuple(r.run_id for r in runs if r.status == "running" and r not in live)
+    problems = tuple(r for r in runs if r.status in ("failed", "skipped"))
+    return SweepStatus(sweep_id, info["name"], info["created"], len(runs), counts, tuple(live), len(agents), stale,
+                       eta, problems)
+
+
+def _remaining_flops(run: IndexedRun, live: bool) -> float:
+    planned = (run.plan or {}).get("flops_model") or 0
+    if live:
+        p = run.progress or {}
+        return planned * (1 - p.get("step", 0) / max(1, p.get("steps") or 1))
+    return planned if run.status in ("pending", "interrupted", "running") else 0.0

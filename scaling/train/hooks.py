@@ -1,0 +1,193 @@
+"""The step loop and its hooks.
+
+The loop only steps: batch, update, count. Everything else a run does between steps (measuring speed,
+evaluating, logging, progress, checkpoints, divergence, preemption) is a hook: a function of the loop's
+state with a schedule saying after which steps it runs. Sharded and packed runs change the step
+function and add hooks; the loop stays as it is.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import jax
+import numpy as np
+
+from scaling import hardware, preempt
+from scaling.train.plan import RunPlan
+
+
+class Interrupted(Exception):
+    """SIGTERM (preemption), SIGINT or a caller's request: the run checkpoints, records `interrupted`,
+    and can resume."""
+
+
+class Diverged(Exception):
+    """The training or evaluation loss is not finite."""
+
+
+@dataclass
+class Progress:
+    step: int
+    steps: int
+    loss: float
+    tokens_per_s: float
+    mfu: float | None
+    eta_s: float
+    eval_loss: float | None = None
+
+
+class Clock:
+    """Wall time across sessions (a resumed run adds to the time its checkpoint recorded) and
+    steady-state speed, the first step of a session (which compiles) left out."""
+
+    def __init__(self, wall_before: float = 0.0):
+        self.wall_before = wall_before
+        self.t_start = time.perf_counter()
+        self.t_steady: float | None = None
+        self.steady_steps = 0
+
+    def tick(self, loss) -> None:
+        if self.t_steady is None:
+            loss.block_until_ready()
+            self.t_steady = time.perf_counter()
+        else:
+            self.steady_steps += 1
+
+    @property
+    def wall_s(self) -> float:
+        return self.wall_before + time.perf_counter() - self.t_start
+
+    def tokens_per_s(self, tokens_per_step: int) -> float:
+        elapsed = time.perf_counter() - self.t_steady if self.t_steady is not None else 0.0
+        return self.steady_steps * tokens_per_step / elapsed if self.steady_steps and elapsed > 0 else 0.0
+
+
+@dataclass
+class LoopState:
+    """What the loop and its hooks share: the training state and the figures of the latest log point."""
+
+    plan: RunPlan
+    step: int
+    params: Any
+    opt_state: Any
+    clock: Clock
+    ceiling: float | None = None
+    losses: list = field(default_factory=list)  # device scalars since the last log point
+    grad_norm: Any = None
+    train_loss: float = math.nan
+    eval_loss: float | None = None
+    row: dict | None = None  # the metrics row being built at this step, until a hook logs it
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.clock.tokens_per_s(self.plan.tokens_per_step)
+
+
+@dataclass(frozen=True)
+class Hook:
+    """`run(state)` after every step for which `when(step)` is true."""
+
+    run: Callable[[LoopState], None]
+    when: Callable[[int], bool]
+
+
+def run_loop(state: LoopState, step_fn: Callable, batch_fn: Callable[[int], tuple], lrs: np.ndarray,
+             hooks: Iterable[Hook]) -> str:
+    """Step until the plan's last step or a hook stops the run; returns the run's status."""
+    hooks = list(hooks)
+    try:
+        while state.step < state.plan.steps:
+            x, y = batch_fn(state.step)
+            state.params, state.opt_state, loss, state.grad_norm = step_fn(
+                state.params, state.opt_state, x, y, lrs[state.step])
+            state.step += 1
+            state.losses.append(loss)
+            state.clock.tick(loss)
+            for hook in hooks:
+                if hook.when(state.step):
+                    hook.run(state)
+    except Diverged:
+        return "diverged"
+    except (Interrupted, KeyboardInterrupt):
+        return "interrupted"
+    return "complete"
+
+
+# ---- the hooks ----------------------------------------------------------------------------------------
+def measure(lrs: np.ndarray) -> Callable[[LoopState], None]:
+    """Start the step's metrics row: mean train loss since the last row, speed, accounting."""
+    def run(state: LoopState) -> None:
+        state.train_loss = float(np.mean(jax.device_get(state.losses)))
+        state.losses = []
+        state.row = {"step": state.step, **_sizes(state.plan.accounting(state.step)), "loss": state.train_loss,
+                     "grad_norm": float(state.grad_norm), "lr": float(lrs[state.step - 1]),
+                     "tokens_per_s": state.tokens_per_s, "wall_s": state.clock.wall_s}
+        if not math.isfinite(state.train_loss):
+            raise Diverged(f"train loss {state.train_loss} at step {state.step}")
+    return run
+
+
+def _sizes(accounting: dict) -> dict:
+    return {"tokens": accounting["tokens"], "flops": accounting["flops"]}
+
+
+def evaluate(eval_fn: Callable[[Any], float]) -> Callable[[LoopState], None]:
+    def run(state: LoopState) -> None:
+        state.eval_loss = eval_fn(state.params)
+        state.row["eval_loss"] = state.eval_loss
+        if not math.isfinite(state.eval_loss):
+            raise Diverged(f"eval loss {state.eval_loss} at step {state.step}")
+    return run
+
+
+def log(tracker) -> Callable[[LoopState], None]:
+    def run(state: LoopState) -> None:
+        tracker.log(state.row)
+        state.row = None
+    return run
+
+
+def progress(callback: Callable[[Progress], None]) -> Callable[[LoopState], None]:
+    """Feed a display (or an agent's lease check, which may raise Interrupted)."""
+    def run(state: LoopState) -> None:
+        plan, tok_s = state.plan, state.tokens_per_s
+        eta = (plan.steps - state.step) * plan.tokens_per_step / tok_s if tok_s else math.nan
+        callback(Progress(state.step, plan.steps, state.train_loss, tok_s,
+                          hardware.mfu(tok_s, plan.shape.flops_per_token(), state.ceiling), eta, state.eval_loss))
+    return run
+
+
+def stop_here(state: LoopState) -> None:
+    raise Interrupted(f"stopped at step {state.step}")
+
+
+def check_preemption(state: LoopState) -> None:
+    if preempt.stop_requested():
+        raise Interrupted("SIGTERM")
+
+
+def default_hooks(plan: RunPlan, lrs: np.ndarray, *, eval_fn: Callable, tracker, save: Callable[[LoopState], None],
+                  on_progress: Callable[[Progress], None] | None = None,
+                  stop_at_step: int | None = None) -> list[Hook]:
+    """A run's hooks: a metrics row about 100 times a run and at every evaluation (log-spaced), a
+    checkpoint every `checkpoint_every` steps, preemption checked after every step."""
+    log_every = max(1, plan.steps // 100)
+    eval_steps = frozenset(plan.eval_steps)
+
+    def log_point(step: int) -> bool:
+        return step % log_every == 0 or step in eval_steps or step == plan.steps or step == stop_at_step
+
+    hooks = [Hook(measure(lrs), log_point), Hook(evaluate(eval_fn), eval_steps.__contains__),
+             Hook(log(tracker), log_point)]
+    if on_progress is not None:
+        hooks.append(Hook(progress(on_progress), log_point))
+    every = plan.config.checkpoint_every
+    if every:
+        hooks.append(Hook(save, lambda step: step % every == 0 and step < plan.steps))
+    if stop_at_step is not None:
+        hooks.append(Hook(stop_here, lambda step: stop_at_step <= step < plan.steps))
+    hooks.append(Hook(check_preemption, lambda step: True))
+    return hooks

@@ -1,0 +1,127 @@
+"""A run's plan: the config resolved by the recipe into a shape, a length, a schedule and the exact
+accounting. Planning validates everything and writes nothing."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+
+from scaling import data as data_lib
+from scaling.config import RunConfig
+from scaling.display import short
+from scaling.errors import UsageError
+from scaling.family import ModelShape, default_batch_size, default_lr, shape_for_params, shape_for_width
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    config: RunConfig
+    run_id: str
+    shape: ModelShape
+    batch_size: int
+    steps: int
+    lr: float
+    warmup_steps: int
+    corpus: data_lib.Corpus
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.shape.seq_len
+
+    def accounting(self, step: int) -> dict:
+        """D, C = 6ND, the model's exact FLOPs and epochs after `step` optimizer steps (DESIGN.md)."""
+        tokens = step * self.tokens_per_step
+        return {"tokens": tokens, "flops": 6.0 * self.shape.params * tokens,
+                "flops_model": float(self.shape.flops_per_token()) * tokens,
+                "epochs": tokens / len(self.corpus.train)}
+
+    @property
+    def tokens(self) -> int:
+        return self.steps * self.tokens_per_step
+
+    @property
+    def flops(self) -> float:
+        return self.accounting(self.steps)["flops"]
+
+    @property
+    def flops_model(self) -> float:
+        return self.accounting(self.steps)["flops_model"]
+
+    @property
+    def epochs(self) -> float:
+        return self.accounting(self.steps)["epochs"]
+
+    @property
+    def eval_steps(self) -> list[int]:
+        """Log-spaced evaluation points (after that many optimizer steps), always ending at the last."""
+        n = max(1, self.config.n_evals)
+        points = np.unique(np.round(np.geomspace(1, self.steps, n)).astype(int)) if n > 1 else []
+        return sorted(set(int(p) for p in points) | {self.steps})
+
+    @property
+    def name(self) -> str:
+        return self.config.name or f"N{short(self.shape.params)}-D{short(self.tokens)}"
+
+    def lr_schedule(self) -> np.ndarray:
+        """Learning rate of each optimizer step 1..steps: linear warmup, then cosine (or WSD) to
+        min_lr_ratio x peak, reached exactly at the last step."""
+        import optax
+
+        cfg, peak = self.config, self.lr
+        end = cfg.min_lr_ratio * peak
+        w = self.warmup_steps
+        if cfg.schedule == "cosine":
+            sched = optax.warmup_cosine_decay_schedule(0.0, peak, w, max(self.steps, w + 1), end)
+        else:
+            n_decay = max(1, round(cfg.decay_fraction * self.steps))
+            stable_end = max(w, self.steps - n_decay)
+            sched = optax.join_schedules(
+                [optax.linear_schedule(0.0, peak, max(w, 1)), optax.constant_schedule(peak),
+                 optax.linear_schedule(peak, end, n_decay)],
+                [w, stable_end],
+            )
+        return np.asarray(sched(np.arange(1, self.steps + 1)), dtype=np.float32)
+
+    def describe(self) -> dict:
+        return {
+            "run_id": self.run_id, "name": self.name, "shape": self.shape.to_dict(),
+            "batch_size": self.batch_size, "steps": self.steps, "lr": self.lr,
+            "warmup_steps": self.warmup_steps, "tokens": self.tokens, "flops": self.flops,
+            "flops_model": self.flops_model, "epochs": self.epochs, "eval_steps": self.eval_steps,
+        }
+
+
+def plan_run(cfg: RunConfig) -> RunPlan:
+    """Resolve a config into a concrete run, writing nothing.
+
+    Args:
+        cfg: the run's config (size as params or d_model; length as tokens or flops_budget).
+    Returns:
+        The RunPlan: shape, batch size, steps, learning rate, warmup, corpus and run id.
+    Raises:
+        UsageError: for anything that cannot run (too short, corpus too small, bad shape).
+    """
+    corpus = data_lib.load_corpus(cfg.corpus, cfg.vocab_size)
+    shape_kwargs = dict(vocab_size=corpus.vocab_size, seq_len=cfg.seq_len, mlp=cfg.mlp, tied=cfg.tied,
+                        qk_norm=cfg.qk_norm, n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_ff=cfg.d_ff)
+    if cfg.d_model is not None:
+        shape = shape_for_width(cfg.d_model, **shape_kwargs)
+    else:
+        shape = shape_for_params(cfg.params, **shape_kwargs)
+    batch_size = cfg.batch_size or default_batch_size(shape)
+    tokens_per_step = batch_size * shape.seq_len
+    wanted = cfg.tokens if cfg.tokens is not None else cfg.flops_budget / (6.0 * shape.params)
+    steps = int(round(wanted / tokens_per_step))
+    if steps < 1:
+        what = f"tokens={cfg.tokens:g}" if cfg.tokens is not None else (
+            f"flops_budget={cfg.flops_budget:g} gives D={wanted:.3g} tokens for N={shape.params}, which")
+        raise UsageError(f"{what} is less than one batch ({tokens_per_step} tokens = "
+                         f"{batch_size} x {shape.seq_len}); allowed: at least {tokens_per_step / 2:g} tokens")
+    if data_lib.windows_per_epoch(corpus, shape.seq_len) < 1:
+        raise UsageError(f"corpus={cfg.corpus!r} is shorter than one sequence of {shape.seq_len + 1} tokens")
+    lr = cfg.lr if cfg.lr is not None else default_lr(shape)
+    warmup = min(steps - 1, max(1, round(cfg.warmup_fraction * steps))) if steps > 1 else 0
+    run_id = cfg.run_id or f"{short(shape.params)}-{short(steps * tokens_per_step)}-s{cfg.seed}-{uuid.uuid4().hex[:6]}"
+    cfg = cfg.replace(run_id=run_id)
+    return RunPlan(cfg, run_id, shape, batch_size, steps, lr, warmup, corpus)

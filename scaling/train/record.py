@@ -1,0 +1,60 @@
+"""What a run records about itself: config.yaml's content (config, resolved plan, corpus, code) and the
+summary at its end."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import jax
+
+from scaling import hardware
+from scaling.train.plan import RunPlan
+
+# Keys that may change between attempts of the same run without changing what it computes.
+VOLATILE_KEYS = {"wandb", "wandb_project", "name", "checkpoint_every", "run_id", "sweep"}
+
+
+def git_sha() -> str | None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def run_record(plan: RunPlan) -> dict:
+    """What config.yaml holds: the config as given, what the recipe resolved, the corpus, the code."""
+    return {
+        "config": plan.config.to_dict(),
+        "resolved": plan.describe(),
+        "corpus": plan.corpus.describe(),
+        "git_sha": git_sha(),
+        "jax": jax.__version__,
+        "device": str(jax.devices()[0].device_kind),
+    }
+
+
+def changed_keys(old: dict, new: dict) -> list[str]:
+    """Config keys whose values differ between two records, ignoring those that do not change the run."""
+    a, b = old.get("config", {}), new["config"]
+    return sorted(k for k in set(a) | set(b) if k not in VOLATILE_KEYS and a.get(k) != b.get(k))
+
+
+def summary(plan: RunPlan, *, status: str, step: int, eval_loss: float | None, train_loss: float,
+            tokens_per_s: float, ceiling: float | None, wall_s: float) -> dict:
+    """summary.json: status, N/D/C accounting at `step`, final losses, speed and context."""
+    shape = plan.shape
+    return {
+        "run_id": plan.run_id, "name": plan.name, "status": status, "sweep_id": plan.config.sweep,
+        "params": shape.params, "params_nonembed": shape.params_nonembed,
+        **plan.accounting(step),
+        "step": step, "steps": plan.steps, "eval_loss": eval_loss if step == plan.steps else None,
+        "train_loss": train_loss, "tokens_per_s": tokens_per_s,
+        "mfu": hardware.mfu(tokens_per_s, shape.flops_per_token(), ceiling),
+        "ceiling_flops": ceiling, "wall_s": wall_s,
+        "lr": plan.lr, "batch_size": plan.batch_size, "seq_len": shape.seq_len, "seed": plan.config.seed,
+        "d_model": shape.d_model, "n_layers": shape.n_layers, "n_heads": shape.n_heads,
+        "corpus": plan.corpus.name, "corpus_fingerprint": plan.corpus.fingerprint,
+        "unigram_entropy": plan.corpus.unigram_entropy,
+    }
