@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-all demo bench clean
+.PHONY: test lint test-all demo bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,11 +12,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test,slurm]'
 	@touch $(STAMP)
 
-test: $(STAMP)
+# Lint first: a style or undefined-name error fails fast, before minutes of tests.
+test: lint
 	$(PY) -m pytest -q
 
+lint: $(STAMP)
+	$(VENV)/bin/ruff check scaling tests benchmarks
+
 # Everything CI runs: fast suite plus the slow and browser tests.
-test-all: $(STAMP)
+test-all: lint
 	$(PY) -m pytest -q -m 'not gpu and not perf'
 
 demo: $(STAMP)

@@ -58,7 +58,8 @@ def read_offline_run(path: str) -> dict:
         elif which == "config":
             items = record.config.update
         elif which == "history":
-            out["history"].append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item})
+            out["history"].append({i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                                   for i in record.history.item})
             continue
         elif which == "summary":
             for i in record.summary.update:

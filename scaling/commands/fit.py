@@ -49,8 +49,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="leave out the K largest-compute runs, fit the rest, report the error predicting them")
     p.add_argument("--best-of", default="", metavar="COL,...",
                    help="for each (N, D) keep the lowest loss across these swept columns, e.g. lr,batch_size")
-    p.add_argument("--huber-delta", type=float, default=1e-3, metavar="DELTA", help="Huber threshold on log residuals (default 1e-3)")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples of whole runs (default 1000; 0 = none)")
+    p.add_argument("--huber-delta", type=float, default=1e-3, metavar="DELTA",
+                   help="Huber threshold on log residuals (default 1e-3)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="bootstrap resamples of whole runs (default 1000; 0 = none)")
     p.add_argument("--bootstrap-starts", choices=("warm", "grid"), default="warm",
                    help="starts per resample: the full-data optima (warm, default) or the whole start grid (slow)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")

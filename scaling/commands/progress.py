@@ -88,7 +88,8 @@ class AgentDisplay:
         r = e.result
         loss = r.summary.get("eval_loss") if r.summary else None
         line = (f"[{e.done}/{e.total}] {r.run_id} {r.status}" + (f"  eval {number(loss)}" if loss is not None else "")
-                + f"  {r.wall_s:.1f} s" + (f" (first step after {r.startup_s:.1f} s)" if r.startup_s is not None else "")
+                + f"  {r.wall_s:.1f} s"
+                + (f" (first step after {r.startup_s:.1f} s)" if r.startup_s is not None else "")
                 + (f"  {r.reason}" if r.reason else ""))
         if self.live:
             self.progress.update(self.sweep_task, completed=e.done, total=e.total)

@@ -43,6 +43,6 @@ def run(args) -> int:
     print("\n".join(files.headline))
     print(f"report: {files.html}  ({len(files.figures)} figures; {files.markdown}, {files.fit_json})")
     if made.wandb_dir:
-        print(f"W&B analysis run ({made.wandb_mode}): {made.wandb_dir}"
-              + (f"  (push later: wandb sync {os.path.dirname(made.wandb_dir)})" if made.wandb_mode == "offline" else ""))
+        push = f"  (push later: wandb sync {os.path.dirname(made.wandb_dir)})" if made.wandb_mode == "offline" else ""
+        print(f"W&B analysis run ({made.wandb_mode}): {made.wandb_dir}{push}")
     return 0

@@ -92,7 +92,8 @@ def cmd_status(args) -> int:
     st = sweep.sweep_status(home, args.sweep)
     print(f"sweep {st.sweep_id} ({st.name}): {st.total} runs, "
           + ", ".join(f"{st.counts[k]} {k}" for k in STATUSES if st.counts.get(k)))
-    print(f"  done {st.finished}/{st.runnable}; {st.agents} agent(s) active; elapsed {duration(time.time() - st.created)}; "
+    print(f"  done {st.finished}/{st.runnable}; {st.agents} agent(s) active; "
+          f"elapsed {duration(time.time() - st.created)}; "
           f"ETA {duration(st.eta_s) if st.eta_s is not None else '? (no finished run to time yet)'}"
           + ("" if st.agents or not (st.runnable - st.finished) else " (if one agent runs)"))
     now = time.time()
@@ -117,7 +118,8 @@ def cmd_slurm(args) -> int:
         time_min=args.time, gpus=args.gpus, cpus=args.cpus, mem_gb=args.mem, account=args.account,
         qos=args.qos, count=args.count, lease_s=args.lease, isolate=args.isolate, wandb=args.wandb,
         folder=args.logs)
-    print(f"submitted {len(jobs)} agent(s) ({args.executor}): {', '.join(str(j.job_id) for j in jobs)}", file=sys.stderr)
+    ids = ", ".join(str(j.job_id) for j in jobs)
+    print(f"submitted {len(jobs)} agent(s) ({args.executor}): {ids}", file=sys.stderr)
     print(f"  logs in {slurm.log_folder(args.home, args.logs)}; progress: scaling sweep status {args.sweep}",
           file=sys.stderr)
     if not args.wait:

@@ -21,10 +21,9 @@ Laws (`LAWS`):
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from scaling.errors import UsageError
-
 from scaling.laws.allocation import Allocation, BudgetPoint, optimal_allocation
 from scaling.laws.bootstrap import DEFAULT_RESAMPLES, run_weights
 from scaling.laws.chinchilla import CrossCheck, varpro_fit
@@ -71,6 +70,7 @@ __all__ = [
     "LAWS", "fit", "load_runs", "RunsTable", "keep_best_of", "holdout_split",
     "fit_parametric", "fit_isoflop", "fit_envelope", "varpro_fit", "optimal_allocation",
     "LawFit", "IsoflopFit", "EnvelopeFit", "BudgetProfile", "PowerLaw", "Allocation", "BudgetPoint",
-    "Holdout", "CrossCheck", "LawForm", "FORMS", "chinchilla_allocation", "hoffmann_grid", "minimize_batched", "Tolerances",
+    "Holdout", "CrossCheck", "LawForm", "FORMS", "chinchilla_allocation", "hoffmann_grid", "minimize_batched",
+    "Tolerances",
     "BatchResult", "run_weights", "DEFAULT_HUBER_DELTA", "DEFAULT_RESAMPLES",
 ]

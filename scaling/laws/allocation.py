@@ -6,8 +6,8 @@ parameter vector through the same formulas, so they carry the parameters' joint 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -89,7 +89,8 @@ def optimal_allocation(form: LawForm, theta, budgets: Sequence[float] = (), samp
         c = np.broadcast_to(budgets, n.shape)
         ok = np.isfinite(n) & np.isfinite(d) & (n > 0) & (d > 0)
         safe_n, safe_d = np.where(ok, n, 1.0), np.where(ok, d, 1.0)
-        loss = np.where(ok, _predict_each(form, thetas, _features(form, safe_n, safe_d, c)), np.nan) if len(budgets) else n
+        loss = (np.where(ok, _predict_each(form, thetas, _features(form, safe_n, safe_d, c)), np.nan)
+                if len(budgets) else n)
         figures = {"params": n, "tokens": d, "tokens_per_param": d / n, "loss": loss}
         head = {k: float(ex[k][0]) for k in ("a", "b", "G")}
         head_ci = {k: interval(ex[k][1:]) for k in ("a", "b", "G")} if have_ci else {}

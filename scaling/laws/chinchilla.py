@@ -1,7 +1,8 @@
 """The variable-projection cross-check of Chinchilla's Approach 3 (the fit itself is
 `parametric.fit_parametric(table, "chinchilla")`).
 
-`varpro_fit` is an independent estimator: for fixed exponents (alpha, beta) the law is linear in (E, A, B) >= 0, so those come from
+`varpro_fit` is an independent estimator: for fixed exponents (alpha, beta) the law is linear in
+(E, A, B) >= 0, so those come from
 non-negative least squares, and only (alpha, beta) are searched: on a grid, then on finer and finer
 grids around the best point. Residuals are relative ((pred - L)/L, close to log residuals) and squared, not Huber, so
 the two estimators share no code path and no loss: agreement is evidence, disagreement a warning.
@@ -9,8 +10,8 @@ the two estimators share no code path and no loss: agreement is evidence, disagr
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 
@@ -82,7 +83,7 @@ def _grams(log_n, log_d, loss, alphas, betas):
     u = 1.0 / loss**2
     xn = np.exp(-np.outer(alphas, log_n - log_n.mean()))  # (I, n)
     xd = np.exp(-np.outer(betas, log_d - log_d.mean()))  # (J, n)
-    I, J = len(alphas), len(betas)
+    I, J = len(alphas), len(betas)  # noqa: E741 - the grid's axes, as in the normal equations
     s1, sl = u.sum(), (u * loss).sum()
     n1, nl, nn = xn @ u, xn @ (u * loss), (xn**2) @ u
     d1, dl, dd = xd @ u, xd @ (u * loss), (xd**2) @ u

@@ -7,8 +7,8 @@ nothing is extrapolated. Intervals resample whole runs.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -17,8 +17,7 @@ from scaling.laws._json import clean
 from scaling.laws.allocation import Allocation
 from scaling.laws.bootstrap import DEFAULT_RESAMPLES, run_weights
 from scaling.laws.powerlaw import PowerLaw, loglog_fit, power_law, power_law_allocation
-from scaling.laws.result import (Estimate, Table, power_law_estimates, power_law_exponents,
-                                 power_law_frontier)
+from scaling.laws.result import Estimate, Table, power_law_estimates, power_law_exponents, power_law_frontier
 from scaling.laws.table import RunsTable
 
 GRID_POINTS = 1500  # as Hoffmann et al.
@@ -50,7 +49,8 @@ class EnvelopeFit:
     label = "Approach 1 (envelope)"
 
     def method(self) -> str:
-        return f"lowest loss across {self.n_runs} runs' curves at each FLOP count; {self.n_resamples} bootstrap resamples"
+        return (f"lowest loss across {self.n_runs} runs' curves at each FLOP count; "
+                f"{self.n_resamples} bootstrap resamples")
 
     def estimates(self) -> list[Estimate]:
         return power_law_estimates(self.n_opt, self.d_opt)

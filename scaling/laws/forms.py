@@ -7,8 +7,8 @@ unconstrained (log-coefficients, exponents); `natural` maps them to the figures 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import jax.numpy as jnp
 import numpy as np
@@ -247,7 +247,8 @@ DATA_CONSTRAINED = _finish(LawForm(
     natural=_data_constrained_natural, starts=_data_constrained_starts, min_points=8, allocates=True))
 
 
-FORMS: dict[str, LawForm] = {f.name: f for f in (CHINCHILLA, KAPLAN_N, KAPLAN_D, KAPLAN_JOINT, COMPUTE, DATA_CONSTRAINED)}
+FORMS: dict[str, LawForm] = {f.name: f for f in (CHINCHILLA, KAPLAN_N, KAPLAN_D, KAPLAN_JOINT, COMPUTE,
+                                                 DATA_CONSTRAINED)}
 
 
 # --- Compute-optimal allocation under C = 6 N D ------------------------------------------------------

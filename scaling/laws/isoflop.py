@@ -7,8 +7,8 @@ N_opt(C) = k C^a and D_opt(C) = k' C^b, whose intervals come from resampling run
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -17,8 +17,7 @@ from scaling.laws._json import clean
 from scaling.laws.allocation import Allocation
 from scaling.laws.bootstrap import DEFAULT_RESAMPLES, stratified_run_weights
 from scaling.laws.powerlaw import PowerLaw, loglog_fit, power_law, power_law_allocation
-from scaling.laws.result import (Estimate, Table, power_law_estimates, power_law_exponents,
-                                 power_law_frontier)
+from scaling.laws.result import Estimate, Table, power_law_estimates, power_law_exponents, power_law_frontier
 from scaling.laws.table import RunsTable
 
 MIN_POINTS_PER_BUDGET = 3

@@ -6,8 +6,8 @@ The published method, followed exactly: predictions in log space (log-sum-exp fo
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 

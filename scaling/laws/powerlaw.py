@@ -1,8 +1,8 @@
 """N_opt(C) = k C^a style power laws, fitted by least squares in log-log space, with intervals."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 

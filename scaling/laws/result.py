@@ -2,8 +2,9 @@
 any law without knowing which one it is."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 

@@ -6,9 +6,9 @@ Contract (DESIGN.md): one row per finished run or per evaluated checkpoint; `los
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -57,7 +57,7 @@ class RunsTable:
         codes, uniques = pd.factorize(self.frame["run"], sort=False)
         return codes.astype(np.int64), len(uniques)
 
-    def with_frame(self, frame: pd.DataFrame, **dropped: int) -> "RunsTable":
+    def with_frame(self, frame: pd.DataFrame, **dropped: int) -> RunsTable:
         merged = dict(self.dropped)
         for k, v in dropped.items():
             if v:

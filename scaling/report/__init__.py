@@ -5,8 +5,8 @@ Markdown, the fit JSON, the runs CSV and PNG/SVG figures; optionally logged to a
 `build()` is the one entry point: `scaling report` and `scaling demo` both call it."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from scaling.report.fitting import Fits, fit_all
 from scaling.report.gather import ReportData, gather

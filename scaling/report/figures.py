@@ -18,7 +18,6 @@ from scaling.report.fitting import Fits
 from scaling.report.gather import ReportData
 from scaling.report.spec import REFERENCE_LAW
 
-
 plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "font.size": 9})
 
 
@@ -48,7 +47,7 @@ def _chinchilla_line(published: dict):
 def fig_training_curves(data: ReportData, fits: Fits, published: dict, ax):
     steps = data.steps
     mapper = _size_colors(data.runs["params"].to_numpy())
-    for run_id, rows in steps.groupby("run_id"):
+    for _run_id, rows in steps.groupby("run_id"):
         rows = rows.sort_values("step")
         ax.plot(rows["flops"], rows["loss"], "-", lw=1.2, alpha=0.85, color=mapper.to_rgba(rows["params"].iloc[0]))
     env = fits.results.get("envelope")
@@ -162,7 +161,8 @@ def fig_residuals(data: ReportData, fits: Fits, published: dict, axes):
     ax.set_ylabel("predicted by fitted L(N, D)")
     ax.set_title("Predicted against observed")
     ax = axes[1]
-    ax.scatter(runs["flops"], 100 * (pred - obs) / obs, c=mapper.to_rgba(runs["params"].to_numpy()), edgecolors="k", s=30)
+    ax.scatter(runs["flops"], 100 * (pred - obs) / obs, c=mapper.to_rgba(runs["params"].to_numpy()),
+               edgecolors="k", s=30)
     ax.axhline(0, color="k", lw=1)
     ax.set_xscale("log")
     ax.set_xlabel("compute C (FLOPs)")

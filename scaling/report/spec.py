@@ -32,7 +32,7 @@ class ReportSpec:
     published: str | None = None
 
     @classmethod
-    def load(cls, path: str | None, **overrides) -> "ReportSpec":
+    def load(cls, path: str | None, **overrides) -> ReportSpec:
         values = load_yaml(path) if path else {}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)

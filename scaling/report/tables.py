@@ -28,7 +28,7 @@ def parameter_table(fits: Fits, published: dict) -> tuple[list[str], list[list[s
             p.update(a=res.optimal.a, b=res.optimal.b)
             ci.update({k: v for k, v in res.optimal.ci95.items() if k in ("a", "b")})
         rows.append(["this study (Approach 3)"] + [f"{fmt(p.get(k))} {fmt_ci(ci.get(k))}" for k in names])
-    for key, ref in published.items():
+    for _key, ref in published.items():
         if ref.get("form") != "chinchilla":
             continue
         q = dict(ref["params"])
@@ -72,7 +72,8 @@ def allocation_table(fits: Fits) -> tuple[list[str], list[list[str]]]:
 
 def runs_tables(data: ReportData, fits: Fits) -> tuple[tuple, tuple]:
     used_header = ["run", "N", "D", "C", "loss", "budget"]
-    held = set(fits.holdout_rows["run_id"]) if fits.holdout_rows is not None and "run_id" in fits.holdout_rows else set()
+    rows = fits.holdout_rows
+    held = set(rows["run_id"]) if rows is not None and "run_id" in rows else set()
     used = []
     for _, r in data.runs.sort_values(["flops", "params"]).iterrows():
         tag = fmt(r.get("flops_budget"), 3) if "flops_budget" in data.runs.columns else "–"
@@ -93,7 +94,8 @@ def headline(fits: Fits) -> list[str]:
     res = fits.results.get("chinchilla")
     if res is not None:
         p, ci = res.params, res.ci95
-        lines.append(f"L(N, D) = {fmt(p['E'])} + {fmt(p['A'])}/N^{fmt(p['alpha'], 3)} + {fmt(p['B'])}/D^{fmt(p['beta'], 3)}"
+        lines.append(f"L(N, D) = {fmt(p['E'])} + {fmt(p['A'])}/N^{fmt(p['alpha'], 3)} + "
+                     f"{fmt(p['B'])}/D^{fmt(p['beta'], 3)}"
                      f"  (alpha {fmt_ci(ci.get('alpha'))}, beta {fmt_ci(ci.get('beta'))})")
     for other in fits.results.values():
         ex = other.exponents()

@@ -84,7 +84,7 @@ class IndexedRun:
     resumed: bool = False  # set on a claim: the run was started before and resumes from a checkpoint
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row, **extra) -> "IndexedRun":
+    def from_row(cls, row: sqlite3.Row, **extra) -> IndexedRun:
         values = dict(row)
         for key in ("config", "summary", "plan", "progress"):
             values[key] = json.loads(values[key]) if values.get(key) else None
@@ -99,7 +99,7 @@ class RunHome:
         self._migrated = False
 
     @classmethod
-    def of(cls, home: "RunHome | str | None") -> "RunHome":
+    def of(cls, home: RunHome | str | None) -> RunHome:
         """A RunHome from a path, None (the default home) or a RunHome itself."""
         return home if isinstance(home, RunHome) else cls(home)
 

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 from scaling import preempt
 from scaling.config import RunConfig

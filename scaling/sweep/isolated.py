@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from scaling import preempt
 from scaling.runs import RunHome

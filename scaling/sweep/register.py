@@ -63,11 +63,13 @@ def duplicate_notes(runs: list[dict]) -> list[str]:
     for r in runs:
         if r["status"] != "pending":
             continue
-        rest = {k: v for k, v in r["config"].items() if k not in ("run_id", "params", "d_model", "tokens", "flops_budget")}
-        key = json.dumps([r["plan"]["shape"], r["plan"]["tokens"], r["plan"]["batch_size"], rest], sort_keys=True, default=str)
+        size_keys = ("run_id", "params", "d_model", "tokens", "flops_budget")
+        rest = {k: v for k, v in r["config"].items() if k not in size_keys}
+        plan = r["plan"]
+        key = json.dumps([plan["shape"], plan["tokens"], plan["batch_size"], rest], sort_keys=True, default=str)
         if key in seen:
             notes.append(f"{seen[key]['run_id']} ({_point_text(seen[key]['point'])}) and {r['run_id']} "
-                         f"({_point_text(r['point'])}) are the same run: {r['plan']['shape']}, D={r['plan']['tokens']:,}")
+                         f"({_point_text(r['point'])}) are the same run: {plan['shape']}, D={plan['tokens']:,}")
         else:
             seen[key] = r
     return notes

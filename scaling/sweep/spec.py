@@ -102,7 +102,16 @@ def load_spec(path: str) -> SweepSpec:
 
 def parse_spec(data: dict, where: str = "spec") -> SweepSpec:
     """Check a W&B sweep spec against what the local engine can run; every refusal is one line that
-    names the key."""
+    names the key.
+
+    Args:
+        data: the spec as parsed YAML.
+        where: the file's name, for messages.
+    Returns:
+        The SweepSpec.
+    Raises:
+        UsageError: the first thing wrong with the spec.
+    """
     def fail(message: str):
         raise UsageError(f"{where}: {message}")
 
@@ -113,7 +122,25 @@ def parse_spec(data: dict, where: str = "spec") -> SweepSpec:
             fail(f"{key}: not supported by the local engine: it {WANDB_ONLY[key]}")
         if key not in SPEC_KEYS:
             fail(f"unknown key {key!r} (allowed: {', '.join(SPEC_KEYS)})")
+    for key in ("name", "program", "project", "entity", "description"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            fail(f"{key}: expected text, got {data[key]!r}")
+    method = _method(data, fail)
+    run_cap = _run_cap(data, method, fail)
+    metric = _metric(data.get("metric"), fail)
+    parsed = _parameters(data.get("parameters"), method, fail)
+    command = _command(data, fail)
+    spec = SweepSpec(method=method, parameters=parsed, command=command, name=data.get("name"),
+                     program=data.get("program"), project=data.get("project"), metric=metric,
+                     run_cap=run_cap, raw=data)
+    try:
+        train_overrides(render_command(spec, {}))
+    except UsageError as err:
+        fail(f"command: {err}")
+    return spec
 
+
+def _method(data: dict, fail) -> str:
     method = data.get("method")
     if method is None:
         fail(f"method: required ({' or '.join(METHODS)})")
@@ -121,32 +148,36 @@ def parse_spec(data: dict, where: str = "spec") -> SweepSpec:
         fail(f"method: {method} {METHOD_HINTS[method]}")
     if method not in METHODS:
         fail(f"method: {method!r} is not a sweep method (allowed: {', '.join(METHODS)})")
+    return method
 
-    for key in ("name", "program", "project", "entity", "description"):
-        if data.get(key) is not None and not isinstance(data[key], str):
-            fail(f"{key}: expected text, got {data[key]!r}")
 
+def _run_cap(data: dict, method: str, fail) -> int | None:
     run_cap = data.get("run_cap")
     if run_cap is not None and (isinstance(run_cap, bool) or not isinstance(run_cap, int) or run_cap < 1):
         fail(f"run_cap: expected a positive integer, got {run_cap!r}")
     if method == "random" and run_cap is None:
         fail("run_cap: required with method: random (how many points to draw; the local engine "
              "does not sample forever)")
+    return run_cap
 
-    metric = data.get("metric")
-    if metric is not None:
-        if not isinstance(metric, dict) or not isinstance(metric.get("name"), str):
-            fail("metric: expected {name: METRIC, goal: minimize|maximize}")
-        extra = sorted(set(metric) - {"name", "goal", "target"})
-        if extra:
-            fail(f"metric: unknown key {extra[0]!r} (allowed: name, goal)")
-        if metric.get("goal", "minimize") not in ("minimize", "maximize"):
-            fail(f"metric.goal: {metric['goal']!r} (allowed: minimize, maximize)")
-        if "target" in metric:
-            fail("metric.target: not supported by the local engine (it stops the sweep when a run "
-                 "reaches the target, which only W&B's server does); remove it or use `wandb sweep`")
 
-    params = data.get("parameters")
+def _metric(metric, fail) -> dict | None:
+    if metric is None:
+        return None
+    if not isinstance(metric, dict) or not isinstance(metric.get("name"), str):
+        fail("metric: expected {name: METRIC, goal: minimize|maximize}")
+    extra = sorted(set(metric) - {"name", "goal", "target"})
+    if extra:
+        fail(f"metric: unknown key {extra[0]!r} (allowed: name, goal)")
+    if metric.get("goal", "minimize") not in ("minimize", "maximize"):
+        fail(f"metric.goal: {metric['goal']!r} (allowed: minimize, maximize)")
+    if "target" in metric:
+        fail("metric.target: not supported by the local engine (it stops the sweep when a run "
+             "reaches the target, which only W&B's server does); remove it or use `wandb sweep`")
+    return metric
+
+
+def _parameters(params, method: str, fail) -> tuple[Parameter, ...]:
     if not isinstance(params, dict) or not params:
         fail("parameters: required, a mapping of key: {value | values | distribution}")
     parsed = tuple(_parse_parameter(name, entry, fail) for name, entry in params.items())
@@ -157,7 +188,10 @@ def parse_spec(data: dict, where: str = "spec") -> SweepSpec:
                      f"{p.distribution} (use method: random with run_cap)")
             if p.settings.get("probabilities") is not None:
                 fail(f"parameters.{p.name}.probabilities: only used by method: random")
+    return parsed
 
+
+def _command(data: dict, fail) -> tuple[str, ...]:
     command = data.get("command")
     if command is None:
         fail(f"command: required, e.g. {EXAMPLE_COMMAND} (W&B's default command would call the "
@@ -174,14 +208,7 @@ def parse_spec(data: dict, where: str = "spec") -> SweepSpec:
         fail("command: needs exactly one of ${args_no_hyphens} or ${args} to pass the run's values")
     if "program" in macros and not data.get("program"):
         fail("command: uses ${program} but program is not set")
-    spec = SweepSpec(method=method, parameters=parsed, command=command, name=data.get("name"),
-                     program=data.get("program"), project=data.get("project"), metric=metric,
-                     run_cap=run_cap, raw=data)
-    try:
-        train_overrides(render_command(spec, {}))
-    except UsageError as err:
-        fail(f"command: {err}")
-    return spec
+    return command
 
 
 def _number(x) -> bool:
@@ -216,7 +243,8 @@ def _parse_parameter(name: str, entry, fail) -> Parameter:
     allowed = set(required) | set(optional) | {"distribution"}
     for key in entry:
         if key not in allowed:
-            fail(f"{where}.{key}: not used by distribution {dist} (it takes {', '.join(required + tuple(optional)) or 'no keys'})")
+            takes = ", ".join(required + tuple(optional)) or "no keys"
+            fail(f"{where}.{key}: not used by distribution {dist} (it takes {takes})")
     for key in required:
         if key not in entry:
             fail(f"{where}.{key}: required by distribution {dist}")
@@ -235,7 +263,8 @@ def _parse_parameter(name: str, entry, fail) -> Parameter:
             _check_scalar(f"{where}.values[{i}]", v, fail)
         probs = settings.get("probabilities")
         if probs is not None:
-            if (not isinstance(probs, list) or len(probs) != len(values) or not all(_number(p) and p >= 0 for p in probs)
+            if (not isinstance(probs, list) or len(probs) != len(values)
+                    or not all(_number(p) and p >= 0 for p in probs)
                     or not math.isclose(sum(probs), 1.0, rel_tol=1e-6)):
                 fail(f"{where}.probabilities: expected {len(values)} non-negative numbers summing to 1")
     else:

@@ -2,7 +2,7 @@
 the plan with the default hooks, and record the summary."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -11,10 +11,11 @@ from scaling import hardware, preempt
 from scaling.errors import UsageError
 from scaling.runs import LocalTracker, RunDir, RunHome
 from scaling.track import Trackers, WandbTracker, wandb_mode
-from scaling.train.record import changed_keys, run_record, summary as run_summary
 from scaling.train.checkpoints import Checkpoints, checkpoint_state
 from scaling.train.hooks import Clock, LoopState, Progress, default_hooks, run_loop
 from scaling.train.plan import RunPlan
+from scaling.train.record import changed_keys, run_record
+from scaling.train.record import summary as run_summary
 from scaling.train.step import compiled_fns, compute_dtype
 
 

@@ -5,8 +5,8 @@ import subprocess
 
 import pandas as pd
 import pytest
-
 from laws_synth import TRUE, chinchilla_loss, isoflop_table
+
 from scaling.cli import main
 from scaling.display import number as fmt
 
@@ -53,9 +53,9 @@ def test_report_writes_html_markdown_json_csv_and_every_figure(report_dir):
 
 def _md_rows(md: str, title: str) -> list[list[str]]:
     section = md.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
-    lines = [l for l in section.splitlines() if l.startswith("| ") and not l.startswith("| source")
-             and not l.startswith("| approach") and not l.startswith("| run ")]
-    return [[c.strip() for c in l.strip("|").split("|")] for l in lines]
+    lines = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| source")
+             and not line.startswith("| approach") and not line.startswith("| run ")]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in lines]
 
 
 def test_parameter_table_matches_the_fit_json(report_dir):
@@ -73,7 +73,8 @@ def test_parameter_table_matches_the_fit_json(report_dir):
 def test_allocation_table_matches_the_fit_json(report_dir):
     fits = json.loads((report_dir / "fit.json").read_text())
     rows = _md_rows((report_dir / "report.md").read_text(), "Compute-optimal allocation")
-    law_of = {"Approach 3 (parametric)": "chinchilla", "Approach 2 (isoFLOP)": "isoflop", "Approach 1 (envelope)": "envelope"}
+    law_of = {"Approach 3 (parametric)": "chinchilla", "Approach 2 (isoFLOP)": "isoflop",
+              "Approach 1 (envelope)": "envelope"}
     checked = 0
     for row in rows:
         at = fits[law_of[row[0]]]["optimal"]["at"]

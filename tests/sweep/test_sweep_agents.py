@@ -11,8 +11,7 @@ import pytest
 import yaml
 
 from scaling import sweep
-from scaling.runs import RunHome
-from scaling.runs import read_metrics
+from scaling.runs import RunHome, read_metrics
 
 COMMAND = ["${env}", "${interpreter}", "-m", "scaling.cli", "train", "${args_no_hyphens}"]
 # One shape for every run (so each agent compiles once) and the same seed (the trainer compiles its

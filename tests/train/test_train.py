@@ -3,11 +3,11 @@ import os
 
 import pytest
 import yaml
+from wandb_log import read_offline_run
 
 from scaling.cli import main
 from scaling.config import RunConfig, resolve_config
 from scaling.runs import read_metrics
-from wandb_log import read_offline_run
 from scaling.train import plan_run, train_run
 
 SUMMARY_KEYS = {"run_id", "status", "params", "params_nonembed", "tokens", "flops", "flops_model", "eval_loss",
