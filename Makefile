@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint test-all demo bench clean
+.PHONY: test lint test-all demo bench clean mutants
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,24 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/scaling bench
+
+# Mutation testing of the numeric core against its fast tests ([tool.mutmut]; results in tests/mutants.md):
+# FLOP/parameter accounting and the recipe, law forms and compute-optimal allocation, batching and corpora.
+MUTANTS := 'scaling.family.x*__post_init__*' 'scaling.family.x*flops_per_token*' 'scaling.family.x*width*' \
+	'scaling.family.x_shape_for_params*' 'scaling.family.x_default_*' 'scaling.family.x__round_up*' \
+	'scaling.data.x_batch*' 'scaling.data.x_windows_per_epoch*' 'scaling.data.x_eval_batches*' \
+	'scaling.data.x__byte_corpus*' 'scaling.data.x__is_val*' 'scaling.data.x__token_file*' \
+	'scaling.laws.forms.x__chinchilla*' 'scaling.laws.forms.x_chinchilla_allocation*' \
+	'scaling.laws.forms.x_allocation_exponents*' 'scaling.laws.forms.x_hoffmann_grid*' \
+	'scaling.laws.forms.x_features_for*' 'scaling.laws.forms.x*predict*' 'scaling.laws.forms.x__kaplan_1d_log*' \
+	'scaling.laws.forms.x__kaplan_joint_log*' 'scaling.laws.forms.x__compute_log*' \
+	'scaling.laws.allocation.x_optimal_allocation*' 'scaling.laws.allocation.x__features*' \
+	'scaling.laws.allocation.x__predict_each*'
+
+mutants: $(STAMP)
+	$(PY) -m pip install -q -e '.[test,slurm,mutants]'
+	$(VENV)/bin/mutmut run $(MUTANTS)
+	$(VENV)/bin/mutmut results
 
 clean:
 	rm -rf runs reports .pytest_cache

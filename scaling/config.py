@@ -13,8 +13,12 @@ import yaml
 from scaling.errors import UsageError
 
 SCHEDULES = ("cosine", "wsd")
+MAX_ID_LENGTH = 128
+MAX_SEED = 2**32 - 1
+WANDB_PROJECT_FORBIDDEN = ("/", "\\", "#", "?", "%", ":")
 WANDB_MODES = ("auto", "off", "offline", "online")
 DTYPES = ("auto", "float32", "bfloat16")
+ATTENTION = ("auto", "xla", "cudnn")
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,15 @@ class RunConfig:
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0
-    dtype: str = "auto"
+    dtype: str = "auto"  # auto: float32 on CPU, bfloat16 compute (float32 weights and loss) on accelerators
+    attention: str = "auto"  # auto: cudnn's flash kernel on NVIDIA GPUs in bf16, XLA elsewhere
+    # placement: where the run's arrays live (scale-out); none of these changes what the run computes
+    mesh: str | None = None  # data:N | fsdp:N | data:A,fsdp:B; default: every device on the data axis
+    devices: str | None = None  # local device indices, e.g. 0,1 (an agent's share of a node); default all
+    microbatches: int = 1  # gradient accumulation: the batch in this many sequential parts
+    coordinator: str | None = None  # jax.distributed: host:port of process 0 (multi-host runs)
+    num_processes: int | None = None
+    process_id: int | None = None
     # data, evaluation, bookkeeping
     corpus: str = "stdlib"
     vocab_size: int | None = None
@@ -64,6 +76,7 @@ class RunConfig:
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("wandb", self.wandb, WANDB_MODES)
         _check_choice("dtype", self.dtype, DTYPES)
+        _check_choice("attention", self.attention, ATTENTION)
         for key in ("params", "tokens", "flops_budget", "lr", "d_model", "n_layers", "n_heads", "d_ff",
                     "batch_size", "seq_len", "eval_tokens", "vocab_size"):
             value = getattr(self, key)
@@ -81,8 +94,25 @@ class RunConfig:
             raise UsageError("give the model size: params=N (a target count) or d_model=WIDTH")
         if self.params is not None and self.d_model is not None:
             raise UsageError("give params=N or d_model=WIDTH, not both")
+        if self.microbatches < 1:
+            raise UsageError(f"microbatches={self.microbatches}: must be at least 1")
+        if self.devices is not None and not all(p.strip().isdigit() for p in self.devices.split(",")):
+            raise UsageError(f"devices={self.devices!r}: expected local device indices like 0,1")
+        if (self.num_processes is None) != (self.process_id is None):
+            raise UsageError("give num_processes and process_id together (with coordinator=HOST:PORT)")
+        if self.num_processes is not None and not 0 <= self.process_id < self.num_processes:
+            raise UsageError(f"process_id={self.process_id}: allowed 0..{self.num_processes - 1}")
         if self.run_id is not None and not _safe_id(self.run_id):
             raise UsageError(f"run_id={self.run_id!r}: use letters, digits, '-', '_' and '.' only")
+        if self.run_id is not None and len(self.run_id) > MAX_ID_LENGTH:
+            raise UsageError(f"run_id={self.run_id[:16]}... has {len(self.run_id)} characters; allowed: at most "
+                             f"{MAX_ID_LENGTH} (it names the run's folder)")
+        if not 0 <= self.seed <= MAX_SEED:  # the seed is a uint32 on the device and in numpy's generator
+            raise UsageError(f"seed={self.seed}: allowed 0..{MAX_SEED}")
+        if not self.wandb_project or len(self.wandb_project) > MAX_ID_LENGTH or any(
+                c in self.wandb_project for c in WANDB_PROJECT_FORBIDDEN):
+            raise UsageError(f"wandb_project={self.wandb_project!r}: allowed 1..{MAX_ID_LENGTH} characters "
+                             f"without {' '.join(WANDB_PROJECT_FORBIDDEN)} (W&B refuses them)")
 
     @classmethod
     def from_dict(cls, values: dict) -> RunConfig:
@@ -117,7 +147,9 @@ def _coerce(key: str, value, hint):
     """Turn a YAML or command-line value into the field's type, or say which key and value are wrong."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     base = args[0] if args else hint
-    if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+    if isinstance(value, str) and not value.strip():  # `run_id=` is a slip, not a request for the default
+        raise UsageError(f"{key}=: empty value; give one, or leave {key} out for its default")
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
         if type(None) in typing.get_args(hint):
             return None
         raise UsageError(f"{key}: a value is required")

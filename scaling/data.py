@@ -187,20 +187,32 @@ def _epoch_order(n_windows: int, seed: int, epoch: int) -> tuple[np.ndarray, int
     return rng.permutation(n_windows), int(rng.integers(0, 1 << 30))
 
 
-def batch(corpus: Corpus, seed: int, step: int, batch_size: int, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs and targets (batch_size, seq_len) int32 for optimizer step `step` (0-based)."""
+def batch(corpus: Corpus, seed: int, step: int, batch_size: int, seq_len: int,
+          rows: slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and targets (rows, seq_len) int32 for optimizer step `step` (0-based).
+
+    `rows` selects a slice of the step's batch: a process (or a device) builds only its own rows, and
+    they are the rows the whole batch would have there, so any split of the batch trains the same."""
+    windows = batch_windows(corpus, seed, step, batch_size, seq_len, rows)
+    return windows[:, :-1], windows[:, 1:]
+
+
+def batch_windows(corpus: Corpus, seed: int, step: int, batch_size: int, seq_len: int,
+                  rows: slice = slice(None)) -> np.ndarray:
+    """The (rows, seq_len + 1) token windows of step `step`'s batch: inputs and, shifted by one, targets."""
     n_windows = windows_per_epoch(corpus, seq_len)
     if n_windows < 1:
         raise UsageError(f"corpus {corpus.name!r} is shorter than one sequence of {seq_len + 1} tokens")
     width = seq_len + 1
-    rows = np.empty((batch_size, width), dtype=np.int32)
+    picked = range(batch_size)[rows]
+    out = np.empty((len(picked), width), dtype=np.int32)
     first = step * batch_size
-    for i in range(batch_size):
+    for out_row, i in enumerate(picked):
         epoch, pos = divmod(first + i, n_windows)
         order, shift_seed = _epoch_order(n_windows, seed, epoch)
         start = int(order[pos]) * width + shift_seed % width
-        rows[i] = corpus.train[start:start + width]
-    return rows[:, :-1], rows[:, 1:]
+        out[out_row] = corpus.train[start:start + width]
+    return out
 
 
 def eval_batches(corpus: Corpus, n_tokens: int, batch_size: int, seq_len: int):

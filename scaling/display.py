@@ -28,8 +28,8 @@ def duration(seconds) -> str:
 
 
 def short(x: float) -> str:
-    """A count in three significant digits with a k/M/G/T suffix (run ids and names)."""
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+    """A count in three significant digits with a k/M/G/T/P/E suffix (run ids and names: no '+')."""
+    for unit, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if x >= scale:
-            return f"{x / scale:.3g}{unit}"
-    return f"{x:.3g}"
+            return f"{x / scale:.3g}{unit}".replace("e+", "e")
+    return f"{x:.3g}".replace("e+", "e")

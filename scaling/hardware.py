@@ -67,6 +67,13 @@ def ceiling_flops(refresh: bool = False) -> tuple[float, str]:
     return value, f"measured fp32 matmul ({key})"
 
 
+def run_ceiling(n_devices: int) -> float:
+    """The ceiling of a run over `n_devices`: accelerators add up; CPU "devices" (XLA's virtual host
+    devices) share the cores whose matmul rate was measured, so the machine's ceiling stands."""
+    ceiling, _ = ceiling_flops()
+    return ceiling if jax.devices()[0].platform == "cpu" else ceiling * n_devices
+
+
 def mfu(tokens_per_s: float, flops_per_token: float, ceiling: float | None) -> float | None:
     """Model FLOPs utilization: the model's FLOPs per second over the ceiling (None without one)."""
     if not ceiling:

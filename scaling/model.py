@@ -30,10 +30,16 @@ def rotary(x: jax.Array, base: float = 10000.0) -> jax.Array:
     return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
 
 
-def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, n_blocks: int) -> jax.Array:
+ATTENTION_IMPLEMENTATIONS = ("xla", "cudnn")
+
+
+def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, n_blocks: int, implementation: str = "xla") -> jax.Array:
     """Causal attention over (batch, seq, heads, head_dim), in `n_blocks` query blocks that each attend
     only to the keys up to their own end: the same result as the masked full square, without computing
-    the key blocks that lie wholly above the diagonal."""
+    the key blocks that lie wholly above the diagonal. `cudnn` is the fused flash kernel on NVIDIA GPUs,
+    which skips the masked blocks itself."""
+    if implementation == "cudnn":
+        return jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="cudnn")
     if n_blocks == 1:
         return jax.nn.dot_product_attention(q, k, v, is_causal=True)
     size = q.shape[1] // n_blocks
@@ -47,8 +53,9 @@ def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, n_blocks: int) ->
 
 
 class Attention(nnx.Module):
-    def __init__(self, shape: ModelShape, dtype, rngs: nnx.Rngs):
+    def __init__(self, shape: ModelShape, dtype, rngs: nnx.Rngs, attention: str = "xla"):
         d = shape.d_model
+        self.implementation = attention
         self.n_heads, self.head_dim, self.n_blocks = shape.n_heads, shape.head_dim, shape.attention_blocks
         # One fused QKV matmul: one large GEMM beats three small ones on CPU and GPU alike.
         self.qkv = _dense(d, 3 * d, dtype, rngs)
@@ -66,7 +73,7 @@ class Attention(nnx.Module):
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = rotary(q), rotary(k)
-        return self.proj(causal_attention(q, k, v, self.n_blocks).reshape(tokens, d))
+        return self.proj(causal_attention(q, k, v, self.n_blocks, self.implementation).reshape(tokens, d))
 
 
 class MLP(nnx.Module):
@@ -87,9 +94,9 @@ class MLP(nnx.Module):
 
 
 class Block(nnx.Module):
-    def __init__(self, shape: ModelShape, dtype, rngs: nnx.Rngs):
+    def __init__(self, shape: ModelShape, dtype, rngs: nnx.Rngs, attention: str = "xla"):
         self.attn_norm = nnx.RMSNorm(shape.d_model, epsilon=1e-6, dtype=dtype, rngs=rngs)
-        self.attn = Attention(shape, dtype, rngs)
+        self.attn = Attention(shape, dtype, rngs, attention)
         self.mlp_norm = nnx.RMSNorm(shape.d_model, epsilon=1e-6, dtype=dtype, rngs=rngs)
         self.mlp = MLP(shape, dtype, rngs)
 
@@ -99,13 +106,13 @@ class Block(nnx.Module):
 
 
 class Transformer(nnx.Module):
-    def __init__(self, shape: ModelShape, *, rngs: nnx.Rngs, dtype=jnp.float32):
+    def __init__(self, shape: ModelShape, *, rngs: nnx.Rngs, dtype=jnp.float32, attention: str = "xla"):
         self.shape = shape
         self.embed = nnx.Embed(
             shape.vocab_size, shape.d_model, dtype=dtype, param_dtype=jnp.float32,
             embedding_init=nnx.initializers.normal(_INIT_STD), rngs=rngs,
         )
-        self.blocks = nnx.List([Block(shape, dtype, rngs) for _ in range(shape.n_layers)])
+        self.blocks = nnx.List([Block(shape, dtype, rngs, attention) for _ in range(shape.n_layers)])
         self.final_norm = nnx.RMSNorm(shape.d_model, epsilon=1e-6, dtype=dtype, rngs=rngs)
         self.unembed = None if shape.tied else _dense(shape.d_model, shape.vocab_size, dtype, rngs)
 

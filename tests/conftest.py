@@ -1,4 +1,5 @@
 import os
+import time
 
 import pytest
 
@@ -8,6 +9,18 @@ os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("WANDB_SILENT", "true")
 
 TINY = ["d_model=16", "seq_len=32", "batch_size=4", "eval_tokens=256", "n_evals=3"]
+
+# Fast tests take seconds (the slowest, with its module's fixture, about a minute on 2 busy cores): one
+# that runs for 5 minutes is hung or belongs under @pytest.mark.slow, which keeps the ini's 600 s.
+FAST_TEST_TIMEOUT_S = 300
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("timeout", None) is not None:  # an explicit --timeout wins (0 turns it off)
+        return
+    for item in items:
+        if item.get_closest_marker("slow") is None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(FAST_TEST_TIMEOUT_S))
 
 
 @pytest.fixture
@@ -19,3 +32,20 @@ def home(tmp_path):
 def tiny():
     """Key=value items for a run that trains in about a second."""
     return list(TINY)
+
+
+@pytest.fixture
+def offline_run():
+    """read_offline_run(path) once the run's summary holds `key`: wandb's run.finish() can return before
+    its service process has written the offline log (seen here: the 7-byte header alone for ~0.5 s)."""
+    from wandb_log import read_offline_run
+
+    def read(path: str, key: str, timeout_s: float = 30.0) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            rec = read_offline_run(path)
+            if key in rec["summary"] or time.monotonic() > deadline:
+                return rec
+            time.sleep(0.1)
+
+    return read

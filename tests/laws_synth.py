@@ -1,4 +1,4 @@
-"""Synthetic runs tables drawn from known laws (shared by the tests/test_laws_*.py files)."""
+"""Synthetic runs tables drawn from known laws (shared by the laws and report tests)."""
 from __future__ import annotations
 
 import numpy as np
@@ -19,9 +19,22 @@ def chinchilla_table(n_points=200, noise=0.005, seed=0, p=TRUE) -> pd.DataFrame:
     return pd.DataFrame({"run_id": [f"r{i}" for i in range(n_points)], "params": n, "tokens": d, "loss": loss})
 
 
+def true_allocation(p=TRUE) -> dict:
+    """Closed form of minimizing L(N, C/(6N)): N_opt = G (C/6)^a, D_opt = (C/6)^b / G (Hoffmann et al.
+    2022, eq. 4), written here independently of scaling.laws so tests can hold the code to it."""
+    s = p["alpha"] + p["beta"]
+    return {"G": (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / s), "a": p["beta"] / s, "b": p["alpha"] / s}
+
+
 def optimal_n(c, p=TRUE):
-    g = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / (p["alpha"] + p["beta"]))
-    return g * (c / 6) ** (p["beta"] / (p["alpha"] + p["beta"]))
+    t = true_allocation(p)
+    return t["G"] * (c / 6) ** t["a"]
+
+
+def optimal_flops(n, p=TRUE):
+    """The budget at which `n` parameters are compute-optimal (the inverse of `optimal_n`)."""
+    t = true_allocation(p)
+    return 6 * (n / t["G"]) ** (1 / t["a"])
 
 
 def isoflop_table(budgets=(1e18, 1e19, 1e20, 1e21), sizes=9, span=1.5, noise=0.002, seed=0, p=TRUE,
@@ -37,5 +50,6 @@ def isoflop_table(budgets=(1e18, 1e19, 1e20, 1e21), sizes=9, span=1.5, noise=0.0
             d = c / (6 * n)
             loss = chinchilla_loss(n, d, p) * np.exp(rng.normal(0.0, noise))
             # FLOP counts a little off the budget, as rounding of steps makes them in a real sweep.
-            rows.append({"run_id": f"b{i}s{j}", "params": n, "flops": c * (1 + 0.01 * rng.uniform(-1, 1)), "loss": loss})
+            flops = c * (1 + 0.01 * rng.uniform(-1, 1))
+            rows.append({"run_id": f"b{i}s{j}", "params": n, "flops": flops, "loss": loss})
     return pd.DataFrame(rows)

@@ -10,6 +10,8 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="compute dtype (bfloat16 on accelerators; weights stay float32)")
     p.set_defaults(func=run)
 
 
@@ -24,10 +26,10 @@ def run(args) -> int:
     print(f"{'shape':>14} {'params':>12} {'ms/step':>9} {'tokens/s':>10} {'GFLOP/s':>9} {'MFU':>6} {'compile':>8}")
     for width in args.d_model:
         shape = shape_for_width(width, n_layers=args.layers, seq_len=args.seq_len)
-        r = time_train_step(shape, args.batch_size, args.steps)
+        r = time_train_step(shape, args.batch_size, args.steps, args.dtype)
         mfu = hardware.mfu(r["tokens_per_s"], shape.flops_per_token(), ceiling)
         print(f"{r['shape']:>14} {r['params']:>12,} {r['step_ms']:>9.1f} {r['tokens_per_s']:>10,.0f} "
               f"{r['model_flops_per_s'] / 1e9:>9.1f} {100 * mfu:>5.1f}% {r['compile_s']:>7.1f}s")
-    print(f"(batch {args.batch_size} x seq {args.seq_len}; FLOPs from scaling.family, 3 x forward, "
+    print(f"({args.dtype}, batch {args.batch_size} x seq {args.seq_len}; FLOPs from scaling.family, 3 x forward, "
           "executed causal-attention blocks)")
     return 0

@@ -26,3 +26,37 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: must be at least 1")
     return value
+
+
+def check_output_file(path: str, flag: str) -> None:
+    """Refuse, before any work, an output file whose folder is missing or that names a folder."""
+    import os
+
+    from scaling.errors import UsageError
+
+    if path == "-":
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {path}: is a folder; give a file name")
+    if not os.path.isdir(folder):
+        raise UsageError(f"{flag} {path}: no folder {folder} (create it first)")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{flag} {path}: the folder {folder} is not writable")
+
+
+def check_output_dir(path: str, flag: str) -> None:
+    """Refuse, before any work, an output folder that is a file or lies under one, or cannot be written."""
+    import os
+
+    from scaling.errors import UsageError
+
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"{flag} {path}: is a file; give a folder")
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise UsageError(f"{flag} {path}: {probe} is a file, so no folder can be made under it")
+    if not os.access(probe, os.W_OK):
+        raise UsageError(f"{flag} {path}: {probe} is not writable")

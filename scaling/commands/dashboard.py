@@ -13,6 +13,13 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from scaling.commands.common import check_output_dir
+    from scaling.errors import UsageError
+
+    # The id names a file (workspace-<sweep>.json): no separators, no '..'.
+    if not args.sweep or args.sweep.startswith(".") or not all(c.isalnum() or c in "-_." for c in args.sweep):
+        raise UsageError(f"--sweep {args.sweep!r}: a sweep id uses letters, digits, '-', '_' and '.' only")
+    check_output_dir(args.out, "--out")
     from scaling.report.dashboard import dashboard
 
     out = dashboard(args.sweep, args.out, project=args.project)

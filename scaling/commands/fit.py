@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
+from scaling.commands.common import check_output_file
 from scaling.display import number
 from scaling.errors import UsageError
 
@@ -42,7 +44,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="run home for --sweep (default $SCALING_HOME or ./runs)")
     p.add_argument("--law", choices=LAWS, default="chinchilla", metavar="LAW",
                    help=f"one of {', '.join(LAWS)} (default chinchilla; see below)")
-    p.add_argument("--json", metavar="FILE", help="write the fit JSON (unrounded numbers) here")
+    p.add_argument("--json", metavar="FILE", help="write the fit JSON (unrounded numbers) here; - for stdout")
     p.add_argument("--at", metavar="C1,C2", default="",
                    help="FLOP budgets for the compute-optimal N, D, tokens/param and loss, e.g. 1e21,1e24")
     p.add_argument("--holdout", type=int, default=0, metavar="K",
@@ -77,42 +79,52 @@ def parse_budgets(text: str) -> list[float]:
     return budgets
 
 
-def _source(args):
+def _source(args) -> tuple:
+    """(the runs table or its path, the sweep's runs the table leaves out by why)."""
     if args.runs and args.sweep:
         raise UsageError("pass either a runs table or --sweep, not both")
     if args.sweep:
         from scaling.runs import RunHome, runs_table
+        from scaling.runs.table import sweep_exclusions
         from scaling.sweep import require_sweep
 
         home = RunHome(args.home)
         require_sweep(home, args.sweep)
         # Approach 1 reads every evaluated checkpoint, the others each run's final loss.
-        return runs_table(home, args.sweep, steps=args.law == "envelope")
+        return runs_table(home, args.sweep, steps=args.law == "envelope"), sweep_exclusions(home, args.sweep)
     if not args.runs:
         raise UsageError("pass a runs table (CSV or Parquet) or --sweep SWEEP")
-    return args.runs
+    return args.runs, {}
 
 
 def run(args) -> int:
     from scaling.laws import fit, load_runs
+    from scaling.laws.table import describe_dropped
+    from scaling.runs import write_atomic
 
     for name in ("holdout", "bootstrap"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name} must be 0 or more, got {getattr(args, name)}")
     budgets = parse_budgets(args.at)
-    table = load_runs(_source(args), params_column=args.params_column,
+    if args.json:
+        check_output_file(args.json, "--json")
+    source, excluded = _source(args)
+    if excluded and not len(source):
+        raise UsageError(f"sweep {args.sweep} has no completed run to fit ({describe_dropped(excluded)})")
+    table = load_runs(source, params_column=args.params_column,
                       best_of=[c for c in args.best_of.split(",") if c.strip()])
+    table = table.with_frame(table.frame, **excluded)  # the sweep's runs the table left out count as dropped
     options = {"bootstrap_starts": args.bootstrap_starts} if args.law not in ("isoflop", "envelope") else {}
     result = fit(table, args.law, huber_delta=args.huber_delta, bootstrap=args.bootstrap, seed=args.seed,
                  budgets=budgets, holdout=args.holdout, **options)
+    text = json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n"
+    if args.json == "-":  # the JSON alone on stdout, for a pipe; the readable summary goes to stderr
+        print(render(result, table.source), file=sys.stderr)
+        sys.stdout.write(text)
+        return 0
     print(render(result, table.source))
     if args.json:
-        try:
-            with open(args.json, "w") as fh:
-                json.dump(result.to_json(), fh, indent=2, allow_nan=False)
-                fh.write("\n")
-        except OSError as err:
-            raise UsageError(f"cannot write {args.json}: {err.strerror or err}") from None
+        write_atomic(args.json, text)
         print(f"wrote {args.json}")
     return 0
 

@@ -9,7 +9,8 @@ from scaling.display import duration, number
 class ProgressLine:
     """One live line on a terminal; a line per ~10% of the run when output is a log file."""
 
-    def __init__(self, stream=sys.stderr):
+    def __init__(self, stream=None):
+        stream = stream or sys.stderr  # looked up now: sys.stderr may have been replaced since import
         self.stream, self.tty, self.last_decile = stream, stream.isatty(), -1
 
     def __call__(self, p) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import sys
 
-from scaling.commands.common import add_home
+from scaling.commands.common import add_home, check_output_dir
 from scaling.errors import UsageError
 
 
@@ -33,6 +33,9 @@ def run(args) -> int:
             csv = item
         else:
             raise UsageError(f"{item!r}: expected a report spec (.yaml) or a runs table (.csv, .parquet)")
+    if args.bootstrap is not None and args.bootstrap < 0:
+        raise UsageError(f"--bootstrap {args.bootstrap}: must be 0 or more resamples")
+    check_output_dir(args.out, "--out")
     spec = report.ReportSpec.load(spec_path, sweep=args.sweep, bootstrap=args.bootstrap)
     csv = csv or spec.runs
     if csv is None and spec.sweep is None:

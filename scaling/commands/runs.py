@@ -1,9 +1,10 @@
 """`scaling runs`: the tidy runs table (the input of `scaling fit` and `scaling report`)."""
 from __future__ import annotations
 
+import io
 import sys
 
-from scaling.commands.common import add_home
+from scaling.commands.common import add_home, check_output_file
 
 
 def add_parser(sub) -> None:
@@ -19,10 +20,12 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from scaling.runs import RunHome, runs_table
+    from scaling.runs import RunHome, runs_table, write_atomic
     from scaling.sweep import require_sweep
 
     home = RunHome(args.home)
+    if args.csv:
+        check_output_file(args.csv, "--csv")
     if args.reindex:
         counts = home.reindex()
         print(f"reindexed {home.root}: {counts['runs']} run dirs, {counts['sweeps']} sweep(s) restored, "
@@ -34,9 +37,11 @@ def run(args) -> int:
         if args.csv == "-":
             table.to_csv(sys.stdout, index=False)
         elif args.csv.endswith(".parquet"):
-            table.to_parquet(args.csv, index=False)
+            buffer = io.BytesIO()
+            table.to_parquet(buffer, index=False)
+            write_atomic(args.csv, buffer.getvalue())
         else:
-            table.to_csv(args.csv, index=False)
+            write_atomic(args.csv, table.to_csv(index=False))
         if args.csv != "-":
             print(f"wrote {len(table)} rows to {args.csv}", file=sys.stderr)
         return 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -50,10 +51,14 @@ def cmd_agent(args) -> int:
     from scaling.commands.progress import AgentDisplay
 
     overrides = {"wandb": args.wandb} if args.wandb else {}
+    if args.devices:
+        # Several agents share a node: each JAX process takes GPU memory as it needs it, not all of it.
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        overrides["devices"] = args.devices
     if args.count is not None and args.count < 1:
         raise UsageError(f"--count {args.count}: must be at least 1")
     agent = sweep.Agent(args.home, args.sweep, lease_s=args.lease, isolate=args.isolate, overrides=overrides,
-                        wait=not args.no_wait)
+                        wait=not args.no_wait, max_attempts=args.max_attempts)
     display = None if args.quiet else AgentDisplay()
     if display:
         agent.on_event = display
@@ -72,6 +77,26 @@ def cmd_agent(args) -> int:
     if agent.stop_requested:
         return 130
     return 1 if any(r.status == "failed" for r in results) else 0
+
+
+def cmd_agents(args) -> int:
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # before JAX starts, here and in agents
+    import jax
+
+    from scaling.runs import RunHome
+    from scaling.sweep import require_sweep
+    from scaling.sweep.fleet import device_groups, run_fleet
+
+    home = RunHome(args.home)
+    require_sweep(home, args.sweep)
+    groups = device_groups(len(jax.local_devices()), args.devices_per_run)
+    print(f"{len(groups)} agent(s) on devices " + " | ".join(",".join(map(str, g)) for g in groups), file=sys.stderr)
+    extra = [f"--lease={args.lease}"] + (["--wandb", args.wandb] if args.wandb else [])
+    done = run_fleet(home, args.sweep, groups, extra)
+    for a in done:
+        print(f"  agent on devices {','.join(map(str, a.devices))}: exit {a.returncode}", file=sys.stderr)
+    codes = {a.returncode for a in done}
+    return 130 if 130 in codes else max(codes)
 
 
 # ---- status ---------------------------------------------------------------------------------------
@@ -167,8 +192,21 @@ def add_parser(sub) -> None:
                    help="exit when nothing is free now, instead of waiting for other agents' runs "
                         "(whose runs would be taken over if their agents died)")
     q.add_argument("--quiet", action="store_true", help="no progress display")
+    q.add_argument("--max-attempts", type=positive_int, default=3, metavar="N",
+                   help="a run whose agents died N times (its lease lapsed each time) is marked failed (default 3)")
+    q.add_argument("--devices", metavar="I,J", help="local device indices this agent's runs use (default all)")
     add_home(q)
     q.set_defaults(func=cmd_agent)
+
+    q = ssub.add_parser("agents", help="one agent per group of K devices of this machine, supervised",
+                        description="Start one `sweep agent --devices ...` per group of K visible devices and "
+                                    "wait for them all; SIGTERM stops every agent at a checkpoint.")
+    q.add_argument("sweep", metavar="SWEEP")
+    q.add_argument("--devices-per-run", type=positive_int, default=1, metavar="K", help="devices per run (default 1)")
+    q.add_argument("--lease", type=positive_float, default=60.0, metavar="SECONDS", help="claim lease (default 60)")
+    q.add_argument("--wandb", choices=("auto", "off", "offline", "online"), help="override the runs' W&B mode")
+    add_home(q)
+    q.set_defaults(func=cmd_agents)
 
     q = ssub.add_parser("status", help="counts by status, runs in flight, ETA",
                         description="Show a sweep's progress (or list the sweeps in the run home).")

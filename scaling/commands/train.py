@@ -20,6 +20,8 @@ examples:
 Running the same run_id again resumes it from its latest checkpoint (or prints its summary if done).
 SIGTERM (preemption) checkpoints and exits 130; the run resumes when started again.
 """
+# Exit status of a trainer whose claim another agent took over (it wrote nothing after noticing).
+EXIT_LEASE_LOST = 3
 
 
 def add_parser(sub) -> None:
@@ -29,23 +31,52 @@ def add_parser(sub) -> None:
                    help="optional YAML config, then key=value overrides")
     add_home(p)
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    # Set by an isolating agent for its child trainer: the claim to check before every write, and the
+    # agent whose death must end this process too.
+    p.add_argument("--claimed-by", help=argparse.SUPPRESS)
+    p.add_argument("--token", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--die-with-parent", type=int, metavar="PID", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from scaling import preempt
+
+    # From here on SIGTERM only asks the run to stop at its next step (then it checkpoints and exits
+    # 130), wherever it lands: during imports, compilation, a checkpoint save or the summary.
+    with preempt.sigterm_requests_stop():
+        return _train(args)
+
+
+def _train(args) -> int:
+    if args.die_with_parent:
+        from scaling.sweep.isolated import die_with_parent
+
+        die_with_parent(args.die_with_parent)
     from scaling.commands.progress import ProgressLine, print_summary
     from scaling.config import resolve_config
     from scaling.display import number
-    from scaling.train import plan_run, train_run
+    from scaling.runs import Fence, LeaseLost, RunHome
+    from scaling.train import distributed, plan_run, train_run
+    from scaling.train.limits import check_plan
 
     config_file, overrides = None, list(args.items)
     if overrides and "=" not in overrides[0] and (
             overrides[0].endswith((".yaml", ".yml")) or os.path.exists(overrides[0])):
         config_file = overrides.pop(0)
     plan = plan_run(resolve_config(config_file, overrides))
+    distributed.initialize(plan.config)
+    plan.layout()  # a mesh or batch these devices cannot take is refused before the plan is announced
+    check_plan(plan)  # and a model, batch or length this machine cannot hold
+    RunHome(args.home).check_writable()  # and a home that is a file, or read-only
+    fence = Fence(args.claimed_by, args.token) if args.claimed_by and args.token is not None else None
     print(f"{plan.run_id}: {plan.shape.describe()} N={plan.shape.params:,} D={plan.tokens:,} "
           f"C={number(plan.flops, 3)} ({plan.steps} steps x {plan.batch_size}x{plan.shape.seq_len}, "
           f"lr {number(plan.lr, 2)})", file=sys.stderr)
-    summary = train_run(plan, args.home, on_progress=None if args.quiet else ProgressLine())
+    try:
+        summary = train_run(plan, args.home, on_progress=None if args.quiet else ProgressLine(), fence=fence)
+    except LeaseLost as err:
+        print(f"scaling train: {err}; stopped without writing", file=sys.stderr)
+        return EXIT_LEASE_LOST
     print_summary(summary)
     return {"complete": 0, "interrupted": 130}.get(summary["status"], 1)

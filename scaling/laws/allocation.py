@@ -74,7 +74,16 @@ def _predict_each(form: LawForm, thetas: np.ndarray, X: np.ndarray) -> np.ndarra
 
 
 def optimal_allocation(form: LawForm, theta, budgets: Sequence[float] = (), samples=None) -> Allocation:
-    """Allocation at `budgets` (FLOPs) for parameters `theta`, with intervals from `samples` (R, P)."""
+    """The compute-optimal choice under C = 6ND.
+
+    Args:
+        form: the fitted law's form.
+        theta: its parameters in optimizer coordinates (P,).
+        budgets: FLOP budgets to evaluate N_opt, D_opt, tokens per parameter and loss at.
+        samples: bootstrap parameter vectors (R, P) for 95% intervals, or None.
+    Returns:
+        Allocation: a, b, G with intervals, and one BudgetPoint per budget.
+    """
     budgets = np.asarray(list(budgets), dtype=np.float64)
     thetas = np.asarray(theta, dtype=np.float64)[None]
     have_ci = samples is not None and len(samples) > 1

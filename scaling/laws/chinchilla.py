@@ -103,7 +103,14 @@ def _grams(log_n, log_d, loss, alphas, betas):
 
 
 def varpro_fit(params, tokens, loss, *, grid: int = 120, max_exponent: float = 2.5) -> dict[str, float]:
-    """E, A, B, alpha, beta by variable projection (NNLS inside a search over alpha, beta)."""
+    """E, A, B, alpha, beta by variable projection (NNLS inside a search over alpha, beta).
+
+    Args:
+        params, tokens, loss: the runs' N, D and final loss (arrays of one length).
+        grid: points per exponent axis of the first search; max_exponent: its upper end.
+    Returns:
+        {"E", "A", "B", "alpha", "beta", "objective"} (relative squared residuals, summed).
+    """
     log_n, log_d = np.log(params), np.log(tokens)
     loss = np.asarray(loss, dtype=np.float64)
     axis = np.linspace(max_exponent / grid, max_exponent, grid)

@@ -109,7 +109,15 @@ def _frontier_fit(curves, sizes, grid, present):
 
 def fit_envelope(table: RunsTable, *, bootstrap: int = DEFAULT_RESAMPLES, seed: int = 0,
                  budgets: Sequence[float] = (), grid_points: int = GRID_POINTS) -> EnvelopeFit:
-    """Approach 1 from per-checkpoint rows (`step`); needs at least 2 runs with 2 or more evaluations."""
+    """Chinchilla's Approach 1 from per-checkpoint rows (`step`).
+
+    Args:
+        table: runs with at least 2 evaluations each, for at least 2 runs.
+        bootstrap: resamples of whole runs (0 for none); seed: their seed.
+        budgets: FLOPs at which to report N_opt and D_opt.
+    Returns:
+        EnvelopeFit: the frontier and N_opt(C), D_opt(C) power laws with intervals.
+    """
     codes, n_runs = table.run_codes()
     per_run = np.bincount(codes, minlength=n_runs)
     if "step" not in table.frame.columns or (per_run >= 2).sum() < 2:

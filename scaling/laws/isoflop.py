@@ -151,7 +151,16 @@ def _vertex(c0, c1, c2, lo, hi):
 
 def fit_isoflop(table: RunsTable, *, bootstrap: int = DEFAULT_RESAMPLES, seed: int = 0,
                 budgets: Sequence[float] = (), cluster_ratio: float = CLUSTER_RATIO) -> IsoflopFit:
-    """Approach 2 on a runs table (one row per run; checkpoint rows would each count as a point)."""
+    """Chinchilla's Approach 2: a parabola in log N per FLOP budget, then power laws through the minima.
+
+    Args:
+        table: one row per run (checkpoint rows would each count as a point).
+        bootstrap: resamples of runs within budgets (0 for none); seed: their seed.
+        budgets: FLOPs at which to report N_opt and D_opt.
+        cluster_ratio: FLOP counts within this ratio form one budget when there is no flops_budget column.
+    Returns:
+        IsoflopFit: each budget's minimum (flagged when outside the sampled sizes) and the power laws.
+    """
     idx, values = group_budgets(table, cluster_ratio)
     log_n = np.log(table.column("params"))
     loss = table.column("loss")

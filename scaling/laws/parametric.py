@@ -234,6 +234,16 @@ def fit_parametric(
     bootstrap_starts="warm" (default) starts each resample from the full-data optimum and the next
     `warm_starts - 1` best distinct optima of the full grid; "grid" reruns the full start grid on every
     resample (the literal method, about `bootstrap` times the cost of one fit).
+
+    Args:
+        table: the runs table; law: a name of `FORMS`.
+        huber_delta: the Huber threshold on log residuals; bootstrap: resamples of whole runs; seed.
+        budgets: FLOPs for the compute-optimal allocation; holdout: largest-compute runs to hold out.
+        starts: a start grid (default the form's); cross_check: run variable projection (chinchilla).
+    Returns:
+        LawFit: parameters with 95% intervals, allocation, holdout error and cross-check.
+    Raises:
+        UsageError: too few points or distinct sizes, or no start reached a finite objective.
     """
     if law not in FORMS:
         raise UsageError(f"unknown law {law!r}; choose from {', '.join(FORMS)}")

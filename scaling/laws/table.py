@@ -91,6 +91,15 @@ def load_runs(source, *, params_column: str = "params", best_of: Iterable[str] =
     Rows with a missing value in a needed column are dropped and counted; non-numeric, infinite or
     non-positive values are errors. `params_column` picks which count is N (e.g. `params_nonembed`).
     `best_of` keeps, for each (N, D), the row with the lowest loss across those hyperparameter columns.
+
+    Args:
+        source: a CSV or Parquet path, or a DataFrame.
+        params_column: the column used as N.
+        best_of: hyperparameter columns to take the best loss over.
+    Returns:
+        RunsTable: validated rows with params, tokens, flops, loss and a whole-run id.
+    Raises:
+        UsageError: a missing column or a bad value, named in one line.
     """
     raw, name = read_table(source)
     raw.columns = [str(c).strip() for c in raw.columns]
@@ -181,7 +190,11 @@ def _run_ids(frame: pd.DataFrame) -> pd.Series:
 
 
 def keep_best_of(table: RunsTable, columns: list[str]) -> RunsTable:
-    """For each (N, D), keep the lowest-loss row across the swept hyperparameters `columns`."""
+    """For each (N, D), keep the lowest-loss row across the swept hyperparameters `columns`.
+
+    Returns:
+        A RunsTable with one row per (N, D); the others counted as dropped.
+    """
     absent = [c for c in columns if c not in table.frame.columns]
     if absent:
         raise UsageError(f"--best-of: no column {absent[0]!r} in the runs table "
@@ -192,7 +205,11 @@ def keep_best_of(table: RunsTable, columns: list[str]) -> RunsTable:
 
 
 def holdout_split(table: RunsTable, k: int) -> tuple[RunsTable, RunsTable]:
-    """(fit, held out): the K runs with the largest compute (their largest FLOP count) are held out."""
+    """Split off the K runs with the largest compute (their largest FLOP count).
+
+    Returns:
+        (fit, held out) RunsTables.
+    """
     if k <= 0:
         return table, table.with_frame(table.frame.iloc[0:0])
     per_run = table.frame.groupby("run", sort=False)["flops"].max().sort_values(ascending=False, kind="stable")

@@ -11,6 +11,8 @@ import os
 import wandb_workspaces.reports.v2 as wr
 import wandb_workspaces.workspaces as ws
 
+from scaling.runs import write_atomic
+
 
 def build_workspace(sweep: str, entity: str, project: str = "scaling"):
     size = wr.Config("N")
@@ -45,8 +47,7 @@ def dashboard(sweep: str, out_dir: str, project: str = "scaling", push: bool | N
     workspace = build_workspace(sweep, entity, project)
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"workspace-{sweep}.json")
-    with open(path, "w") as fh:
-        json.dump(json.loads(workspace._to_model().model_dump_json()), fh, indent=1)
+    write_atomic(path, json.dumps(json.loads(workspace._to_model().model_dump_json()), indent=1))
     online = push if push is not None else bool(os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_ENTITY"))
     if not online:
         return {"saved": False, "definition": path}

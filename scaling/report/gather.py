@@ -37,12 +37,15 @@ def gather(home: RunHome | str | None, sweep: str | None = None, csv: str | None
         ReportData with `runs` (one row per run) and `steps` (per-checkpoint rows, when known).
     """
     if csv:
-        load_runs(csv)  # validates the file with the fitter's own checks and messages
-        frame = pd.read_csv(csv) if not csv.endswith(".parquet") else pd.read_parquet(csv)
+        # The fitter's own checks and messages, and its derived columns: a table with params and tokens
+        # has its flops (C = 6ND) here too, as the figures need them.
+        table = load_runs(csv)
+        frame = table.frame.drop(columns=["run"])
+        excluded = [ExcludedRun(f"{n} row(s)", "dropped", why) for why, n in table.dropped.items()]
         steps = frame if "step" in frame.columns else None
         if steps is not None:  # the final evaluation of each run is the fit's point
             frame = steps.sort_values("step").groupby(steps.get("run_id", steps.index), sort=False).tail(1)
-        return ReportData(runs=frame.reset_index(drop=True), steps=steps, source=csv)
+        return ReportData(runs=frame.reset_index(drop=True), steps=steps, excluded=excluded, source=csv)
     home = RunHome.of(home)
     if sweep is None:
         raise UsageError("give --sweep SWEEP or a RUNS.csv")
@@ -52,11 +55,19 @@ def gather(home: RunHome | str | None, sweep: str | None = None, csv: str | None
         runs = []
     if not runs:
         raise UsageError(f"sweep {sweep!r} not found in {home.root} (see `scaling sweep status`)")
-    excluded = [ExcludedRun(r.run_id, r.status, r.reason or r.status) for r in runs if r.status != "complete"]
     table = runs_table(home, sweep)
+    used = set(table["run_id"])
+    excluded = [ExcludedRun(r.run_id, r.status, _why(r)) for r in runs if r.run_id not in used]
     steps = runs_table(home, sweep, steps=True)
     if "flops_budget" not in table.columns:  # the isoFLOP grid's intended budget, from each run's config
         budget = {r.run_id: r.config.get("flops_budget") for r in runs}
         for frame in (table, steps):
             frame["flops_budget"] = frame["run_id"].map(budget).astype(float)
     return ReportData(runs=table, steps=steps, excluded=excluded, source=f"sweep {sweep} in {home.root}")
+
+
+def _why(run) -> str:
+    """Why a sweep's run is not in the fit, with the step where it diverged when it did."""
+    if run.status == "complete":
+        return "complete, but without a finite final eval loss"
+    return run.reason or (run.summary or {}).get("reason") or run.status

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 
 from scaling.report.figures import Figure, draw_figures
@@ -13,6 +16,7 @@ from scaling.report.gather import ReportData
 from scaling.report.spec import ReportSpec, load_published
 from scaling.report.tables import allocation_table, exponent_table, headline, parameter_table, runs_tables
 from scaling.runs import write_atomic
+from scaling.runs.files import raise_storage_error, umask
 
 
 def md_table(header, rows) -> str:
@@ -94,17 +98,54 @@ def report_tables(data: ReportData, fits: Fits, published: dict) -> list[Table]:
 
 def write_report(data: ReportData, fits: Fits, spec: ReportSpec, out_dir: str,
                  published: dict | None = None) -> ReportFiles:
-    """Write index.html, report.md, fit.json, runs.csv and figures/ into out_dir."""
+    """Write index.html, report.md, fit.json, runs.csv and figures/ into out_dir.
+
+    Everything is made in a hidden folder beside out_dir first and moved in only when all of it was
+    written, so a failure (a figure that cannot be drawn, a full disk) leaves out_dir as it was."""
     published = load_published(spec.published) if published is None else published
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    try:
+        os.makedirs(parent, exist_ok=True)
+        stage = tempfile.mkdtemp(prefix=".report-", dir=parent)
+    except OSError as err:
+        raise_storage_error(err, f"cannot write the report in {out_dir}")
+        raise
+    try:
+        figures = draw_figures(data, fits, published, stage)
+        staged = ReportFiles(stage, figures, headline(fits), report_tables(data, fits, published))
+        write_atomic(staged.runs_csv, data.runs.to_csv(index=False))
+        write_atomic(staged.fit_json, json.dumps(fit_json(fits), indent=2) + "\n")
+        errors = [f"{law}: {why}" for law, why in fits.errors.items()]
+        write_atomic(staged.markdown, markdown(staged, data, spec, errors))
+        write_atomic(staged.html, html_page(staged, data, spec, errors))
+        _publish(stage, out_dir)
+    except OSError as err:
+        raise_storage_error(err, f"cannot write the report in {out_dir}")
+        raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    moved = [dataclasses.replace(f, png=os.path.join(out_dir, "figures", os.path.basename(f.png)),
+                                 svg=os.path.join(out_dir, "figures", os.path.basename(f.svg))) for f in figures]
+    return ReportFiles(out_dir, moved, staged.headline, staged.tables)
+
+
+def _publish(stage: str, out_dir: str) -> None:
+    """Move a finished report from its staging folder into out_dir: each file by an atomic rename, the
+    figures folder as a whole (so no figure of an older report is left beside the new ones)."""
     os.makedirs(out_dir, exist_ok=True)
-    figures = draw_figures(data, fits, published, out_dir)
-    written = ReportFiles(out_dir, figures, headline(fits), report_tables(data, fits, published))
-    data.runs.to_csv(written.runs_csv, index=False)
-    write_atomic(written.fit_json, json.dumps(fit_json(fits), indent=2) + "\n")
-    errors = [f"{law}: {why}" for law, why in fits.errors.items()]
-    write_atomic(written.markdown, markdown(written, data, spec, errors))
-    write_atomic(written.html, html_page(written, data, spec, errors))
-    return written
+    figures = os.path.join(stage, "figures")
+    if os.path.isdir(figures):
+        os.chmod(figures, 0o777 & ~umask())  # made by mkdtemp's private parent: give it the usual mode
+        target = os.path.join(out_dir, "figures")
+        old = None
+        if os.path.isdir(target):
+            old = tempfile.mkdtemp(prefix=".old-figures-", dir=out_dir)
+            os.replace(target, os.path.join(old, "figures"))
+        os.replace(figures, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    for name in sorted(os.listdir(stage)):
+        os.replace(os.path.join(stage, name), os.path.join(out_dir, name))
 
 
 def markdown(written: ReportFiles, data: ReportData, spec: ReportSpec, errors: list[str]) -> str:

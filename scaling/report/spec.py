@@ -56,7 +56,29 @@ class ReportSpec:
         bad = [x for x in values.get("laws", ()) if x not in LAWS]
         if bad:
             raise UsageError(f"{path}: unknown law {bad[0]!r} (allowed: {', '.join(LAWS)})")
+        where = path or "report"
+        if values.get("bootstrap", 0) < 0:
+            raise UsageError(f"{where}: bootstrap={values['bootstrap']}: must be 0 or more resamples")
+        if not values.get("huber_delta", 1.0) > 0:
+            raise UsageError(f"{where}: huber_delta={values['huber_delta']}: must be positive")
+        values["holdout"] = _holdout(values.get("holdout", cls.holdout), where)
+        for key in ("title", "sweep", "runs", "published"):
+            if values.get(key) is not None and not isinstance(values[key], str):
+                raise UsageError(f"{where}: {key}: expected text, got {values[key]!r}")
+        if values.get("published") and not Path(values["published"]).is_file():
+            raise UsageError(f"{where}: published: no such file {values['published']!r}")
         return cls(**values)
+
+
+def _holdout(value, where: str) -> str | int:
+    """'largest-budget', 'none', or a whole number of runs to hold out."""
+    if value in ("largest-budget", "none") or value is None or value is False:
+        return "none" if value in (None, False) else value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise UsageError(f"{where}: holdout={value!r}: allowed largest-budget, none, or a number of runs (0 or more)")
 
 
 def load_published(path: str | None = None) -> dict:

@@ -11,6 +11,7 @@ Writes that replace a file go through `write_atomic`, so a crash leaves the old 
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 
 import yaml
 
+from scaling.errors import UsageError
+
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
@@ -26,19 +29,82 @@ CHECKPOINTS = "checkpoints"
 TRAIN_LOG = "train.log"
 
 
-def write_atomic(path: str, text: str) -> None:
-    """Readers see the old file or the new one, never half of either (write, fsync, rename)."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+# errno values that mean the storage, not the program, is at fault: the user can act on them.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST,
+                  errno.EISDIR, errno.ENAMETOOLONG, errno.EIO}
+
+
+# The faults recognised in a message that carries no errno: a full or read-only disk, a quota.
+_MESSAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+class StorageError(UsageError):
+    """The run home (or an output path) cannot be written or read: full, read-only, a file where a folder
+    should be. One line for the user, exit code 2, like any other input they can fix."""
+
+
+def storage_error(err: BaseException, what: str) -> StorageError | None:
+    """A StorageError naming `what` when `err` (or an error it was raised from) is a storage fault."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in STORAGE_ERRNOS:
+            where = f" ({err.filename})" if err.filename else ""
+            return StorageError(f"{what}: {os.strerror(err.errno).lower()}{where}")
+        # tensorstore (under orbax) reports the OS error in its message only
+        text = str(err)
+        for code in _MESSAGE_ERRNOS:
+            if os.strerror(code) in text or f"os_error_code='{code}'" in text:
+                return StorageError(f"{what}: {os.strerror(code).lower()}")
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def raise_storage_error(err: BaseException, what: str) -> None:
+    """Re-raise `err` as a one-line StorageError when it is a storage fault; return otherwise."""
+    found = storage_error(err, what)
+    if found is not None:
+        raise found from err
+
+
+def umask() -> int:
+    """The process's umask, read without changing it (os.umask can only set it, racing other threads)."""
     try:
-        with os.fdopen(fd, "w") as fh:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def write_atomic(path: str, text: str | bytes) -> None:
+    """Readers see the old file or the new one, never half of either (write, fsync, rename). The new file
+    gets the mode any other new file would (0666 less the umask), not mkstemp's private 0600.
+
+    Raises:
+        StorageError: the folder is missing, full or read-only (the old file is left as it was).
+    """
+    directory = os.path.dirname(path) or "."
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    except OSError as err:
+        raise_storage_error(err, f"cannot write {path}")
+        raise
+    try:
+        os.fchmod(fd, 0o666 & ~umask())
+        with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        raise_storage_error(err, f"cannot write {path}")
         raise
 
 
@@ -161,6 +227,12 @@ class RunDir:
     def read_metrics(self) -> list[dict]:
         return read_metrics(self.metrics)
 
+    def write_record(self, record: dict) -> None:
+        write_atomic(self.config, yaml.safe_dump(record, sort_keys=False))
+
+    def write_summary(self, summary: dict) -> None:
+        write_atomic(self.summary, json.dumps({k: jsonable(v) for k, v in summary.items()}, indent=2) + "\n")
+
 
 class LocalTracker:
     """The run directory as a Tracker: config.yaml, metrics.jsonl (append-only), summary.json (atomic)."""
@@ -171,7 +243,7 @@ class LocalTracker:
 
     def start(self, config: dict) -> None:
         os.makedirs(self.dir.path, exist_ok=True)
-        write_atomic(self.dir.config, yaml.safe_dump(config, sort_keys=False))
+        self.dir.write_record(config)
         heal_torn_tail(self.dir.metrics)
         self._metrics = open(self.dir.metrics, "a")
 
@@ -179,9 +251,11 @@ class LocalTracker:
         self._metrics.write(json.dumps({k: jsonable(v) for k, v in metrics.items()}) + "\n")
         self._metrics.flush()
 
-    def finish(self, summary: dict) -> None:
+    def close(self) -> None:
         if self._metrics is not None:
             self._metrics.close()
             self._metrics = None
-        text = json.dumps({k: jsonable(v) for k, v in summary.items()}, indent=2) + "\n"
-        write_atomic(self.dir.summary, text)
+
+    def finish(self, summary: dict) -> None:
+        self.close()
+        self.dir.write_summary(summary)

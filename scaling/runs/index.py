@@ -9,6 +9,14 @@ them, which is also the queue that sweep agents claim runs from.
 A claim is exactly-once because it is a read-then-write inside one `BEGIN IMMEDIATE` transaction: SQLite
 lets one writer at a time in, so two agents can never both see a run as free. A claim holds a lease; the
 agent renews it while the run lives, and a run whose lease has lapsed (its agent died) is free again.
+
+A claim also carries a fencing token, its attempt number (`attempts`, raised by every claim). Whoever
+writes a run's state (metrics, checkpoints, the summary, its row here) presents the token first; once
+another agent has taken the run over the old token no longer matches, so an agent that was suspended
+past its lease wakes up to find it can write nothing (`Fence`, `holds`, `record_state`).
+
+Commands that only read (`scaling runs`, `sweep status`, ...) open the index read-only and never create
+it, so they work on a read-only home and leave no scaling.db behind where none was.
 """
 from __future__ import annotations
 
@@ -19,9 +27,10 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from scaling.errors import UsageError
-from scaling.runs.files import RunDir, read_json, write_atomic
+from scaling.runs.files import RunDir, StorageError, raise_storage_error, read_json, write_atomic
 
 DEFAULT_HOME = "runs"
 
@@ -62,6 +71,26 @@ _ADDED_COLUMNS = {
 
 def resolve_home(home: str | None = None) -> str:
     return os.path.abspath(home or os.environ.get("SCALING_HOME") or DEFAULT_HOME)
+
+
+@dataclass(frozen=True)
+class Fence:
+    """A claim's fencing token: the agent that claimed the run and the attempt number its claim got."""
+
+    agent: str
+    token: int
+
+    def __str__(self) -> str:
+        return f"attempt {self.token} by {self.agent}"
+
+
+class LeaseLost(Exception):
+    """Another agent holds the run now (this agent's lease lapsed and the run was taken over): the holder
+    of the old token must stop without writing anything of the run."""
+
+
+# SQLite's words for a storage fault (as opposed to a bug in a query).
+_SQLITE_STORAGE = ("readonly", "read-only", "unable to open", "disk is full", "disk i/o error")
 
 
 @dataclass(frozen=True)
@@ -117,15 +146,54 @@ class RunHome:
     def sweeps_dir(self) -> str:
         return os.path.join(self.root, ".sweeps")
 
+    def check_folder(self) -> None:
+        """Refuse a home that is a file or lies under one, in one line (os.makedirs would say less)."""
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            raise StorageError(f"run home {self.root} is a file, not a folder (use --home DIR)")
+        probe = os.path.dirname(self.root)
+        while probe and not os.path.exists(probe):
+            probe = os.path.dirname(probe) if os.path.dirname(probe) != probe else ""
+        if probe and not os.path.isdir(probe):
+            raise StorageError(f"run home {self.root} lies under {probe}, which is a file (use --home DIR)")
+
+    def check_writable(self) -> None:
+        """Refuse, before any work, a home that cannot be written: a file, under a file, or read-only."""
+        self.check_folder()
+        probe = self.root
+        while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+            probe = os.path.dirname(probe)
+        if not os.access(probe, os.W_OK):
+            raise StorageError(f"run home {self.root} is read-only ({probe} cannot be written)")
+
+    def make(self) -> None:
+        """Create the home folder (for a writer), or say in one line why it cannot be."""
+        self.check_folder()
+        try:
+            os.makedirs(self.root, exist_ok=True)
+        except OSError as err:
+            raise_storage_error(err, f"cannot create the run home {self.root}")
+            raise
+
     @contextmanager
     def db(self):
-        """A short transaction. WAL lets readers go on while one agent writes; the busy timeout makes
-        concurrent agents wait their turn instead of failing.
+        """A short write transaction. WAL lets readers go on while one agent writes; the busy timeout
+        makes concurrent agents wait their turn instead of failing.
 
         WAL needs shared memory, so every process must be on one host. Agents on several hosts sharing a
         home on a network file system with working POSIX locks (Lustre with flock, GPFS; not most NFS)
         need SCALING_DB_JOURNAL=delete in every process's environment from the sweep's creation on."""
-        os.makedirs(self.root, exist_ok=True)
+        self.check_writable()
+        self.make()
+        try:
+            with self._transaction() as conn:
+                yield conn
+        except sqlite3.OperationalError as err:
+            if any(word in str(err).lower() for word in _SQLITE_STORAGE):
+                raise StorageError(f"cannot write the index {self.db_path}: {err}") from None
+            raise
+
+    @contextmanager
+    def _transaction(self):
         conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
         conn.row_factory = sqlite3.Row
         try:
@@ -150,6 +218,39 @@ class RunHome:
                 raise
         finally:
             conn.close()
+
+    def read(self, query: str, args: tuple = ()) -> list[sqlite3.Row]:
+        """Rows of a read-only query; none when there is no index yet (nothing is created). A home that
+        cannot be written (a read-only mount, another user's files) is read as an immutable snapshot."""
+        self.check_folder()
+        if not os.path.exists(self.db_path):
+            return []
+        try:
+            return self._read(query, args, "mode=ro")
+        except sqlite3.OperationalError as err:
+            if "no such table" in str(err):  # created by a process that died before its first write
+                return []
+            if not any(word in str(err).lower() for word in _SQLITE_STORAGE):
+                raise
+            first = err
+        # A read-only mount without WAL's shared-memory file: read the file as it stands.
+        try:
+            return self._read(query, args, "immutable=1")
+        except sqlite3.OperationalError:
+            raise StorageError(f"cannot read the index {self.db_path}: {first}") from None
+
+    def _read(self, query: str, args: tuple, mode: str) -> list[sqlite3.Row]:
+        conn = sqlite3.connect(f"file:{quote(self.db_path)}?{mode}", uri=True, timeout=60, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("PRAGMA busy_timeout=60000")
+            return conn.execute(query, args).fetchall()
+        finally:
+            conn.close()
+
+    def indexed_run(self, run_id: str) -> IndexedRun | None:
+        rows = self.read("SELECT * FROM runs WHERE run_id=?", (run_id,))
+        return IndexedRun.from_row(rows[0]) if rows else None
 
     def index_run(self, run_id: str, status: str, config: dict, summary: dict | None = None,
                   sweep_id: str | None = None) -> None:
@@ -186,27 +287,23 @@ class RunHome:
                                      "runs": runs}, indent=1))
 
     def sweep(self, sweep_id: str) -> dict | None:
-        with self.db() as conn:
-            row = conn.execute("SELECT * FROM sweeps WHERE sweep_id = ?", (sweep_id,)).fetchone()
-        if row is None:
+        rows = self.read("SELECT * FROM sweeps WHERE sweep_id = ?", (sweep_id,))
+        if not rows:
             return None
+        row = rows[0]
         return {"sweep_id": row["sweep_id"], "name": row["name"], "spec": json.loads(row["spec"]),
                 "created": row["created"]}
 
     def sweeps(self) -> list[dict]:
-        with self.db() as conn:
-            rows = conn.execute("SELECT sweep_id, name, created FROM sweeps ORDER BY created").fetchall()
-        return [dict(r) for r in rows]
+        return [dict(r) for r in self.read("SELECT sweep_id, name, created FROM sweeps ORDER BY created")]
 
     def sweep_runs(self, sweep_id: str) -> list[IndexedRun]:
-        with self.db() as conn:
-            rows = conn.execute("SELECT * FROM runs WHERE sweep_id = ? ORDER BY seq, run_id", (sweep_id,)).fetchall()
+        rows = self.read("SELECT * FROM runs WHERE sweep_id = ? ORDER BY seq, run_id", (sweep_id,))
         return [IndexedRun.from_row(r) for r in rows]
 
     def sweep_counts(self, sweep_id: str) -> dict:
-        with self.db() as conn:
-            rows = conn.execute("SELECT status, COUNT(*) FROM runs WHERE sweep_id=? GROUP BY status", (sweep_id,))
-            return {status: n for status, n in rows}
+        rows = self.read("SELECT status, COUNT(*) FROM runs WHERE sweep_id=? GROUP BY status", (sweep_id,))
+        return {status: n for status, n in rows}
 
     # ---- claims ------------------------------------------------------------------------------------
     def claim(self, sweep_id: str, agent: str, lease_s: float, max_attempts: int = 3) -> IndexedRun | None:
@@ -237,26 +334,65 @@ class RunHome:
         return IndexedRun.from_row(row, resumed=row["status"] != "pending", attempts=row["attempts"] + 1,
                                    status="running", claimed_by=agent)
 
-    def renew(self, run_id: str, agent: str, lease_s: float, progress: dict | None = None) -> bool:
-        """Extend the lease; False when the claim is no longer ours (it lapsed and another agent took it)."""
+    def renew(self, run_id: str, agent: str, lease_s: float, progress: dict | None = None,
+              token: int | None = None) -> bool:
+        """Extend the lease; False when the claim is no longer ours (it lapsed and another agent took it,
+        so the row's token moved on)."""
         now = time.time()
         with self.db() as conn:
             cur = conn.execute(
                 """UPDATE runs SET lease_until=?, progress=COALESCE(?, progress), updated=?
-                   WHERE run_id=? AND claimed_by=? AND lease_until IS NOT NULL""",
-                (now + lease_s, json.dumps(progress) if progress else None, now, run_id, agent))
+                   WHERE run_id=? AND claimed_by=? AND lease_until IS NOT NULL AND (? IS NULL OR attempts=?)""",
+                (now + lease_s, json.dumps(progress) if progress else None, now, run_id, agent, token, token))
             return cur.rowcount == 1
 
-    def release(self, run_id: str, agent: str, status: str | None = None, reason: str | None = None) -> bool:
+    def release(self, run_id: str, agent: str, status: str | None = None, reason: str | None = None,
+                token: int | None = None) -> bool:
         """End a claim; optionally set the status (e.g. failed with a reason). The claimer's name stays
-        on the row as a record of who ran it."""
+        on the row as a record of who ran it. With a token, only that attempt's claim is ended."""
         with self.db() as conn:
             cur = conn.execute(
                 """UPDATE runs SET lease_until=NULL, reason=COALESCE(?, reason), updated=?,
                        status=COALESCE(?, CASE WHEN status='running' THEN 'interrupted' ELSE status END)
-                   WHERE run_id=? AND claimed_by=?""",
-                (reason, time.time(), status, run_id, agent))
+                   WHERE run_id=? AND claimed_by=? AND (? IS NULL OR (attempts=? AND lease_until IS NOT NULL))""",
+                (reason, time.time(), status, run_id, agent, token, token))
             return cur.rowcount == 1
+
+    # ---- fencing -----------------------------------------------------------------------------------
+    def holds(self, run_id: str, fence: Fence | None) -> bool:
+        """Whether `fence` is still the run's current claim (always, for a run trained without one)."""
+        if fence is None:
+            return True
+        rows = self.read("SELECT attempts, claimed_by, lease_until FROM runs WHERE run_id=?", (run_id,))
+        return bool(rows) and _current(rows[0], fence)
+
+    def check(self, run_id: str, fence: Fence | None) -> None:
+        """Raise LeaseLost unless `fence` is still the run's current claim."""
+        if not self.holds(run_id, fence):
+            raise LeaseLost(f"run {run_id}: {fence} is no longer its claim (another agent took it over)")
+
+    def record_state(self, run_id: str, status: str, config: dict, summary: dict | None = None, *,
+                     sweep_id: str | None = None, reason: str | None = None, fence: Fence | None = None,
+                     write=None) -> bool:
+        """Set a run's state: `write()` (the summary file) and its row, together, in one transaction that
+        first checks the fence, so a writer whose claim was taken over writes nothing. False then."""
+        with self.db() as conn:
+            if fence is not None:
+                row = conn.execute("SELECT attempts, claimed_by, lease_until FROM runs WHERE run_id=?",
+                                   (run_id,)).fetchone()
+                if row is None or not _current(row, fence):
+                    return False
+            if write is not None:
+                write()
+            conn.execute(
+                """INSERT INTO runs (run_id, sweep_id, status, config, summary, reason, updated)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT(run_id) DO UPDATE SET status=excluded.status,
+                       summary=excluded.summary, reason=excluded.reason,
+                       sweep_id=COALESCE(runs.sweep_id, excluded.sweep_id), updated=excluded.updated""",
+                (run_id, sweep_id, status, json.dumps(config), json.dumps(summary) if summary else None, reason,
+                 time.time()))
+        return True
 
     # ---- rebuilding the index ----------------------------------------------------------------------
     def reindex(self) -> dict:
@@ -308,6 +444,10 @@ class RunHome:
                     conn.execute("DELETE FROM runs WHERE run_id=?", (row["run_id"],))
                     counts["dropped"] += 1
         return counts
+
+
+def _current(row, fence: Fence) -> bool:
+    return row["attempts"] == fence.token and row["claimed_by"] == fence.agent and row["lease_until"] is not None
 
 
 def _journal_mode() -> str:

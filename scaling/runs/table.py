@@ -30,8 +30,7 @@ def runs_table(home: RunHome | str | None, sweep_id: str | None = None, steps: b
     query, args = "SELECT run_id, sweep_id, summary FROM runs WHERE status='complete'", ()
     if sweep_id is not None:
         query, args = query + " AND sweep_id=?", (sweep_id,)
-    with home.db() as conn:
-        found = conn.execute(query, args).fetchall()
+    found = home.read(query, args)
 
     rows = []
     for r in found:
@@ -67,3 +66,20 @@ def runs_table(home: RunHome | str | None, sweep_id: str | None = None, steps: b
 
 def _finite(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def sweep_exclusions(home: RunHome | str | None, sweep_id: str) -> dict[str, int]:
+    """How many of a sweep's runs the runs table leaves out, by why: their status (diverged, failed,
+    pending, ...), or a complete run without a finite eval loss. A fit says what it dropped."""
+    home = RunHome.of(home)
+    out: dict[str, int] = {}
+    for r in home.read("SELECT status, summary FROM runs WHERE sweep_id=?", (sweep_id,)):
+        if r["status"] == "complete":
+            s = json.loads(r["summary"]) if r["summary"] else {}
+            if _finite(s.get("eval_loss")):
+                continue
+            why = "complete without a finite eval loss"
+        else:
+            why = r["status"]
+        out[why] = out.get(why, 0) + 1
+    return out

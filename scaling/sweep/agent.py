@@ -1,5 +1,7 @@
 """The local agent: claims runs of a sweep exactly once (SQLite transactions with leases), trains them,
-renews the lease while a run lives, and hands a dead agent's run to the next one."""
+renews the lease while a run lives, and hands a dead agent's run to the next one. Each claim's fencing
+token goes with the run into the trainer, which checks it before every write: an agent that was suspended
+past its lease (SIGSTOP, a frozen VM) finds its run taken over and stops without touching it."""
 from __future__ import annotations
 
 import os
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from scaling import preempt
 from scaling.config import RunConfig
 from scaling.errors import UsageError
-from scaling.runs import IndexedRun, RunHome
+from scaling.runs import Fence, IndexedRun, LeaseLost, RunHome
 from scaling.sweep.events import Claimed, Event, Finished, RunProgress, RunResult, Stopped, Waiting
 from scaling.sweep.isolated import train_isolated
 from scaling.sweep.register import require_sweep
@@ -31,19 +33,20 @@ class Heartbeat(threading.Thread):
     notices when the claim was lost (the lease lapsed, e.g. the process was suspended, and another
     agent took the run)."""
 
-    def __init__(self, home, run_id: str, agent: str, lease_s: float, progress: Callable[[], dict | None]):
+    def __init__(self, home, run_id: str, fence: Fence, lease_s: float, progress: Callable[[], dict | None]):
         super().__init__(daemon=True, name=f"lease-{run_id}")
-        self.home, self.run_id, self.agent, self.lease_s, self.progress = home, run_id, agent, lease_s, progress
+        self.home, self.run_id, self.fence, self.lease_s, self.progress = home, run_id, fence, lease_s, progress
         self.lost = False
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         while not self._stop_event.wait(self.lease_s / 4):
             try:
-                if not self.home.renew(self.run_id, self.agent, self.lease_s, self.progress()):
+                if not self.home.renew(self.run_id, self.fence.agent, self.lease_s, self.progress(),
+                                       token=self.fence.token):
                     self.lost = True
                     return
-            except sqlite3.Error:  # a busy or briefly unreadable database: try again next beat
+            except (sqlite3.Error, UsageError):  # a busy, full or briefly unreadable index: try again next beat
                 continue
 
     def stop(self) -> None:
@@ -112,7 +115,8 @@ class Agent:
         state = {"run_id": row.run_id, "steps": (row.plan or {}).get("steps")}
         self.on_event(Claimed(row, *self._counts()))
         progress = lambda: {k: state[k] for k in ("step", "steps", "loss", "eval_loss") if k in state} or None  # noqa: E731
-        beat = Heartbeat(self.home, row.run_id, self.name, self.lease_s, progress)
+        fence = Fence(self.name, row.attempts)
+        beat = Heartbeat(self.home, row.run_id, fence, self.lease_s, progress)
         beat.start()
         # Anything not caught below (SystemExit, KeyboardInterrupt outside the training loop) releases
         # the run as resumable; only an error of the run itself marks it failed.
@@ -121,12 +125,14 @@ class Agent:
             config = {**row.config, **self.overrides}
             if self.isolate:
                 summary, reason = train_isolated(
-                    self.home, row.run_id, config, should_stop=lambda: beat.lost or self._should_stop(),
+                    self.home, row.run_id, config, fence, should_stop=lambda: beat.lost or self._should_stop(),
                     on_metrics=lambda m: self._progress(state, m.get("step"), m.get("loss"), m.get("eval_loss"),
                                                         m.get("tokens_per_s")))
             else:
-                summary = self._train_in_process(config, state, beat)
+                summary = self._train_in_process(config, state, beat, fence)
             status = summary["status"] if summary else "failed"
+        except LeaseLost:  # taken over while this agent was away: the run is the other agent's now
+            beat.lost = True
         except UsageError as err:
             status, reason = "failed", str(err)
         except Exception as err:  # a bug or a broken environment: record it, keep the sweep going
@@ -134,9 +140,11 @@ class Agent:
             status, reason = "failed", f"{type(err).__name__}: {err}"
         finally:
             beat.stop()
-            if not beat.lost:
-                # Failed runs record why; any other status was written by the trainer itself.
-                self.home.release(row.run_id, self.name, "failed" if status == "failed" else None, reason)
+            # Failed runs record why; any other status was written by the trainer itself. A claim that was
+            # taken over is left alone (the token no longer matches, so this would change nothing anyway).
+            if not beat.lost and not self.home.release(row.run_id, self.name, "failed" if status == "failed"
+                                                       else None, reason, token=fence.token):
+                beat.lost = True
         if status == "interrupted" and not beat.lost:
             self.stop_requested = True
         result = RunResult(row.run_id, "lost" if beat.lost else status, reason, summary, row.resumed,
@@ -150,7 +158,7 @@ class Agent:
         state.update(step=step, loss=loss, eval_loss=eval_loss)
         self.on_event(RunProgress(state["run_id"], step, state.get("steps"), loss, eval_loss, tokens_per_s))
 
-    def _train_in_process(self, config: dict, state: dict, beat: Heartbeat) -> dict:
+    def _train_in_process(self, config: dict, state: dict, beat: Heartbeat, fence: Fence) -> dict:
         plan = plan_run(RunConfig.from_dict(config))
 
         def on_progress(p) -> None:
@@ -159,4 +167,4 @@ class Agent:
             if beat.lost:
                 raise Interrupted("lease lost: another agent took this run")
 
-        return train_run(plan, self.home, on_progress=on_progress)
+        return train_run(plan, self.home, on_progress=on_progress, fence=fence)

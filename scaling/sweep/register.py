@@ -15,6 +15,11 @@ from scaling.runs import RunHome
 from scaling.sweep.points import enumerate_points
 from scaling.sweep.spec import SweepSpec, load_spec
 from scaling.train import plan_run
+from scaling.train.limits import check_plan, host_memory
+
+# A sweep's points are planned one by one at creation; past this many a typo (a 1e6-point grid) would
+# plan for hours with nothing to show.
+MAX_POINTS = 10_000
 
 
 def new_sweep_id(name: str) -> str:
@@ -41,6 +46,7 @@ def plan_sweep_runs(spec: SweepSpec, sweep_id: str) -> list[dict]:
         row = {"run_id": run_id, "config": config, "point": point}
         try:
             plan = plan_run(cfg)
+            check_plan(plan, available=host_memory())  # the agents' devices are checked when they train
         except UsageError as err:
             row.update(status="skipped", reason=str(err))
         else:
@@ -86,6 +92,11 @@ def create_sweep(home: RunHome | str | None, path: str) -> dict:
     """
     home = RunHome.of(home)
     spec = load_spec(path)
+    size = spec.run_cap if spec.method == "random" else min(_grid_size(spec), spec.run_cap or math.inf)
+    if size > MAX_POINTS:
+        raise UsageError(f"{path}: {size:,} points; allowed: at most {MAX_POINTS:,} per sweep "
+                         "(set run_cap, or split the grid into several sweeps)")
+    home.check_folder()
     sweep_id = new_sweep_id(spec.name)
     try:
         runs = plan_sweep_runs(spec, sweep_id)

@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import jax
 import numpy as np
 
 from scaling import hardware, preempt
+from scaling.train.distributed import to_float
 from scaling.train.plan import RunPlan
 
 
@@ -121,10 +121,10 @@ def run_loop(state: LoopState, step_fn: Callable, batch_fn: Callable[[int], tupl
 def measure(lrs: np.ndarray) -> Callable[[LoopState], None]:
     """Start the step's metrics row: mean train loss since the last row, speed, accounting."""
     def run(state: LoopState) -> None:
-        state.train_loss = float(np.mean(jax.device_get(state.losses)))
+        state.train_loss = float(np.mean([to_float(loss) for loss in state.losses]))
         state.losses = []
         state.row = {"step": state.step, **_sizes(state.plan.accounting(state.step)), "loss": state.train_loss,
-                     "grad_norm": float(state.grad_norm), "lr": float(lrs[state.step - 1]),
+                     "grad_norm": to_float(state.grad_norm), "lr": float(lrs[state.step - 1]),
                      "tokens_per_s": state.tokens_per_s, "wall_s": state.clock.wall_s}
         if not math.isfinite(state.train_loss):
             raise Diverged(f"train loss {state.train_loss} at step {state.step}")

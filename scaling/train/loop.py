@@ -2,26 +2,35 @@
 the plan with the default hooks, and record the summary."""
 from __future__ import annotations
 
+import math
+import sys
+import time
 from collections.abc import Callable
 
+import jax
 import numpy as np
 
 from scaling import data as data_lib
 from scaling import hardware, preempt
+from scaling.config import RunConfig
 from scaling.errors import UsageError
-from scaling.runs import LocalTracker, RunDir, RunHome
-from scaling.track import Trackers, WandbTracker, wandb_mode
+from scaling.runs import Fence, LeaseLost, LocalTracker, RunDir, RunHome, RunWriter, is_result
+from scaling.runs.files import storage_error
+from scaling.track import WandbTracker, wandb_mode
+from scaling.train import distributed
 from scaling.train.checkpoints import Checkpoints, checkpoint_state
+from scaling.train.distributed import to_float
 from scaling.train.hooks import Clock, LoopState, Progress, default_hooks, run_loop
+from scaling.train.limits import check_plan
 from scaling.train.plan import RunPlan
 from scaling.train.record import changed_keys, run_record
 from scaling.train.record import summary as run_summary
-from scaling.train.step import compiled_fns, compute_dtype
+from scaling.train.step import attention_implementation, compiled_fns, compute_dtype, placement
 
 
 def train_run(plan: RunPlan, home: RunHome | str | None = None, *,
               on_progress: Callable[[Progress], None] | None = None,
-              stop_at_step: int | None = None, trackers: list | None = None) -> dict:
+              stop_at_step: int | None = None, trackers: list | None = None, fence: Fence | None = None) -> dict:
     """Train (or resume, or return the finished summary of) one run.
 
     Args:
@@ -30,83 +39,218 @@ def train_run(plan: RunPlan, home: RunHome | str | None = None, *,
         on_progress: called at every logged step; may raise Interrupted to stop the run resumably.
         stop_at_step: end the session after that step as a preemption would (checkpoint, `interrupted`).
         trackers: the tracking back ends (default: the run directory, and W&B unless `wandb=off`).
+        fence: the agent's claim on the run; every write of the run's state checks it is still current.
     Returns:
         The summary (also written to summary.json): status, N, D, C, losses, speed.
     Raises:
-        UsageError: the run id exists with a different config.
+        UsageError: the run id exists with a different config, or the plan cannot fit this machine.
+        StorageError: the run home filled up or became read-only mid-run (recorded as `failed`).
+        LeaseLost: another agent took the run over; nothing of the run was written after that.
     """
+    distributed.initialize(plan.config)
+    layout = plan.layout()  # refuses a mesh or batch the devices cannot take, before anything is written
+    check_plan(plan)
     home = RunHome.of(home)
     files = home.files(plan.run_id)
-    rec = run_record(plan)
-    finished = _finished_result(plan, files, rec)
+    rec = run_record(plan, layout)
+    finished = _finished_result(plan, home, files, rec, fence)
     if finished is not None:
         return finished
+    _refuse_if_claimed(home, plan.run_id, fence)
 
-    tracker = Trackers(*(default_trackers(plan, files) if trackers is None else trackers))
-    tracker.start(rec)
-    home.index_run(plan.run_id, "running", rec["config"], sweep_id=plan.config.sweep)
+    writer = distributed.is_writer()
+    if not writer:
+        trackers = []
+    tracker = RunWriter(home, plan.run_id, default_trackers(plan, files) if trackers is None else trackers,
+                        fence=fence, sweep_id=plan.config.sweep, index=writer)
+    try:
+        tracker.start(rec)
+    except Exception as err:
+        _raise_storage(err, f"run {plan.run_id} cannot start")
+        raise
 
     cfg, shape = plan.config, plan.shape
-    init, train_step, eval_loss_fn = compiled_fns(shape, np.dtype(compute_dtype(cfg.dtype)).name, cfg.beta1,
-                                                  cfg.beta2, cfg.weight_decay, cfg.grad_clip)
-    ceiling, _ = hardware.ceiling_flops()
+    dtype_name = np.dtype(compute_dtype(cfg.dtype)).name
+    attention = attention_implementation(cfg.attention, dtype_name)
+    init, train_step, eval_loss_fn = compiled_fns(shape, dtype_name, cfg.beta1, cfg.beta2, cfg.weight_decay,
+                                                  cfg.grad_clip, layout, attention)
+    place = placement(layout)
+    ceiling = hardware.run_ceiling(layout.mesh.devices)
     lrs = plan.lr_schedule()
     ckpt = Checkpoints(files.checkpoints)
-    state = _initial_state(plan, init, ckpt, ceiling)
+    state = _initial_state(plan, init, ckpt, ceiling, place)
 
     def evaluate(params) -> float:
         total, n = 0.0, 0
         for x, y in data_lib.eval_batches(plan.corpus, cfg.eval_tokens, plan.batch_size, shape.seq_len):
-            total += float(eval_loss_fn(params, x, y)) * len(x)
+            gx, gy = (jax.make_array_from_callback(t.shape, place.replicated, lambda i, t=t: t[i]) for t in (x, y))
+            total += to_float(eval_loss_fn(params, gx, gy)) * len(x)
             n += len(x)
         return total / n
 
     def save(s: LoopState) -> None:
-        ckpt.save(s.step, checkpoint_state(s.params, s.opt_state, s.clock.wall_s))
+        tracker.check()
+        ckpt.save(s.step, checkpoint_state(s.params, s.opt_state, s.clock.wall_s, place.replicated))
 
     def batch(step: int):
-        return data_lib.batch(plan.corpus, cfg.seed, step, plan.batch_size, shape.seq_len)
+        return global_batch(plan, step, place)
 
     hooks = default_hooks(plan, lrs, eval_fn=evaluate, tracker=tracker, save=save, on_progress=on_progress,
                           stop_at_step=stop_at_step)
     # The final save happens inside too: a SIGTERM arriving during it only sets the stop flag.
-    with preempt.sigterm_requests_stop():
-        status = run_loop(state, train_step, batch, lrs, hooks)
-        if status == "diverged" and state.row is not None:
-            tracker.log(state.row)
-        if status in ("complete", "interrupted"):
-            save(state)
-    ckpt.close()
-    summary = run_summary(plan, status=status, step=state.step, eval_loss=state.eval_loss,
-                             train_loss=state.train_loss, tokens_per_s=state.tokens_per_s, ceiling=ceiling,
-                             wall_s=state.clock.wall_s)
-    tracker.finish(summary)
-    home.index_run(plan.run_id, status, rec["config"], summary, sweep_id=cfg.sweep)
-    return summary
+    train_loss, tokens_per_s, reason = state.train_loss, None, None
+    try:
+        with preempt.sigterm_requests_stop():
+            status = run_loop(state, train_step, batch, lrs, hooks)
+            if status == "diverged" and state.row is not None:
+                tracker.log(state.row)
+            if status in ("complete", "interrupted"):
+                save(state)
+            if status == "diverged":
+                reason = _divergence(state)
+            if status == "complete" and state.eval_loss is None:
+                # Restored at the last step (its summary was lost): recompute the result, never record less.
+                state.eval_loss = evaluate(state.params)
+                train_loss, tokens_per_s = _final_row(files, plan.steps)
+        summary = run_summary(plan, status=status, step=state.step, eval_loss=state.eval_loss,
+                              train_loss=train_loss if math.isfinite(train_loss) else state.train_loss,
+                              tokens_per_s=tokens_per_s or state.tokens_per_s, ceiling=ceiling,
+                              wall_s=state.clock.wall_s)
+        ckpt.close()
+        return tracker.finish(summary, reason)
+    except LeaseLost:
+        ckpt.close()
+        tracker.abandon()
+        raise
+    except Exception as err:
+        fault = storage_error(err, f"run {plan.run_id} stopped at step {state.step}")
+        if fault is None:
+            raise
+        _record_storage_fault(plan, tracker, ckpt, state, ceiling, str(fault))
+        raise fault from err
 
 
-def _finished_result(plan: RunPlan, files: RunDir, rec: dict) -> dict | None:
-    """The stored summary when this run already completed; refuses a changed config under its id."""
+def global_batch(plan: RunPlan, step: int, place) -> tuple:
+    """Step `step`'s batch as arrays sharded over the mesh; each process computes only the rows its own
+    devices hold, from the pure batch(step) function."""
+    cfg, seq_len = plan.config, plan.shape.seq_len
+    windows = {}
+
+    def rows(index) -> np.ndarray:
+        key = (index[0].start, index[0].stop)
+        if key not in windows:
+            windows[key] = data_lib.batch_windows(plan.corpus, cfg.seed, step, plan.batch_size, seq_len, index[0])
+        return windows[key]
+
+    shape = (plan.batch_size, seq_len)
+    return (jax.make_array_from_callback(shape, place.batch, lambda i: rows(i)[:, :-1]),
+            jax.make_array_from_callback(shape, place.batch, lambda i: rows(i)[:, 1:]))
+
+
+def _finished_result(plan: RunPlan, home: RunHome, files: RunDir, rec: dict, fence: Fence | None) -> dict | None:
+    """The stored result when this run already completed; refuses a changed config under its id.
+
+    A result lives in two places, summary.json and the index row; if summary.json is torn or gone (or
+    config.yaml is), it is restored from the row. With neither, the run resumes from its final checkpoint
+    and evaluates it (train_run), so a finished result is recomputed, never replaced by less."""
     old = files.read_record()
-    if old is None:
-        return None
-    diff = changed_keys(old, rec)
-    if diff:
-        raise UsageError(f"run_id={plan.run_id!r} exists with a different config ({', '.join(diff)}); "
-                         "use another run_id")
+    row = home.indexed_run(plan.run_id)
+    if old is None and row is not None and row.config:
+        try:
+            old = {"config": RunConfig.from_dict(row.config).to_dict()}
+        except UsageError:  # a row from an older version of the config
+            old = None
+    if old is not None:
+        diff = changed_keys(old, rec)
+        if diff:
+            raise UsageError(f"run_id={plan.run_id!r} exists with a different config ({', '.join(diff)}); "
+                             "use another run_id")
+    indexed = row.summary if row is not None and row.status == "complete" and is_result(row.summary) else None
     done = files.read_summary()
-    return done if done and done.get("status") == "complete" else None
+    if not (is_result(done) and _same_run(done, plan)):
+        done = indexed if indexed is not None and _same_run(indexed, plan) else None
+    if done is None:
+        return None
+    if not distributed.is_writer() or (indexed is not None and files.read_record() is not None
+                                       and is_result(files.read_summary())):
+        return done
+
+    def restore() -> None:  # whichever of the two files was lost
+        if files.read_record() is None:
+            files.write_record(rec)
+        if not is_result(files.read_summary()):
+            files.write_summary(done)
+
+    if not home.record_state(plan.run_id, "complete", rec["config"], done, sweep_id=plan.config.sweep, fence=fence,
+                             write=restore):
+        raise LeaseLost(f"run {plan.run_id}: {fence} was taken over by another agent")
+    return done
 
 
-def _initial_state(plan: RunPlan, init, ckpt: Checkpoints, ceiling: float | None) -> LoopState:
-    """A fresh state from the seed, or the latest checkpoint's."""
+def _same_run(summary: dict, plan: RunPlan) -> bool:
+    """Whether a stored summary is this plan's (checked when config.yaml cannot be)."""
+    expected = {"params": plan.shape.params, "steps": plan.steps, "batch_size": plan.batch_size,
+                "seq_len": plan.shape.seq_len, "seed": plan.config.seed, "corpus_fingerprint": plan.corpus.fingerprint}
+    return all(summary.get(k) == v for k, v in expected.items()) and math.isclose(summary.get("lr") or 0, plan.lr)
+
+
+def _refuse_if_claimed(home: RunHome, run_id: str, fence: Fence | None) -> None:
+    """A run an agent is training (its lease is live) is not started a second time by hand."""
+    row = home.indexed_run(run_id) if fence is None else None
+    if row is not None and row.status == "running" and row.claimed_by and (row.lease_until or 0) > time.time():
+        raise UsageError(f"run_id={run_id!r} is being trained by agent {row.claimed_by} (its lease runs "
+                         f"{row.lease_until - time.time():.0f} s more); stop that agent or use another run_id")
+
+
+def _divergence(state: LoopState) -> str:
+    """Which loss stopped being finite, and at which step (for the summary and the report)."""
+    if not math.isfinite(state.train_loss):
+        return f"train loss {state.train_loss} at step {state.step}"
+    return f"eval loss {state.eval_loss} at step {state.step}"
+
+
+def _final_row(files: RunDir, steps: int) -> tuple[float, float | None]:
+    """(train loss, tokens/s) logged at the last step, for a result recomputed from its checkpoint."""
+    for row in reversed(files.read_metrics()):
+        if row.get("step") == steps and isinstance(row.get("loss"), (int, float)):
+            return float(row["loss"]), row.get("tokens_per_s")
+    return math.nan, None
+
+
+def _raise_storage(err: BaseException, what: str) -> None:
+    fault = storage_error(err, what)
+    if fault is not None:
+        raise fault from err
+
+
+def _record_storage_fault(plan: RunPlan, tracker: RunWriter, ckpt: Checkpoints, state: LoopState,
+                          ceiling: float | None, reason: str) -> None:
+    """The run stopped because its storage failed: free what the cut-short save took, then record
+    `failed` with the reason if the disk lets us (a rerun resumes from the last intact checkpoint)."""
+    ckpt.discard_partial()
+    try:
+        ckpt.close()
+    except Exception:  # noqa: BLE001 - closing after a failed save may fail the same way
+        pass
+    summary = run_summary(plan, status="failed", step=state.step, eval_loss=None, train_loss=state.train_loss,
+                          tokens_per_s=state.tokens_per_s, ceiling=ceiling, wall_s=state.clock.wall_s)
+    try:
+        tracker.finish(summary, reason)
+    except Exception:  # noqa: BLE001 - the same full or read-only disk; the error is raised anyway
+        tracker.abandon()
+
+
+def _initial_state(plan: RunPlan, init, ckpt: Checkpoints, ceiling: float | None, place) -> LoopState:
+    """A fresh state from the seed, or the latest intact checkpoint's, placed on this run's mesh (which
+    may differ from the mesh that saved it). A damaged checkpoint is set aside with one line on stderr."""
     params, opt_state = init(np.uint32(plan.config.seed))
-    latest = ckpt.latest_step()
-    if latest is None:
+    found = ckpt.restore_intact(checkpoint_state(params, opt_state, 0.0, place.replicated),
+                                warn=lambda line: print(f"scaling: run {plan.run_id}: {line}", file=sys.stderr))
+    if found is None:
         return LoopState(plan, 0, params, opt_state, Clock(), ceiling)
-    restored = ckpt.restore(latest, checkpoint_state(params, opt_state, 0.0))
-    return LoopState(plan, latest, restored["params"], restored["opt_state"], Clock(float(restored["wall_s"])),
-                     ceiling)
+    latest, restored = found
+    return LoopState(plan, latest, restored["params"], restored["opt_state"],
+                     Clock(to_float(restored["wall_s"])), ceiling)
 
 
 def default_trackers(plan: RunPlan, files: RunDir) -> list:

@@ -12,6 +12,8 @@ from scaling.config import RunConfig
 from scaling.display import short
 from scaling.errors import UsageError
 from scaling.family import ModelShape, default_batch_size, default_lr, shape_for_params, shape_for_width
+from scaling.train.mesh import MeshShape, check_batch, run_devices
+from scaling.train.step import Layout
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,14 @@ class RunPlan:
             )
         return np.asarray(sched(np.arange(1, self.steps + 1)), dtype=np.float32)
 
+    def layout(self) -> Layout:
+        """The run's mesh over the devices it may use, checked against them: an axis product that is not
+        the device count, or a batch that does not split over the mesh, is refused."""
+        devices = run_devices(self.config.devices)
+        shape = MeshShape.parse(self.config.mesh, len(devices))
+        check_batch(self.batch_size, self.config.microbatches, shape)
+        return Layout(shape, tuple(d.id for d in devices), self.config.microbatches)
+
     def describe(self) -> dict:
         return {
             "run_id": self.run_id, "name": self.name, "shape": self.shape.to_dict(),
@@ -120,6 +130,7 @@ def plan_run(cfg: RunConfig) -> RunPlan:
                          f"{batch_size} x {shape.seq_len}); allowed: at least {tokens_per_step / 2:g} tokens")
     if data_lib.windows_per_epoch(corpus, shape.seq_len) < 1:
         raise UsageError(f"corpus={cfg.corpus!r} is shorter than one sequence of {shape.seq_len + 1} tokens")
+    check_batch(batch_size, cfg.microbatches, MeshShape.parse(cfg.mesh, None))
     lr = cfg.lr if cfg.lr is not None else default_lr(shape)
     warmup = min(steps - 1, max(1, round(cfg.warmup_fraction * steps))) if steps > 1 else 0
     run_id = cfg.run_id or f"{short(shape.params)}-{short(steps * tokens_per_step)}-s{cfg.seed}-{uuid.uuid4().hex[:6]}"

@@ -6,12 +6,16 @@ import os
 import subprocess
 
 import jax
+import numpy as np
 
 from scaling import hardware
 from scaling.train.plan import RunPlan
+from scaling.train.step import Layout, attention_implementation, compute_dtype
 
 # Keys that may change between attempts of the same run without changing what it computes.
-VOLATILE_KEYS = {"wandb", "wandb_project", "name", "checkpoint_every", "run_id", "sweep"}
+VOLATILE_KEYS = {"wandb", "wandb_project", "name", "checkpoint_every", "run_id", "sweep",
+                 # where the arrays live: a run preempted on 8 devices may resume on 4 or 1
+                 "mesh", "devices", "microbatches", "coordinator", "num_processes", "process_id"}
 
 
 def git_sha() -> str | None:
@@ -23,11 +27,18 @@ def git_sha() -> str | None:
         return None
 
 
-def run_record(plan: RunPlan) -> dict:
-    """What config.yaml holds: the config as given, what the recipe resolved, the corpus, the code."""
+def run_record(plan: RunPlan, layout: Layout | None = None) -> dict:
+    """What config.yaml holds: the config as given, what the recipe resolved, where it runs, the corpus,
+    the code."""
+    resolved = plan.describe()
+    if layout is not None:
+        dtype = np.dtype(compute_dtype(plan.config.dtype)).name
+        resolved.update(mesh=layout.mesh.describe(), n_devices=layout.mesh.devices, microbatches=layout.microbatches,
+                        processes=jax.process_count(), dtype=dtype,
+                        attention=attention_implementation(plan.config.attention, dtype))
     return {
         "config": plan.config.to_dict(),
-        "resolved": plan.describe(),
+        "resolved": resolved,
         "corpus": plan.corpus.describe(),
         "git_sha": git_sha(),
         "jax": jax.__version__,

@@ -1,9 +1,9 @@
 """The batched L-BFGS reaches scipy's L-BFGS-B optima on the same objective from the same starts."""
 import numpy as np
 import pytest
+from laws_synth import chinchilla_table
 from scipy.optimize import minimize
 
-from laws_synth import chinchilla_table
 from scaling.laws import forms
 from scaling.laws.optim import minimize_batched, x64
 

@@ -1,4 +1,6 @@
+import html
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -6,9 +8,11 @@ import subprocess
 import pandas as pd
 import pytest
 from laws_synth import TRUE, chinchilla_loss, isoflop_table
+from matplotlib.image import imread
 
 from scaling.cli import main
-from scaling.display import number as fmt
+from scaling.report import figures
+from scaling.report.spec import load_published
 
 FIGURES = ["training_curves", "isoflop_profiles", "compute_optimal", "loss_contours", "predicted_vs_observed",
            "holdout"]
@@ -46,6 +50,10 @@ def test_report_writes_html_markdown_json_csv_and_every_figure(report_dir):
     for fig in FIGURES:
         assert (report_dir / "figures" / f"{fig}.png").stat().st_size > 5000
         assert (report_dir / "figures" / f"{fig}.svg").stat().st_size > 5000
+    # each PNG decodes to its figure's size (what it shows is checked in test_figures.py)
+    for name, _caption, (width, height), *_ in figures.FIGURES:
+        pixels = imread(str(report_dir / "figures" / f"{name}.png"))
+        assert pixels.shape[:2] == (round(height * 110), round(width * 110))
     page = (report_dir / "index.html").read_text()
     assert page.count("data:image/png;base64,") == len(FIGURES)
     assert "http://" not in page and "https://" not in page  # opens offline: nothing to fetch
@@ -53,42 +61,131 @@ def test_report_writes_html_markdown_json_csv_and_every_figure(report_dir):
 
 def _md_rows(md: str, title: str) -> list[list[str]]:
     section = md.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
-    lines = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| source")
-             and not line.startswith("| approach") and not line.startswith("| run ")]
+    lines = [line for line in section.splitlines() if line.startswith("| ")][1:]  # the header row left out
     return [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+
+
+NUMBER = r"(-?\d+(?:\.\d+)?(?:e[-+]\d+)?)"
+
+
+def _numbers(text: str, template: str) -> list[float]:
+    """The numbers shown in `text`, which must read as `template` with a number at each {}."""
+    match = re.fullmatch(re.escape(template).replace(r"\{\}", NUMBER), text)
+    assert match, f"{text!r} does not read as {template!r}"
+    return [float(g) for g in match.groups()]
+
+
+def _shows(shown: list[float], values: list, digits: int | list[int] = 4) -> None:
+    """Each shown number is its value rounded to `digits` significant digits (what fmt displays)."""
+    digits = digits if isinstance(digits, list) else [digits] * len(values)
+    assert len(shown) == len(values) == len(digits)
+    for x, value, k in zip(shown, values, digits):
+        half_unit = 0.5 * 10 ** (math.floor(math.log10(abs(value))) - k + 1)
+        assert abs(x - value) <= half_unit * (1 + 1e-9), f"{x} shown for {value} ({k} digits)"
+
+
+def _cell(text: str, value: float, ci=None) -> None:
+    """A cell 'value [lo, hi]' (or 'value' where the fit has no interval) shows these numbers."""
+    if ci is None:
+        _shows(_numbers(text, "{}"), [value])
+    else:
+        _shows(_numbers(text, "{} [{}, {}]"), [value, *ci])
 
 
 def test_parameter_table_matches_the_fit_json(report_dir):
     fit = json.loads((report_dir / "fit.json").read_text())["chinchilla"]
-    ours = [r for r in _md_rows((report_dir / "report.md").read_text(), "Fitted parameters") if r[0].startswith("this")]
+    rows = _md_rows((report_dir / "report.md").read_text(), "Fitted parameters")
+    ours = [r for r in rows if r[0].startswith("this")]
     assert len(ours) == 1
-    for cell, name in zip(ours[0][1:], ["E", "A", "B", "alpha", "beta"]):
-        lo, hi = fit["ci95"][name]
-        assert cell == f"{fmt(fit['params'][name])} [{fmt(lo)}, {fmt(hi)}]"
+    for cell, name in zip(ours[0][1:6], ["E", "A", "B", "alpha", "beta"]):
+        _cell(cell, fit["params"][name], fit["ci95"][name])
+    for cell, name in zip(ours[0][6:], ["a", "b"]):
+        _cell(cell, fit["optimal"][name], fit["optimal"]["ci95"][name])
+    # the published laws beside it, with a = beta/(alpha+beta) and b = alpha/(alpha+beta) of each
+    published = {ref["title"]: ref for ref in load_published().values() if ref.get("form") == "chinchilla"}
+    assert [r[0] for r in rows if not r[0].startswith("this")] == list(published)
+    for row in rows[1:]:
+        ref = published[row[0]]
+        p = ref["params"]
+        p = {**p, "a": p["beta"] / (p["alpha"] + p["beta"]), "b": p["alpha"] / (p["alpha"] + p["beta"])}
+        for cell, name in zip(row[1:], ["E", "A", "B", "alpha", "beta", "a", "b"]):
+            _cell(cell, p[name], ref.get("ci95", {}).get(name))
     # and the recovered law is the one the fixture was drawn from
     assert fit["params"]["alpha"] == pytest.approx(TRUE["alpha"], abs=0.08)
     assert fit["params"]["beta"] == pytest.approx(TRUE["beta"], abs=0.08)
 
 
+LAW_OF = {"Approach 3 (parametric)": "chinchilla", "Approach 2 (isoFLOP)": "isoflop",
+          "Approach 1 (envelope)": "envelope"}
+
+
+def test_exponent_table_matches_the_fit_json(report_dir):
+    fits = json.loads((report_dir / "fit.json").read_text())
+    rows = _md_rows((report_dir / "report.md").read_text(), "Compute-optimal exponents")
+    assert [r[0] for r in rows[:3]] == list(LAW_OF)
+    for row in rows[:3]:
+        fit = fits[LAW_OF[row[0]]]
+        if fit["law"] == "chinchilla":
+            (a, a_ci), (b, b_ci) = [(fit["optimal"][k], fit["optimal"]["ci95"][k]) for k in ("a", "b")]
+        else:
+            (a, a_ci), (b, b_ci) = [(fit[k]["exponent"], fit[k]["ci95"]) for k in ("n_opt", "d_opt")]
+        _cell(row[1], a, a_ci)
+        _cell(row[2], b, b_ci)
+    iso = load_published()["isoflop_exponents"]
+    assert rows[3][1:] == [f"{iso['chinchilla_approach1_a']} / {iso['chinchilla_approach2_a']}", "–"]
+    assert rows[4] == ["Kaplan et al. 2020", str(load_published()["kaplan2020"]["n_opt_exponent"]), "–"]
+    assert len(rows) == 5
+
+
 def test_allocation_table_matches_the_fit_json(report_dir):
     fits = json.loads((report_dir / "fit.json").read_text())
     rows = _md_rows((report_dir / "report.md").read_text(), "Compute-optimal allocation")
-    law_of = {"Approach 3 (parametric)": "chinchilla", "Approach 2 (isoFLOP)": "isoflop",
-              "Approach 1 (envelope)": "envelope"}
-    checked = 0
-    for row in rows:
-        at = fits[law_of[row[0]]]["optimal"]["at"]
-        point = next(p for p in at if fmt(p["flops"], 3) == row[1])
-        assert row[2].split(" ")[0] == fmt(point["params"])
-        assert row[3].split(" ")[0] == fmt(point["tokens"])
-        checked += 1
-    assert checked >= 6
+    expected = [(label, p) for label, law in LAW_OF.items() for p in fits[law]["optimal"]["at"]]
+    assert len(rows) == len(expected) == 9
+    for row, (label, point) in zip(rows, expected):
+        assert row[0] == label
+        _shows(_numbers(row[1], "{}"), [point["flops"]], 3)
+        ci = point.get("ci95", {})
+        for cell, key in zip(row[2:], ("params", "tokens", "tokens_per_param", "loss")):
+            if key not in point:  # a law that does not model the loss
+                assert cell == "–"
+            else:
+                _cell(cell, point[key], ci.get(key))
 
 
-def test_report_logs_an_analysis_run_to_wandb(report_dir):
-    from wandb_log import read_offline_run
+def test_headline_matches_the_fit_json(report_dir):
+    fits = json.loads((report_dir / "fit.json").read_text())
+    md = (report_dir / "report.md").read_text()
+    lines = [line[2:] for line in md.split("## Headline", 1)[1].split("\n## ", 1)[0].splitlines()
+             if line.startswith("- ")]
+    chin, iso = fits["chinchilla"], fits["isoflop"]
+    p, ci = chin["params"], chin["ci95"]
+    _shows(_numbers(lines[0], "L(N, D) = {} + {}/N^{} + {}/D^{}  (alpha [{}, {}], beta [{}, {}])"),
+           [p["E"], p["A"], p["alpha"], p["B"], p["beta"], *ci["alpha"], *ci["beta"]], [4, 4, 3, 4, 3, 4, 4, 4, 4])
+    exponents = "N_opt ∝ C^{} [{}, {}], D_opt ∝ C^{} [{}, {}]  "
+    opt = chin["optimal"]
+    _shows(_numbers(lines[1], exponents + "(Approach 3 (parametric))"),
+           [opt["a"], *opt["ci95"]["a"], opt["b"], *opt["ci95"]["b"]], [3, 4, 4, 3, 4, 4])
+    _shows(_numbers(lines[2], exponents + "(Approach 2 (isoFLOP))"),
+           [iso["n_opt"]["exponent"], *iso["n_opt"]["ci95"], iso["d_opt"]["exponent"], *iso["d_opt"]["ci95"]],
+           [3, 4, 4, 3, 4, 4])
+    at = opt["at"]
+    assert len(lines) == 3 + len(at) + 1
+    for line, point in zip(lines[3:], at):
+        _shows(_numbers(line, "C = {}: N_opt {} [{}, {}], D_opt {}, D/N {}, loss {}"),
+               [point["flops"], point["params"], *point["ci95"]["params"], point["tokens"],
+                point["tokens_per_param"], point["loss"]], [3, 3, 4, 4, 3, 3, 4])
+    held = fits["holdout_check"]["holdout"]
+    mean, worst, n = _numbers(lines[-1], "held-out largest budget: mean |relative error| {}% (max {}%) over {} runs")
+    assert mean == pytest.approx(100 * held["mean_abs_rel_error"], abs=0.005)
+    assert worst == pytest.approx(100 * held["max_abs_rel_error"], abs=0.005)
+    assert n == held["n"] == 5
+    page = (report_dir / "index.html").read_text()
+    assert all(f"<li>{html.escape(line)}</li>" in page for line in lines)  # the page shows the same headline
 
-    rec = read_offline_run(str(report_dir / "wandb"))
+
+def test_report_logs_an_analysis_run_to_wandb(report_dir, offline_run):
+    rec = offline_run(str(report_dir / "wandb"), "chinchilla/alpha")
     keys = set().union(*rec["history"])
     assert {f"figures/{f}/_type" for f in FIGURES} <= keys  # one image per figure
     assert "chinchilla/alpha" in rec["summary"]

@@ -1,5 +1,6 @@
 """sweeps/smoke.yaml end to end through `scaling sweep` and `scaling runs`: the table `scaling fit`
 reads, per-step rows, and the index rebuilt from the run directories."""
+import math
 import os
 import shutil
 
@@ -7,6 +8,7 @@ import pandas as pd
 import pytest
 
 from scaling.cli import main
+from scaling.data import load_corpus
 from scaling.runs import RunHome, runs_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -45,11 +47,18 @@ def test_runs_csv_has_the_columns_fit_reads_with_exact_accounting(smoke, tmp_pat
     assert {"run_id", "sweep_id", "params", "params_nonembed", "tokens", "flops", "flops_model", "loss", "lr",
             "batch_size", "seed", "status", "epochs"} <= set(table.columns)
     assert (table.flops == 6 * table.params * table.tokens).all()
-    assert table.loss.between(0.5, 3.0).all() and (table.status == "complete").all()
+    assert (table.status == "complete").all()
     assert sorted(table.tokens) == [2048, 2048, 4096, 4096] and table.params.nunique() == 2
-    # Longer runs of the same model reach lower loss: the table carries a real signal.
+    # The table carries a real signal. On the 16-token Markov corpus an untrained model scores ln 16 = 2.77
+    # (so did runs whose updates were scaled to nothing: 2.79 at both lengths) and no model can beat the
+    # chain's entropy rate (1.97); these runs score 2.37-2.65, and doubling a run's length lowers its loss
+    # by 0.12-0.15.
+    corpus = load_corpus("synthetic")
+    assert table.loss.between(corpus.entropy_rate, math.log(16) - 0.05).all()
     for _, group in table.groupby("params"):
-        assert group.sort_values("tokens").loss.is_monotonic_decreasing
+        short, long = group.sort_values("tokens").loss
+        assert long < short - 0.05
+        assert long < math.log(16) - 0.15
 
     assert main(["--home", home, "runs", "--sweep", sweep_id]) == 0
     printed = capsys.readouterr().out

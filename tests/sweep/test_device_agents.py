@@ -1,0 +1,46 @@
+"""Agents that own devices: `sweep agents --devices-per-run K` splits this machine's devices into groups,
+one agent per group, and each run of an agent is placed on its group's mesh."""
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from scaling.runs import RunHome
+from scaling.sweep.fleet import device_groups
+
+
+def test_devices_split_into_consecutive_groups_and_leftovers_stay_idle():
+    assert device_groups(8, 1) == [(i,) for i in range(8)]
+    assert device_groups(8, 4) == [(0, 1, 2, 3), (4, 5, 6, 7)]
+    assert device_groups(6, 4) == [(0, 1, 2, 3)]
+
+
+@pytest.mark.slow
+def test_one_agent_per_pair_of_devices_runs_every_point_once_on_its_own_pair(tmp_path):
+    spec = {"name": "pairs", "method": "grid", "command": ["${env}", "${interpreter}", "-m", "scaling.cli", "train",
+                                                           "${args_no_hyphens}"],
+            "parameters": {"d_model": {"value": 16}, "seq_len": {"value": 32}, "batch_size": {"value": 4},
+                           "eval_tokens": {"value": 128}, "n_evals": {"value": 2}, "wandb": {"value": "off"},
+                           "tokens": {"values": [512, 640, 768, 896]}}}
+    path = tmp_path / "pairs.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    home = str(tmp_path / "runs")
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    cli = [sys.executable, "-m", "scaling.cli", "--home", home, "sweep"]
+    made = subprocess.run([*cli, "create", str(path)], env=env, capture_output=True, text=True, check=True)
+    sid = made.stdout.strip()
+    proc = subprocess.run([*cli, "agents", sid, "--devices-per-run", "2"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 agent(s) on devices 0,1 | 2,3" in proc.stderr
+    runs = RunHome(home).sweep_runs(sid)
+    assert [(r.status, r.attempts) for r in runs] == [("complete", 1)] * 4
+    placed = set()
+    for r in runs:
+        with open(os.path.join(home, r.run_id, "config.yaml")) as fh:
+            record = yaml.safe_load(fh)
+        assert record["resolved"]["mesh"] == "data:2,fsdp:1"
+        placed.add(record["config"]["devices"])
+    assert placed <= {"0,1", "2,3"} and len({r.claimed_by for r in runs}) >= 1

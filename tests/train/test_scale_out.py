@@ -1,0 +1,148 @@
+"""One run over many devices and processes: the same numbers as on one device, whatever the mesh, the
+accumulation, the device count a checkpoint is resumed on, or the number of processes.
+
+CPU stands in for accelerators: XLA_FLAGS=--xla_force_host_platform_device_count=N gives a process N
+devices, and jax.distributed joins processes over localhost with gloo collectives. The device count is
+fixed when JAX starts, so each case runs in its own interpreter."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from jax.sharding import PartitionSpec
+
+from scaling.cli import main
+from scaling.runs import read_metrics
+from scaling.train.mesh import MeshShape, partition
+
+TOL = 1e-5
+RUN = ["d_model=64", "seq_len=64", "batch_size=16", "tokens=40960", "eval_tokens=1024", "n_evals=2", "wandb=off"]
+
+
+def _env(devices: int) -> dict:
+    return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
+
+
+def _train(home, devices: int, *items, wait=True):
+    argv = [sys.executable, "-m", "scaling.cli", "--home", str(home), "train", *RUN, *items, "--quiet"]
+    proc = subprocess.Popen(argv, env=_env(devices), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if not wait:
+        return proc
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    return proc
+
+
+def _eval_loss(home, run_id) -> float:
+    with open(os.path.join(home, run_id, "summary.json")) as fh:
+        return json.load(fh)["eval_loss"]
+
+
+# ---- the rule table and refusals (in-process, one device) ----------------------------------------------
+def test_matrices_shard_their_largest_divisible_dimension_over_fsdp_and_vectors_replicate():
+    assert partition((64, 192), 4) == PartitionSpec(None, "fsdp")  # QKV: output features
+    assert partition((256, 64), 4) == PartitionSpec("fsdp", None)  # the embedding table: vocabulary
+    assert partition((64, 64), 4) == PartitionSpec(None, "fsdp")  # a tie goes to the output dimension
+    assert partition((6, 10), 4) == PartitionSpec()  # nothing divides: replicated, never uneven
+    assert partition((64,), 4) == PartitionSpec()  # norm scales
+    assert partition((), 4) == PartitionSpec()  # Adam's step count
+    assert partition((64, 192), 1) == PartitionSpec()  # no fsdp axis: plain data parallel
+
+
+def test_mesh_settings_parse_and_bad_ones_name_what_is_allowed():
+    assert MeshShape.parse(None, 8) == MeshShape(data=8)
+    assert MeshShape.parse("data:2,fsdp:4", 8) == MeshShape(data=2, fsdp=4)
+    assert MeshShape.parse("fsdp:8", None).devices == 8  # planning away from the devices: syntax only
+
+
+@pytest.mark.parametrize("items,message", [
+    (["mesh=data:2"], "mesh='data:2' spans 2 devices but the run has 1"),
+    (["mesh=model:2"], "expected axis:size pairs over data, fsdp"),
+    (["mesh=data:0"], "expected axis:size pairs"),
+    (["mesh=data:2,data:2"], "expected axis:size pairs"),
+    (["devices=3"], "local device 3 does not exist"),
+    (["devices=a"], "expected local device indices"),
+    (["microbatches=3"], "batch_size=16 does not divide into microbatches=3"),
+    (["microbatches=0"], "microbatches=0: must be at least 1"),
+    (["mesh=fsdp:3"], "does not divide over mesh data:1,fsdp:3"),
+    (["num_processes=2"], "give num_processes and process_id together"),
+])
+def test_bad_placement_is_refused_in_one_line_before_anything_is_written(home, capsys, items, message):
+    assert main(["--home", home, "train", *RUN, "run_id=bad", *items]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not os.path.exists(os.path.join(home, "bad"))
+
+
+# ---- equivalence on 8 devices ----------------------------------------------------------------------------
+@pytest.mark.slow
+def test_the_same_seed_gives_the_same_eval_loss_on_every_mesh_and_with_accumulation(tmp_path):
+    cases = {"one": ["devices=0"], "data8": ["mesh=data:8"], "fsdp8": ["mesh=fsdp:8"],
+             "mixed": ["mesh=data:2,fsdp:4"], "micro4": ["devices=0", "microbatches=4"],
+             "micro-fsdp": ["mesh=fsdp:4", "devices=0,1,2,3", "microbatches=4"]}
+    code = ("import sys, json; from scaling.config import RunConfig; from scaling.train import plan_run, train_run\n"
+            f"cases = {cases!r}; out = {{}}\n"
+            f"base = dict(x.split('=') for x in {RUN!r})\n"
+            "for name, items in cases.items():\n"
+            "    cfg = RunConfig.from_dict({**base, **dict(x.split('=') for x in items), 'run_id': name})\n"
+            f"    out[name] = train_run(plan_run(cfg), {str(tmp_path)!r})['eval_loss']\n"
+            "print(json.dumps(out))\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=_env(8), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    losses = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name, loss in losses.items():
+        assert loss == pytest.approx(losses["one"], abs=TOL), (name, losses)
+    with open(tmp_path / "fsdp8" / "config.yaml") as fh:
+        assert "mesh: data:1,fsdp:8" in fh.read()  # the run records where it ran
+
+
+@pytest.mark.slow
+def test_a_run_preempted_on_8_devices_resumes_on_4_and_on_1_to_the_same_loss(tmp_path):
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    _train(whole, 1, "run_id=r")
+    proc = _train(cut, 8, "run_id=r", "mesh=data:8", "checkpoint_every=5", wait=False)
+    metrics = cut / "r" / "metrics.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(m["step"] >= 12 for m in read_metrics(str(metrics))):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)  # a preemption: checkpoint, record interrupted, exit 130
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    with open(cut / "r" / "summary.json") as fh:
+        stopped = json.load(fh)
+    assert stopped["status"] == "interrupted" and 12 <= stopped["step"] < stopped["steps"]
+    on_one = tmp_path / "one"
+    shutil.copytree(cut, on_one)
+    _train(cut, 4, "run_id=r")  # every visible device: data:4
+    _train(on_one, 8, "run_id=r", "devices=0")
+    reference = _eval_loss(whole, "r")
+    assert _eval_loss(cut, "r") == pytest.approx(reference, abs=TOL)
+    assert _eval_loss(on_one, "r") == pytest.approx(reference, abs=TOL)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_of_four_devices_train_as_one_of_eight_and_only_process_0_writes(tmp_path):
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    _train(single, 8, "run_id=r", "mesh=fsdp:8")
+    port = _free_port()
+    procs = [_train(multi, 4, "run_id=r", "mesh=fsdp:8", f"coordinator=localhost:{port}", "num_processes=2",
+                    f"process_id={i}", wait=False) for i in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+    assert _eval_loss(multi, "r") == pytest.approx(_eval_loss(single, "r"), abs=TOL)
+    steps = [m["step"] for m in read_metrics(str(multi / "r" / "metrics.jsonl"))]
+    assert steps == sorted(set(steps))  # one writer: no row twice
+    with open(multi / "r" / "config.yaml") as fh:
+        assert "processes: 2" in fh.read()
