@@ -1,6 +1,6 @@
 """`scaling.laws`: fit scaling laws to any table of runs, with honest uncertainty.
 
-Pure numerics (jax, numpy, scipy, pandas); no training, model, tracking or store imports, so a notebook
+Pure numerics (jax, numpy, pandas); no training, model, tracking or store imports, so a notebook
 can use it on a CSV from a paper. The shape is scikit-learn's: a fit returns a frozen result object with
 `predict` / `allocate` and a `to_json()` that is the fit JSON of DESIGN.md (numbers unrounded).
 

@@ -76,7 +76,8 @@ def runs_tables(data: ReportData, fits: Fits) -> tuple[tuple, tuple]:
     held = set(rows["run_id"]) if rows is not None and "run_id" in rows else set()
     used = []
     for _, r in data.runs.sort_values(["flops", "params"]).iterrows():
-        tag = fmt(r.get("flops_budget"), 3) if "flops_budget" in data.runs.columns else "–"
+        budget = r.get("flops_budget")
+        tag = fmt(budget, 3) if budget is not None and budget == budget else "–"  # NaN: a run with no budget
         name = str(r.get("run_id", "")) + (" (held out in the holdout check)" if r.get("run_id") in held else "")
         used.append([name, fmt(r["params"]), fmt(r["tokens"]), fmt(r["flops"]), fmt(r["loss"]), tag])
     excluded = [[e.run_id, e.status, e.reason] for e in data.excluded]

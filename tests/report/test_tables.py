@@ -1,7 +1,6 @@
 """The report's tables and headline as pure functions of hand-written fit results: every cell's number,
 its interval and its precision (4 significant digits, 3 for budgets and the headline's figures)."""
 import pandas as pd
-import pytest
 from handmade_fits import (
     Allocation,
     BudgetPoint,
@@ -149,8 +148,6 @@ def test_headline_without_a_parametric_fit_takes_the_allocation_from_the_isoflop
     ]
 
 
-@pytest.mark.xfail(strict=True, reason="runs_tables formats a missing flops_budget (NaN, as gather() sets for a "
-                   "sweep run by tokens=) with fmt(nan) and shows 'nan' instead of the missing marker '–'")
 def test_runs_table_shows_a_dash_for_a_run_without_a_budget():
     runs = pd.DataFrame({"run_id": ["a", "b"], "params": [1e6, 2e6], "tokens": [2e7, 2e7], "flops": [1.2e14, 2.4e14],
                          "loss": [3.0, 2.9], "flops_budget": [float("nan"), 2.4e14]})
