@@ -88,7 +88,10 @@ def test_the_report_says_at_which_step_a_run_diverged(tmp_path, home, capsys):
     from scaling.report import gather
     from scaling.sweep import Agent
 
-    sid = make_sweep(tmp_path, home, {"tokens": {"value": 320}, "lr": {"values": [1e-3, 1e30]}}, name="nan")
+    # the shape of conftest's tiny run, compiled once per session
+    tiny = {"seq_len": {"value": 32}, "batch_size": {"value": 4}, "corpus": {"value": "stdlib"},
+            "eval_tokens": {"value": 256}, "n_evals": {"value": 3}}
+    sid = make_sweep(tmp_path, home, {**tiny, "tokens": {"value": 640}, "lr": {"values": [1e-3, 1e30]}}, name="nan")
     results = Agent(home, sid, lease_s=30).run()
     assert sorted(r.status for r in results) == ["complete", "diverged"]
     excluded = gather(home, sid).excluded
