@@ -124,7 +124,7 @@ def test_a_slurm_array_task_at_its_time_limit_checkpoints_and_releases_its_run_a
     submitted = start(home, "sweep", "slurm", sid, "--executor", "local", "--parallel", "1", "--lease", "30",
                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert submitted.wait(timeout=120) == 0
-    task = wait_for(lambda: _task_process(os.path.join(home, ".slurm")), 120, "the array task's process")
+    task = wait_for(lambda: _task_process(os.path.join(home, ".slurm")), 300, "the array task's process")
     wait_for(lambda: last_step(home, run_id) >= 40, 300, "step 40")
     os.kill(task, signum)  # what SLURM sends before the time limit (submitit asks for USR2)
     wait_for(lambda: not os.path.exists(f"/proc/{task}") or _zombie(task), 120, "the task to end")
