@@ -139,9 +139,11 @@ def _token_file(path: str, vocab_size: int | None, val_fraction: float) -> Corpu
         vocab_size = -(-top // 64) * 64  # round up to a multiple of 64 for the embedding matmul
     elif top > vocab_size:
         raise UsageError(f"corpus={path!r} holds token id {top - 1} >= vocab_size={vocab_size}")
-    stat = os.stat(path)
-    head = hashlib.sha256(np.asarray(tokens[: 1 << 20]).tobytes()).hexdigest()
-    fp = hashlib.sha256(f"bin-v1:{stat.st_size}:{head}:val={val_fraction}".encode()).hexdigest()[:16]
+    # The whole file is hashed (tokens.max() above has read it all anyway): a file edited anywhere must
+    # not keep its fingerprint, or its runs would pass as comparable with the old ones.
+    with open(path, "rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    fp = hashlib.sha256(f"bin-v2:{digest}:val={val_fraction}".encode()).hexdigest()[:16]
     cut = int(len(tokens) * (1 - val_fraction))
     return Corpus(path, tokens[:cut], tokens[cut:], vocab_size, fp)
 

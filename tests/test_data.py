@@ -215,6 +215,13 @@ def test_token_file_fingerprint_follows_one_changed_token(tmp_path):
     assert a.fingerprint != b.fingerprint
     script = "import sys\nfrom scaling import data\nprint(data.load_corpus(sys.argv[1]).fingerprint)"
     assert _in_fresh_process(script, str(tmp_path / "a.bin")) == a.fingerprint
+    # past the first 2^20 tokens too (an earlier version hashed only those: an edited tail passed as the same data)
+    long = np.arange((1 << 20) + 5000, dtype=np.uint16) % 300
+    long.tofile(tmp_path / "c.bin")
+    long[-10] += 1
+    long.tofile(tmp_path / "d.bin")
+    c, d = (data.load_corpus(str(tmp_path / f)) for f in ("c.bin", "d.bin"))
+    assert c.fingerprint != d.fingerprint
 
 
 def test_evaluation_windows_spread_evenly_over_the_validation_split(tmp_path):

@@ -16,6 +16,7 @@ from scaling.family import (
     default_lr,
     shape_for_params,
     shape_for_width,
+    width_multiple,
 )
 from scaling.model import Transformer, count_params
 
@@ -84,7 +85,8 @@ def test_flops_formula_counts_the_executed_attention_blocks_as_xla_does(width, l
     and lands below XLA: a 10% band could not tell the two apart."""
     shape = shape_for_width(width, n_layers=layers, seq_len=seq)
     batch = 8
-    init, train_step, _ = _compiled_train_step()(shape, "float32", 0.9, 0.95, 0.1, 1.0)
+    fns = _compiled_train_step()(shape, "float32", 0.9, 0.95, 0.1, 1.0)
+    init, train_step = fns.init, fns.train_step
     params, opt_state = jax.eval_shape(init, np.uint32(0))
     x = jax.ShapeDtypeStruct((batch, seq), jnp.int32)
     cost = train_step.lower(params, opt_state, x, x, jnp.float32(1e-3)).compile().cost_analysis()
@@ -163,6 +165,7 @@ def test_allowed_widths_are_multiples_of_16_then_of_64_up_to_16384():
     widths = allowed_widths()
     assert widths[:16] == list(range(16, 257, 16)) and widths[16:18] == [320, 384]
     assert widths[-1] == 16384 and len(widths) == 15 + (16384 - 256) // 64 + 1
+    assert (width_multiple(240), width_multiple(256)) == (16, 64)
 
 
 def test_recipe_by_params_passes_choices_through_and_refuses_non_positive_targets():
@@ -182,6 +185,8 @@ def test_recipe_object_drives_the_choices():
     assert s.n_layers == 2 and s.d_model % 64 == 0
     assert shape_for_params(2e4, recipe=recipe).d_model % 32 == 0
     assert Recipe(max_width=1023).allowed_widths()[-1] == 960  # the widest allowed width not above the cap
+    # heads of large_head_dim from large_width itself up: 512 / 64 = 8 heads, not the small models' 4
+    assert shape_for_width(512, recipe=Recipe(large_width=512)).n_heads == 8
 
 
 def test_learning_rate_rule_by_hand():

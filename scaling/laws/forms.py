@@ -68,7 +68,8 @@ def _col(T, i):
 
 def _chinchilla_log(T, X):
     a, b, e, alpha, beta = (_col(T, i) for i in range(5))
-    t1, t2 = a - alpha * X[0], b - beta * X[1]
+    log_n, log_d = X  # unpacked, not indexed: JAX clamps an out-of-range index instead of failing
+    t1, t2 = a - alpha * log_n, b - beta * log_d
     return logsumexp(jnp.stack([t1, t2, jnp.broadcast_to(e, t1.shape)]), axis=0)
 
 
@@ -79,16 +80,17 @@ def _chinchilla_value_and_grad(T, X, log_loss, delta, w):
     softmax weights once and reducing them is several times faster on CPU.
     """
     a, b, e, alpha, beta = (_col(T, i) for i in range(5))
+    log_n, log_d = X
     # exp(700) is finite in float64; the clamp only matters for wild line-search trials.
-    e1 = jnp.exp(jnp.minimum(a - alpha * X[0], 700.0))
-    e2 = jnp.exp(jnp.minimum(b - beta * X[1], 700.0))
+    e1 = jnp.exp(jnp.minimum(a - alpha * log_n, 700.0))
+    e2 = jnp.exp(jnp.minimum(b - beta * log_d, 700.0))
     e3 = jnp.exp(jnp.minimum(e, 700.0))
     total = e1 + e2 + e3
     r = jnp.log(total) - log_loss
     f = jnp.sum(w * huber(r, delta), axis=1)
     dr = w * jnp.clip(r, -delta, delta) / total
     g1, g2 = dr * e1, dr * e2
-    grad = jnp.stack([g1.sum(1), g2.sum(1), dr.sum(1) * e3[:, 0], -(g1 @ X[0]), -(g2 @ X[1])], axis=1)
+    grad = jnp.stack([g1.sum(1), g2.sum(1), dr.sum(1) * e3[:, 0], -(g1 @ log_n), -(g2 @ log_d)], axis=1)
     return f, grad
 
 
@@ -118,7 +120,8 @@ CHINCHILLA = _finish(LawForm(
 # Fitting (c, alpha_N) keeps the problem convex; N_c = exp(c / alpha_N) is reported.
 
 def _kaplan_1d_log(T, X):
-    return _col(T, 0) - _col(T, 1) * X[0]
+    (log_x,) = X
+    return _col(T, 0) - _col(T, 1) * log_x
 
 
 def _kaplan_1d_natural(scale_name, alpha_name):
@@ -149,7 +152,8 @@ KAPLAN_D = _finish(LawForm(
 def _kaplan_joint_log(T, X):
     log_nc, log_dc, alpha_n, alpha_d = (_col(T, i) for i in range(4))
     p = alpha_n / alpha_d
-    terms = jnp.stack([p * (log_nc - X[0]), log_dc - X[1]])
+    log_n, log_d = X
+    terms = jnp.stack([p * (log_nc - log_n), log_dc - log_d])
     return alpha_d * logsumexp(terms, axis=0)
 
 
@@ -175,7 +179,8 @@ KAPLAN_JOINT = _finish(LawForm(
 
 def _compute_log(T, X):
     e, c, gamma = (_col(T, i) for i in range(3))
-    t = c - gamma * X[0]
+    (log_c,) = X
+    t = c - gamma * log_c
     return logsumexp(jnp.stack([jnp.broadcast_to(e, t.shape), t]), axis=0)
 
 
@@ -211,7 +216,7 @@ def _effective(u, log_r_star, excess):
 
 def _data_constrained_log(T, X):
     a, b, e, alpha, beta, log_rd, log_rn = (_col(T, i) for i in range(7))
-    log_n, log_d, log_u = X[0], X[1], X[2]
+    log_n, log_d, log_u = X
     u_d = jnp.exp(log_u)
     d_eff = _effective(u_d, log_rd, jnp.maximum(jnp.exp(log_d - log_u) - 1.0, 0.0))
     # log N_opt for D = U_D under the law's own allocation; guarded where alpha, beta are not positive.

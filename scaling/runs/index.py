@@ -305,6 +305,14 @@ class RunHome:
         rows = self.read("SELECT status, COUNT(*) FROM runs WHERE sweep_id=? GROUP BY status", (sweep_id,))
         return {status: n for status, n in rows}
 
+    def held(self, sweep_id: str) -> int:
+        """How many of a sweep's unfinished runs are under a claim: live, or lapsed but not yet taken
+        over (an agent killed while its trainer recorded `interrupted` leaves such a claim behind).
+        Each becomes claimable when its lease lapses, so an agent finding nothing free waits for them."""
+        rows = self.read("""SELECT COUNT(*) FROM runs WHERE sweep_id=? AND lease_until IS NOT NULL
+                              AND status IN ('running', 'interrupted')""", (sweep_id,))
+        return rows[0][0]
+
     # ---- claims ------------------------------------------------------------------------------------
     def claim(self, sweep_id: str, agent: str, lease_s: float, max_attempts: int = 3) -> IndexedRun | None:
         """Take the next free run of a sweep for `agent`, or None. Runs left behind (interrupted, or

@@ -87,7 +87,7 @@ class Agent:
             while not self._should_stop() and (count is None or len(self.results) < count):
                 row = self.home.claim(self.sweep_id, self.name, self.lease_s, self.max_attempts)
                 if row is None:
-                    busy = self.home.sweep_counts(self.sweep_id).get("running", 0)
+                    busy = self.home.held(self.sweep_id)
                     if self.wait and busy:
                         self.on_event(Waiting(busy))
                         time.sleep(min(5.0, self.lease_s / 2))

@@ -40,6 +40,11 @@ def test_form_predicts_its_published_formula(name, theta, natural, loss):
     # natural() maps a stack of parameter vectors row by row
     stacked = form.natural(np.stack([theta, theta]))
     assert all(np.shape(v) == (2,) for v in stacked.values())
+    # a feature row too many or too few is an error, not silently ignored or clamped to the last row
+    X = forms.features_for(form, N, D, 6 * N * D, None)
+    for wrong in (np.vstack([X, X[:1]]), X[:-1]):
+        with pytest.raises(ValueError):
+            form.predict(np.asarray(theta, dtype=np.float64), wrong)
 
 
 def test_data_constrained_form_reduces_to_chinchilla_on_fresh_data_and_discounts_repeats():
@@ -171,6 +176,8 @@ def test_optimal_allocation_of_other_forms():
     for point, c in zip(alloc.at, [1e20, 1e22]):
         assert point.params is None and point.tokens is None
         assert point.loss == pytest.approx(1.7 + (1e16 / c) ** 0.15, rel=1e-12)
+    for form, theta in ((forms.COMPUTE, [np.log(1.7), 0.15 * np.log(1e16), 0.15]), (forms.CHINCHILLA, THETA_TRUE)):
+        assert optimal_allocation(form, theta, []).at == ()  # exponents only, no budgets
     with pytest.raises(ValueError, match="kaplan-d has no compute-optimal allocation"):
         optimal_allocation(forms.KAPLAN_D, [1.0, 0.1], [1e20])
 
