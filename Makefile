@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,slurm]'
+	$(PY) -m pip install -q -e '.[test,slurm,data,ray]'
 	@touch $(STAMP)
 
 # Lint first: a style or undefined-name error fails fast, before minutes of tests.
@@ -43,7 +43,7 @@ MUTANTS := 'scaling.family.x*__post_init__*' 'scaling.family.x*flops_per_token*'
 	'scaling.laws.allocation.x__predict_each*'
 
 mutants: $(STAMP)
-	$(PY) -m pip install -q -e '.[test,slurm,mutants]'
+	$(PY) -m pip install -q -e '.[test,slurm,data,ray,mutants]'
 	$(VENV)/bin/mutmut run $(MUTANTS)
 	$(VENV)/bin/mutmut results
 

@@ -5,14 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 
-from scaling.commands import bench, dashboard, demo, family, fit, report, runs, sweep, train
+from scaling.commands import bench, dashboard, data, demo, family, fit, report, runs, sweep, train
 from scaling.errors import UsageError
 
-COMMANDS = (train, family, bench, report, dashboard, demo, fit, sweep, runs)
+COMMANDS = (train, family, bench, data, report, dashboard, demo, fit, sweep, runs)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (with a pointer to --help) and exit 2, like every other
+    bad input; the subcommands' parsers are of this class too."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="scaling",
         description="Scaling-law workbench: train transformer families, track runs, fit laws, report.",
     )

@@ -11,12 +11,12 @@ from dataclasses import dataclass, fields
 import yaml
 
 from scaling.errors import UsageError
+from scaling.track import parse_wandb
 
 SCHEDULES = ("cosine", "wsd")
 MAX_ID_LENGTH = 128
 MAX_SEED = 2**32 - 1
 WANDB_PROJECT_FORBIDDEN = ("/", "\\", "#", "?", "%", ":")
-WANDB_MODES = ("auto", "off", "offline", "online")
 DTYPES = ("auto", "float32", "bfloat16")
 ATTENTION = ("auto", "xla", "cudnn")
 
@@ -74,7 +74,7 @@ class RunConfig:
     def __post_init__(self):
         _check_choice("mlp", self.mlp, ("swiglu", "gelu"))
         _check_choice("schedule", self.schedule, SCHEDULES)
-        _check_choice("wandb", self.wandb, WANDB_MODES)
+        parse_wandb(self.wandb)  # MODE[,nostats][,noconsole]; refused with one line otherwise
         _check_choice("dtype", self.dtype, DTYPES)
         _check_choice("attention", self.attention, ATTENTION)
         for key in ("params", "tokens", "flops_budget", "lr", "d_model", "n_layers", "n_heads", "d_ff",

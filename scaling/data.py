@@ -10,6 +10,7 @@ Corpus specs (`corpus=`):
                   byte tokens (vocab 256), validation = files whose path hash falls in the val fraction;
 - `DIR` or `GLOB` text files, byte tokens, split by file hash the same way;
 - `FILE.bin`      uint16 token memmap (nanoGPT style); validation = the last `val_fraction` of it;
+- `DIR` with a meta.json: a corpus written by `scaling data prepare` (train.bin, val.bin, tokenizer);
 - `synthetic[:V[:SEED]]` a stationary order-1 Markov chain with a known entropy rate (for tests).
 """
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import functools
 import glob
 import hashlib
+import json
+import math
 import os
 import sysconfig
 from dataclasses import dataclass, field
@@ -38,13 +41,28 @@ class Corpus:
     fingerprint: str
     n_files: int = 0
     entropy_rate: float | None = None  # nats/token, known only for synthetic corpora
+    # Bytes of validation text per validation token, for bits per byte (None when the text is unknown,
+    # as for a bare token file or the synthetic chain).
+    bytes_per_token: float | None = None
+    unigram_counts: np.ndarray | None = field(default=None, repr=False)  # stored by `data prepare`
 
-    @property
+    @functools.cached_property
     def unigram_entropy(self) -> float:
         """Entropy (nats) of the train split's token frequencies: the loss of a model that ignores context."""
-        counts = np.bincount(np.asarray(self.train), minlength=self.vocab_size).astype(np.float64)
+        counts = self.unigram_counts
+        if counts is None:  # counted in slices: bincount of a whole large memmap would make int64 copies of it
+            counts = np.zeros(self.vocab_size, dtype=np.int64)
+            for lo in range(0, len(self.train), 1 << 24):
+                counts += np.bincount(np.asarray(self.train[lo:lo + (1 << 24)]), minlength=self.vocab_size)
+        counts = np.asarray(counts, dtype=np.float64)
         p = counts[counts > 0] / counts.sum()
         return float(-(p * np.log(p)).sum())
+
+    def bits_per_byte(self, loss: float | None) -> float | None:
+        """A validation loss in nats/token as bits per byte of text: comparable across tokenizers."""
+        if loss is None or self.bytes_per_token is None or not math.isfinite(loss):
+            return None
+        return loss / (math.log(2) * self.bytes_per_token)
 
     def describe(self) -> dict:
         return {
@@ -57,6 +75,12 @@ class Corpus:
 def _is_val(relpath: str, val_fraction: float) -> bool:
     digest = hashlib.sha256(relpath.encode()).digest()
     return int.from_bytes(digest[:8], "little") / 2**64 < val_fraction
+
+
+def doc_is_val(text: str, val_fraction: float) -> bool:
+    """Whether a document belongs to the validation split: by a hash of its text, so the split is the
+    same whatever order or file the documents come in, and duplicates land on the same side."""
+    return _is_val(text, val_fraction)
 
 
 def _byte_corpus(name: str, root: str, paths: list[str], val_fraction: float) -> Corpus:
@@ -80,7 +104,7 @@ def _byte_corpus(name: str, root: str, paths: list[str], val_fraction: float) ->
     train = np.frombuffer(b"".join(train_parts), dtype=np.uint8)
     val = np.frombuffer(b"".join(val_parts), dtype=np.uint8)
     hasher.update(f"val={val_fraction}".encode())
-    return Corpus(name, train, val, 256, hasher.hexdigest()[:16], n_files=len(paths))
+    return Corpus(name, train, val, 256, hasher.hexdigest()[:16], n_files=len(paths), bytes_per_token=1.0)
 
 
 def stdlib_files() -> tuple[str, list[str]]:
@@ -148,6 +172,28 @@ def _token_file(path: str, vocab_size: int | None, val_fraction: float) -> Corpu
     return Corpus(path, tokens[:cut], tokens[cut:], vocab_size, fp)
 
 
+def _prepared(path: str) -> Corpus:
+    """A corpus directory written by `scaling data prepare` (see scaling/prepare.py for its layout)."""
+    try:
+        with open(os.path.join(path, "meta.json")) as fh:
+            meta = json.load(fh)
+        dtype, splits, vocab = np.dtype(meta["dtype"]), meta["splits"], meta["tokenizer"]["vocab_size"]
+        fingerprint, counts = meta["fingerprint"], meta["unigram_counts"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UsageError(f"corpus={path!r}: meta.json is not a prepared corpus's ({err})") from None
+    arrays = {}
+    for name in ("train", "val"):
+        file = os.path.join(path, f"{name}.bin")
+        if not os.path.isfile(file) or os.path.getsize(file) != splits[name]["tokens"] * dtype.itemsize:
+            raise UsageError(f"corpus={path!r}: {name}.bin is missing or not the size meta.json records; "
+                             "prepare the corpus again")
+        arrays[name] = np.memmap(file, dtype=dtype, mode="r")
+    val = splits["val"]
+    return Corpus(path, arrays["train"], arrays["val"], vocab, fingerprint,
+                  n_files=splits["train"]["documents"] + val["documents"],
+                  bytes_per_token=val["bytes"] / val["tokens"], unigram_counts=np.asarray(counts, dtype=np.int64))
+
+
 @functools.lru_cache(maxsize=4)
 def load_corpus(spec: str = "stdlib", vocab_size: int | None = None, val_fraction: float = VAL_FRACTION) -> Corpus:
     if spec == "stdlib":
@@ -159,6 +205,8 @@ def load_corpus(spec: str = "stdlib", vocab_size: int | None = None, val_fractio
         if not os.path.isfile(spec):
             raise UsageError(f"corpus={spec!r}: no such file")
         return _token_file(spec, vocab_size, val_fraction)
+    if os.path.isfile(os.path.join(spec, "meta.json")):
+        return _prepared(spec)
     if os.path.isdir(spec):
         paths = [os.path.join(d, f) for d, _, fs in os.walk(spec) for f in fs]
         return _byte_corpus(spec, spec, [p for p in paths if _looks_like_text(p)], val_fraction)

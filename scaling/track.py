@@ -1,10 +1,37 @@
-"""Run tracking: a small Tracker interface, the Weights & Biases back end (offline unless an API key is
-set) and the fan-out to several back ends. The run directory's own tracker lives with its files
-(`scaling.runs.files.LocalTracker`)."""
+"""Run tracking: a small Tracker interface, the Weights & Biases back end (online when W&B finds
+credentials, offline otherwise) and the fan-out to several back ends. The run directory's own tracker
+lives with its files (`scaling.runs.files.LocalTracker`)."""
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 from typing import Protocol
+
+from scaling.errors import UsageError
+
+WANDB_MODES = ("auto", "off", "offline", "online")
+# Switches after the mode (`wandb=auto,nostats`): system metrics and console capture are on by default,
+# as in W&B itself, and a cluster that forbids either can turn it off per run.
+WANDB_SWITCHES = ("nostats", "noconsole")
+
+
+@dataclass(frozen=True)
+class WandbSetting:
+    """The `wandb=` value: MODE[,nostats][,noconsole]."""
+    mode: str = "auto"
+    stats: bool = True
+    console: bool = True
+
+
+def parse_wandb(setting: str) -> WandbSetting:
+    """`auto`, `offline,nostats`, `online,noconsole,nostats`, ...; anything else is a one-line error."""
+    mode, *switches = [part.strip() for part in str(setting).split(",")]
+    unknown = [s for s in switches if s not in WANDB_SWITCHES]
+    if mode not in WANDB_MODES or unknown or len(set(switches)) != len(switches):
+        raise UsageError(f"wandb={setting!r}: allowed a mode ({', '.join(WANDB_MODES)}), optionally followed "
+                         f"by ,{' and/or ,'.join(WANDB_SWITCHES)} (e.g. wandb=auto,nostats)")
+    return WandbSetting(mode, "nostats" not in switches, "noconsole" not in switches)
 
 
 class Tracker(Protocol):
@@ -29,14 +56,53 @@ def wandb_config(record: dict) -> dict:
 
 
 def wandb_mode(setting: str) -> str | None:
-    """'auto' is online with an API key (env or netrc login) and offline without; 'off' disables W&B."""
-    if setting == "off" or os.environ.get("WANDB_MODE") == "disabled":
+    """'auto' is online when W&B has credentials by any of its own means and offline without;
+    'off' (or WANDB_MODE=disabled) disables W&B; WANDB_MODE decides an 'auto' it names."""
+    mode = parse_wandb(setting).mode
+    if mode == "off" or os.environ.get("WANDB_MODE") == "disabled":
         return None
-    if setting in ("offline", "online"):
-        return setting
+    if mode in ("offline", "online"):
+        return mode
     if os.environ.get("WANDB_MODE") in ("offline", "online"):
         return os.environ["WANDB_MODE"]
-    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+    return "online" if wandb_has_credentials() else "offline"
+
+
+def wandb_has_credentials() -> bool:
+    """Whether W&B would find credentials for its configured server without prompting: WANDB_API_KEY,
+    an identity token file, `wandb login`'s netrc entry, or a key in its settings. W&B's own lookup is
+    used so that every way a user can log in counts, the way `wandb.init` would see it."""
+    try:
+        from wandb.errors import AuthenticationError
+        from wandb.sdk import wandb_setup
+        from wandb.sdk.lib import wbauth
+    except ImportError:  # older wandb kept the same lookup in sdk.lib.apikey
+        from wandb.sdk.lib import apikey
+
+        return bool(apikey.api_key())
+    try:
+        found = wbauth.authenticate_session(host=wandb_setup.singleton().settings.base_url, source="scaling",
+                                            prompt=False, update_session=False)
+    except AuthenticationError:
+        return True  # a key is there but malformed: going online lets W&B say what is wrong with it
+    return found is not None
+
+
+def wandb_entity() -> str | None:
+    """$WANDB_ENTITY, else the default entity of the account the credentials belong to (a network call)."""
+    if os.environ.get("WANDB_ENTITY"):
+        return os.environ["WANDB_ENTITY"]
+    import wandb
+
+    return wandb.Api().default_entity
+
+
+def wandb_settings(setting: str):
+    """wandb.Settings for a `wandb=` value: console capture and system metrics unless switched off."""
+    import wandb
+
+    chosen = parse_wandb(setting)
+    return wandb.Settings(console="auto" if chosen.console else "off", x_disable_stats=not chosen.stats)
 
 
 class WandbTracker:
@@ -44,19 +110,22 @@ class WandbTracker:
     default; flops is logged with every row so any chart can switch its x-axis to it."""
 
     def __init__(self, run_dir: str, *, mode: str, project: str, run_id: str, name: str, group: str | None,
-                 tags: list[str] | None = None):
+                 tags: list[str] | None = None, setting: str | None = None):
         self.run_dir, self.mode, self.project = run_dir, mode, project
         self.run_id, self.name, self.group, self.tags = run_id, name, group, tags or []
-        self.run = None
+        self.setting = setting  # the `wandb=` value; None: the one in the run record given to start()
+        self.run, self.record = None, {}
 
     def start(self, config: dict) -> None:
         import wandb
 
         os.environ.setdefault("WANDB_SILENT", "true")
+        self.record = config
+        setting = self.setting or config.get("config", {}).get("wandb") or "auto"
         self.run = wandb.init(
             project=self.project, id=self.run_id, name=self.name, group=self.group, tags=self.tags,
             config=wandb_config(config), dir=self.run_dir, mode=self.mode, resume="allow", job_type="train",
-            settings=wandb.Settings(console="off", x_disable_stats=True),
+            settings=wandb_settings(setting),
         )
         for axis in ("tokens", "flops", "step"):
             self.run.define_metric(axis, hidden=False)
@@ -81,8 +150,30 @@ class WandbTracker:
         for key, value in summary.items():
             if isinstance(value, (int, float, str, bool)) or value is None:
                 self.run.summary[key] = value
+        if summary.get("status") == "complete":
+            self.run.log_artifact(self.result_artifact(summary))
         self.run.finish(exit_code=0 if summary.get("status") == "complete" else 1)
         self.run = None
+
+    def result_artifact(self, summary: dict):
+        """The finished run's record and summary as an artifact (`run-<run_id>`), so an analysis run can
+        declare the runs it read as its inputs and W&B draws the lineage from sweep to report."""
+        import wandb
+
+        artifact = wandb.Artifact(run_artifact_name(self.run_id), type=RUN_ARTIFACT_TYPE,
+                                  metadata={k: summary.get(k) for k in ("params", "tokens", "flops", "eval_loss")})
+        with artifact.new_file("summary.json") as fh:
+            json.dump(summary, fh, indent=1, default=str)
+        with artifact.new_file("record.json") as fh:
+            json.dump(self.record, fh, indent=1, default=str)
+        return artifact
+
+
+RUN_ARTIFACT_TYPE = "run-result"
+
+
+def run_artifact_name(run_id: str) -> str:
+    return f"run-{run_id}"
 
 
 class Trackers:

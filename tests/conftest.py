@@ -3,6 +3,14 @@ import time
 
 import pytest
 
+# submitit configures logging as it is imported, which closes every handler that exists then; absl's
+# (JAX's logger) closes its stream, pytest's captured stderr, and the capture fails at teardown. Imported
+# first, before absl has a handler, it closes nothing.
+try:
+    import submitit  # noqa: F401
+except ImportError:
+    pass
+
 # Tests never talk to W&B's servers, whatever the developer's shell has set.
 os.environ.pop("WANDB_API_KEY", None)
 os.environ["WANDB_MODE"] = "offline"

@@ -13,8 +13,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # but `scaling.errors`, so a notebook can use it on any table.
 LAYERS = (
     ("base", ("scaling", "scaling.errors", "scaling.display")),
-    ("core", ("scaling.config", "scaling.family", "scaling.model", "scaling.data", "scaling.hardware",
-              "scaling.track", "scaling.preempt")),
+    ("core", ("scaling.config", "scaling.family", "scaling.model", "scaling.data", "scaling.prepare",
+              "scaling.hardware", "scaling.track", "scaling.preempt")),
     ("engines", ("scaling.train", "scaling.laws", "scaling.runs")),
     ("workflows", ("scaling.sweep", "scaling.report")),
     ("commands", ("scaling.commands",)),

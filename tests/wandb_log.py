@@ -8,7 +8,8 @@ import os
 
 
 def read_offline_run(path: str) -> dict:
-    """What an offline W&B run recorded: {"config", "summary", "history", "group", "name", "id"}.
+    """What an offline W&B run recorded: {"config", "summary", "history", "group", "name", "id",
+    "artifacts" (name, type, metadata, the files of its manifest), "stats" (system-metrics samples)}.
 
     Reads the run's `.wandb` transaction log (W&B's header, then LevelDB-log framed protobuf
     `Record`s) so a run can be checked before, or without, `wandb sync`."""
@@ -44,7 +45,8 @@ def read_offline_run(path: str) -> dict:
         elif kind == 4:  # LAST
             payloads.append(pending + chunk)
             pending = b""
-    out = {"config": {}, "summary": {}, "history": [], "group": None, "name": None, "id": None}
+    out = {"config": {}, "summary": {}, "history": [], "group": None, "name": None, "id": None, "artifacts": [],
+           "stats": 0}
     for payload in payloads:
         record = pb.Record()
         try:
@@ -60,6 +62,15 @@ def read_offline_run(path: str) -> dict:
         elif which == "history":
             out["history"].append({i.key or "/".join(i.nested_key): json.loads(i.value_json)
                                    for i in record.history.item})
+            continue
+        elif which == "artifact":
+            art = record.artifact
+            out["artifacts"].append({"name": art.name, "type": art.type, "metadata": json.loads(art.metadata or "{}"),
+                                     "files": sorted(e.path for e in art.manifest.contents),
+                                     "local_paths": {e.path: e.local_path for e in art.manifest.contents}})
+            continue
+        elif which == "stats":
+            out["stats"] += 1
             continue
         elif which == "summary":
             for i in record.summary.update:

@@ -60,3 +60,21 @@ def check_output_dir(path: str, flag: str) -> None:
         raise UsageError(f"{flag} {path}: {probe} is a file, so no folder can be made under it")
     if not os.access(probe, os.W_OK):
         raise UsageError(f"{flag} {path}: {probe} is not writable")
+
+
+def refresh_index(home, sweep_id: str | None = None) -> None:
+    """Bring the index up to date with the run directories that tasks of other engines wrote (Ray,
+    SLURM with a task per point, W&B agents sharing the home), so every command that reads it counts the
+    same runs whichever engine ran them. A home with no index yet, or one that cannot be written (a
+    read-only mount), is read as it stands."""
+    import os
+
+    from scaling.runs import RunHome, StorageError
+
+    home = RunHome.of(home)
+    if not os.path.exists(home.db_path):
+        return
+    try:
+        home.refresh_from_files(sweep_id)
+    except StorageError:
+        pass

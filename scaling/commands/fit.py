@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from scaling.commands.common import check_output_file
+from scaling.commands.common import check_output_file, refresh_index
 from scaling.display import number
 from scaling.errors import UsageError
 
@@ -58,6 +58,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--bootstrap-starts", choices=("warm", "grid"), default="warm",
                    help="starts per resample: the full-data optima (warm, default) or the whole start grid (slow)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--metric", choices=("loss", "bpb"), default="loss",
+                   help="fit the eval loss in nats/token (default) or in bits per byte (the eval_bpb column; "
+                        "comparable across tokenizers)")
     p.add_argument("--params-column", default="params", metavar="COL",
                    help="column used as N (default params, embeddings included; e.g. params_nonembed)")
     p.set_defaults(func=run)
@@ -90,6 +93,7 @@ def _source(args) -> tuple:
 
         home = RunHome(args.home)
         require_sweep(home, args.sweep)
+        refresh_index(home, args.sweep)
         # Approach 1 reads every evaluated checkpoint, the others each run's final loss.
         return runs_table(home, args.sweep, steps=args.law == "envelope"), sweep_exclusions(home, args.sweep)
     if not args.runs:
@@ -111,18 +115,18 @@ def run(args) -> int:
     source, excluded = _source(args)
     if excluded and not len(source):
         raise UsageError(f"sweep {args.sweep} has no completed run to fit ({describe_dropped(excluded)})")
-    table = load_runs(source, params_column=args.params_column,
+    table = load_runs(source, params_column=args.params_column, metric=args.metric,
                       best_of=[c for c in args.best_of.split(",") if c.strip()])
     table = table.with_frame(table.frame, **excluded)  # the sweep's runs the table left out count as dropped
     options = {"bootstrap_starts": args.bootstrap_starts} if args.law not in ("isoflop", "envelope") else {}
     result = fit(table, args.law, huber_delta=args.huber_delta, bootstrap=args.bootstrap, seed=args.seed,
                  budgets=budgets, holdout=args.holdout, **options)
-    text = json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n"
+    text = json.dumps({**result.to_json(), "metric": args.metric}, indent=2, allow_nan=False) + "\n"
     if args.json == "-":  # the JSON alone on stdout, for a pipe; the readable summary goes to stderr
-        print(render(result, table.source), file=sys.stderr)
+        print(render(result, table.source, table.metric), file=sys.stderr)
         sys.stdout.write(text)
         return 0
-    print(render(result, table.source))
+    print(render(result, table.source, table.metric))
     if args.json:
         write_atomic(args.json, text)
         print(f"wrote {args.json}")
@@ -141,14 +145,15 @@ def _rows(rows, header) -> list[str]:
     return [line(header), *(line(r) for r in rows)]
 
 
-def render(result, source: str) -> str:
+def render(result, source: str, metric: str = "loss") -> str:
     """A readable summary of any law's fit: method, estimates with 95% intervals, the law's own
     tables, the compute-optimal choice at the requested budgets, and findings."""
     from scaling.laws.table import describe_dropped
 
     lines = [f"{result.law}: {result.title}",
              f"{source}: {result.n_points} points used, {sum(result.dropped.values())} dropped"
-             f" ({describe_dropped(result.dropped)})", result.method(), ""]
+             f" ({describe_dropped(result.dropped)})"
+             + ("; loss = eval bits per byte (eval_bpb)" if metric == "bpb" else ""), result.method(), ""]
     lines += _rows([(e.name, e.value, _ci(e.ci95)) for e in result.estimates()],
                    ("parameter", "value", "95% interval"))
     for table in result.details():

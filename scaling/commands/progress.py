@@ -33,7 +33,8 @@ def print_summary(s: dict) -> None:
         ("N params", f"{s['params']:,}  (non-embedding {s['params_nonembed']:,})"),
         ("D tokens", f"{s['tokens']:,}  ({number(s['epochs'], 3)} epochs of {s['corpus']})"),
         ("C flops", f"6ND = {number(s['flops'])}   model = {number(s['flops_model'])}"),
-        ("eval loss", f"{number(s['eval_loss'])} nats/token   (train {number(s['train_loss'])})"),
+        ("eval loss", f"{number(s['eval_loss'])} nats/token   (train {number(s['train_loss'])})"
+                      + (f"   {number(s['eval_bpb'])} bits/byte" if s.get("eval_bpb") is not None else "")),
         ("unigram H", f"{number(s['unigram_entropy'])} nats/token  (the loss of a model that ignores context)"),
         ("speed", f"{s['tokens_per_s']:,.0f} tokens/s   MFU {100 * (s['mfu'] or 0):.1f}% of "
                   f"{s['ceiling_flops'] / 1e9:.0f} GFLOP/s"),

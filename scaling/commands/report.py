@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import sys
 
-from scaling.commands.common import add_home, check_output_dir
+from scaling.commands.common import add_home, check_output_dir, refresh_index
 from scaling.errors import UsageError
 
 
@@ -16,6 +16,9 @@ def add_parser(sub) -> None:
     p.add_argument("--sweep", help="the sweep whose finished runs to use")
     p.add_argument("--out", required=True, help="output directory (index.html, report.md, fit.json, figures/)")
     p.add_argument("--bootstrap", type=int, help="bootstrap resamples (default: the spec's, 1000)")
+    p.add_argument("--metric", choices=("loss", "bpb"),
+                   help="fit and plot the eval loss in nats/token (default) or in bits per byte (runs of "
+                        "different tokenizers; the spec's `metric`)")
     p.add_argument("--wandb", default="auto", choices=("auto", "off", "offline", "online"),
                    help="log figures and tables to a W&B analysis run (default: offline without an API key)")
     add_home(p)
@@ -36,10 +39,12 @@ def run(args) -> int:
     if args.bootstrap is not None and args.bootstrap < 0:
         raise UsageError(f"--bootstrap {args.bootstrap}: must be 0 or more resamples")
     check_output_dir(args.out, "--out")
-    spec = report.ReportSpec.load(spec_path, sweep=args.sweep, bootstrap=args.bootstrap)
+    spec = report.ReportSpec.load(spec_path, sweep=args.sweep, bootstrap=args.bootstrap, metric=args.metric)
     csv = csv or spec.runs
     if csv is None and spec.sweep is None:
         raise UsageError("give --sweep SWEEP, a RUNS.csv, or a spec that names one")
+    if csv is None:
+        refresh_index(args.home, spec.sweep)
     made = report.build(spec, args.out, home=args.home, csv=csv, wandb=args.wandb,
                         progress=lambda m: print(m, file=sys.stderr))
     files = made.files

@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 import sys
 
-from scaling.commands.common import add_home, check_output_file
+from scaling.commands.common import add_home, check_output_file, refresh_index
 
 
 def add_parser(sub) -> None:
@@ -15,35 +15,32 @@ def add_parser(sub) -> None:
     p.add_argument("--csv", metavar="FILE", help="write the table (CSV; .parquet by extension; - for stdout)")
     p.add_argument("--steps", action="store_true", help="one row per evaluated checkpoint, with `step`")
     p.add_argument("--reindex", action="store_true", help="rebuild the SQLite index from the run directories first")
+    p.add_argument("--from-wandb", metavar="ENTITY/PROJECT[/SWEEP_ID]",
+                   help="read the finished runs from W&B's API instead of the run home (runs that `wandb agent` "
+                        "trained on other machines); with --csv, the table `fit` and `report` read")
     add_home(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from scaling.runs import RunHome, runs_table, write_atomic
+    from scaling.runs import RunHome, runs_table
     from scaling.sweep import require_sweep
 
-    home = RunHome(args.home)
     if args.csv:
         check_output_file(args.csv, "--csv")
+    if args.from_wandb is not None:
+        return _from_wandb(args)
+    home = RunHome(args.home)
     if args.reindex:
         counts = home.reindex()
         print(f"reindexed {home.root}: {counts['runs']} run dirs, {counts['sweeps']} sweep(s) restored, "
               f"{counts['reset']} reset to pending, {counts['dropped']} dropped", file=sys.stderr)
     if args.sweep is not None:
         require_sweep(home, args.sweep)
+    refresh_index(home, args.sweep)
     table = runs_table(home, sweep_id=args.sweep, steps=args.steps)
     if args.csv:
-        if args.csv == "-":
-            table.to_csv(sys.stdout, index=False)
-        elif args.csv.endswith(".parquet"):
-            buffer = io.BytesIO()
-            table.to_parquet(buffer, index=False)
-            write_atomic(args.csv, buffer.getvalue())
-        else:
-            write_atomic(args.csv, table.to_csv(index=False))
-        if args.csv != "-":
-            print(f"wrote {len(table)} rows to {args.csv}", file=sys.stderr)
+        _write(table, args.csv)
         return 0
     if table.empty:
         print("no completed runs" + (f" in sweep {args.sweep}" if args.sweep else "") + f" in {home.root}",
@@ -55,3 +52,40 @@ def run(args) -> int:
     print(table[shown].to_string(index=False, formatters=fmt))
     print(f"({len(table)} rows; --csv FILE for all columns)", file=sys.stderr)
     return 0
+
+
+def _from_wandb(args) -> int:
+    from scaling.errors import UsageError
+    from scaling.runs.wandb_import import parse_wandb_path, wandb_runs_table
+
+    for flag, given in (("--sweep", args.sweep), ("--steps", args.steps), ("--reindex", args.reindex)):
+        if given:
+            raise UsageError(f"{flag} does not apply to --from-wandb (give the sweep as ENTITY/PROJECT/SWEEP_ID; "
+                             f"W&B runs give final losses only)")
+    parse_wandb_path(args.from_wandb)  # a malformed path is refused before wandb is imported
+    table, left_out = wandb_runs_table(args.from_wandb)
+    skipped = ", ".join(f"{n} {why}" for why, n in sorted(left_out.items()))
+    print(f"{args.from_wandb}: {len(table)} finished runs" + (f" ({skipped} left out)" if skipped else ""),
+          file=sys.stderr)
+    if args.csv:
+        _write(table, args.csv)
+    elif not table.empty:
+        fmt = {"flops": "{:.3g}".format, "loss": "{:.4f}".format, "lr": "{:.3g}".format}
+        print(table[["run_id", "sweep_id", "params", "tokens", "flops", "loss", "lr"]].to_string(index=False,
+                                                                                                formatters=fmt))
+    return 0
+
+
+def _write(table, path: str) -> None:
+    from scaling.runs import write_atomic
+
+    if path == "-":
+        table.to_csv(sys.stdout, index=False)
+        return
+    if path.endswith(".parquet"):
+        buffer = io.BytesIO()
+        table.to_parquet(buffer, index=False)
+        write_atomic(path, buffer.getvalue())
+    else:
+        write_atomic(path, table.to_csv(index=False))
+    print(f"wrote {len(table)} rows to {path}", file=sys.stderr)

@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from scaling.commands.common import add_home, positive_float, positive_int
+from scaling.commands.common import add_home, positive_float, positive_int, refresh_index
 from scaling.display import duration, number
 from scaling.errors import UsageError
 
@@ -16,6 +16,8 @@ examples:
   scaling sweep agent SWEEP                      # run it here; start more agents to share the work
   scaling sweep status SWEEP                     # counts, runs in flight, ETA
   scaling sweep slurm SWEEP --parallel 8 --partition gpu --gpus 1 --time 120
+  scaling sweep slurm SWEEP --per-point --array-parallelism 16 --gpus 1   # no SQLite locks on the nodes
+  scaling sweep ray SWEEP --address auto --gpus-per-run 1                 # on a Ray cluster
   scaling runs --sweep SWEEP --csv runs.csv      # the table `scaling fit` reads
 Online instead (W&B's server chooses the points, same file):
   wandb sweep sweeps/demo.yaml && wandb agent ENTITY/PROJECT/ID
@@ -101,7 +103,6 @@ def cmd_agents(args) -> int:
 
 # ---- status ---------------------------------------------------------------------------------------
 def cmd_status(args) -> int:
-    from scaling import sweep
     from scaling.runs import STATUSES, RunHome
 
     home = RunHome(args.home)
@@ -109,35 +110,55 @@ def cmd_status(args) -> int:
         found = home.sweeps()
         if not found:
             print(f"no sweeps in {home.root}", file=sys.stderr)
+        refresh_index(home)
         for s in found:
             counts = home.sweep_counts(s["sweep_id"])
             text = ", ".join(f"{counts[k]} {k}" for k in STATUSES if counts.get(k))
             print(f"{s['sweep_id']:<28} {time.strftime('%Y-%m-%d %H:%M', time.localtime(s['created']))}  {text}")
         return 0
-    st = sweep.sweep_status(home, args.sweep)
+    print_status(home, args.sweep)
+    return 0
+
+
+def print_status(home, sweep_id: str) -> None:
+    """The sweep's counts, runs in flight and problems, after reading in what other engines finished."""
+    from scaling import sweep
+    from scaling.runs import STATUSES
+
+    sweep.require_sweep(home, sweep_id)
+    refresh_index(home, sweep_id)
+    st = sweep.sweep_status(home, sweep_id)
     print(f"sweep {st.sweep_id} ({st.name}): {st.total} runs, "
           + ", ".join(f"{st.counts[k]} {k}" for k in STATUSES if st.counts.get(k)))
     print(f"  done {st.finished}/{st.runnable}; {st.agents} agent(s) active; "
           f"elapsed {duration(time.time() - st.created)}; "
           f"ETA {duration(st.eta_s) if st.eta_s is not None else '? (no finished run to time yet)'}"
-          + ("" if st.agents or not (st.runnable - st.finished) else " (if one agent runs)"))
+          + ("" if st.agents or st.held or not (st.runnable - st.finished) else " (if one agent runs)"))
     now = time.time()
     for r in st.current:
         p = r.progress or {}
         step = f"step {p.get('step', 0)}/{p.get('steps') or '?'}" if p.get("step") else "starting"
         print(f"  running {r.run_id}  {step}  loss {number(p.get('loss'))}  by {r.claimed_by}"
               f"  lease {r.lease_until - now:.0f} s" + (f"  attempt {r.attempts}" if r.attempts > 1 else ""))
+    for r in st.held:
+        p = r.progress or {}
+        step = f"step {p.get('step', 0)}/{p.get('steps') or '?'}  loss {number(p.get('loss'))}" if p.get("step") \
+            else "queued or starting"
+        print(f"  running {r.run_id}  {step}  task of {r.claimed_by}")
     for run_id in st.stale:
         print(f"  stale   {run_id}: its agent stopped renewing the lease; the next agent takes it over")
     for r in st.problems:
         print(f"  {r.status:<7} {r.run_id}: {r.reason}")
-    return 0
 
 
 # ---- slurm ----------------------------------------------------------------------------------------
 def cmd_slurm(args) -> int:
     from scaling.sweep import slurm
 
+    if args.per_point:
+        return _slurm_per_point(args)
+    if args.array_parallelism is not None:
+        raise UsageError("--array-parallelism goes with --per-point (agents: --parallel K)")
     jobs = slurm.submit_agents(
         args.home, args.sweep, parallel=args.parallel, executor=args.executor, partition=args.partition,
         time_min=args.time, gpus=args.gpus, cpus=args.cpus, mem_gb=args.mem, account=args.account,
@@ -157,6 +178,70 @@ def cmd_slurm(args) -> int:
     return 1 if bad else 0
 
 
+def _slurm_per_point(args) -> int:
+    from scaling.runs import RunHome
+    from scaling.sweep import slurm
+
+    if args.parallel != 1 or args.count is not None or args.isolate:
+        raise UsageError("--parallel, --count and --isolate are for agents; --per-point submits one task per "
+                         "free point (limit how many run at once with --array-parallelism K)")
+    jobs, runs = slurm.submit_points(
+        args.home, args.sweep, array_parallelism=args.array_parallelism, executor=args.executor,
+        partition=args.partition, time_min=args.time, gpus=args.gpus, cpus=args.cpus, mem_gb=args.mem,
+        account=args.account, qos=args.qos, wandb=args.wandb, folder=args.logs)
+    if not jobs:
+        print(f"nothing to submit: no free point in sweep {args.sweep}", file=sys.stderr)
+        print_status(RunHome(args.home), args.sweep)
+        return 0
+    first = str(jobs[0].job_id).split("_")[0]
+    print(f"submitted {len(jobs)} point(s) as array tasks ({args.executor}): {first}"
+          + (f" .. {jobs[-1].job_id}" if len(jobs) > 1 else ""), file=sys.stderr)
+    print(f"  logs in {slurm.log_folder(args.home, args.logs)}; progress: scaling sweep status {args.sweep}",
+          file=sys.stderr)
+    if not args.wait:
+        return 0
+    outcomes = slurm.wait(jobs)
+    for run, o in zip(runs, outcomes):
+        status = o.get("status") or (o["error"] and "error")
+        print(f"  {run.run_id} (task {o['job_id']}): " + (f"failed: {o['error']}" if o["error"] else status),
+              file=sys.stderr)
+    print_status(RunHome(args.home), args.sweep)
+    return 1 if any(o["error"] for o in outcomes) else 0
+
+
+# ---- ray ------------------------------------------------------------------------------------------
+def cmd_ray(args) -> int:
+    from scaling.runs import RunHome
+    from scaling.sweep.ray_engine import run_on_ray
+
+    overrides = {"wandb": args.wandb} if args.wandb else {}
+    results = run_on_ray(args.home, args.sweep, address=args.address, cpus_per_run=args.cpus_per_run,
+                         gpus_per_run=args.gpus_per_run, max_concurrent=args.max_concurrent,
+                         max_retries=args.max_retries, lease_s=args.lease, max_attempts=args.max_attempts,
+                         overrides=overrides, on_event=None if args.quiet else _ray_line)
+    print(f"ray: {len(results)} task(s) ended", file=sys.stderr)
+    print_status(RunHome(args.home), args.sweep)
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
+def _ray_line(event) -> None:
+    """One line per task submitted and per task ended (many run at once: no live single-run display)."""
+    kind = type(event).__name__
+    if kind == "Claimed":
+        plan = event.run.plan or {}
+        print(f"[{event.done}/{event.total}] submitted {event.run.run_id}  {plan.get('shape', '')} "
+              f"N={plan.get('params', 0):,} D={plan.get('tokens', 0):,}"
+              + ("  (resuming)" if event.run.resumed else ""), file=sys.stderr, flush=True)
+    elif kind == "Finished":
+        r = event.result
+        loss = (r.summary or {}).get("eval_loss")
+        print(f"[{event.done}/{event.total}] {r.run_id} {r.status}" + (f"  eval {number(loss)}" if loss is not None
+                                                                       else "")
+              + f"  {r.wall_s:.1f} s" + (f"  {r.reason}" if r.reason else ""), file=sys.stderr, flush=True)
+    elif kind == "Stopped":
+        print(f"ray: {event.reason}", file=sys.stderr, flush=True)
+
+
 # ---- parsers --------------------------------------------------------------------------------------
 def _agent_options(p) -> None:
     p.add_argument("--count", type=positive_int, help="stop after this many runs (default: until none is left)")
@@ -170,7 +255,7 @@ def _agent_options(p) -> None:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("sweep", help="sweeps: create from a W&B sweep spec, run agents, status, SLURM",
+    p = sub.add_parser("sweep", help="sweeps: create from a W&B sweep spec, run agents, status, SLURM, Ray",
                        description="Sweeps in W&B's sweep YAML format, run offline by local agents.",
                        epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_home(p)
@@ -230,6 +315,50 @@ def add_parser(sub) -> None:
                    help="local: run the tasks as processes here (for trying it out; default slurm)")
     q.add_argument("--logs", metavar="DIR", help="submitit's folder (default HOME/.slurm)")
     q.add_argument("--wait", action="store_true", help="wait for the tasks to end and report them")
+    q.add_argument("--per-point", action="store_true",
+                   help="one array task per free point, no SQLite lock on the nodes (any shared file system); "
+                        "a task warned before its time limit checkpoints and is requeued")
+    q.add_argument("--array-parallelism", type=positive_int, metavar="K",
+                   help="with --per-point: at most K tasks run at once (default: as SLURM allows)")
     _agent_options(q)
     add_home(q)
     q.set_defaults(func=cmd_slurm)
+
+    q = ssub.add_parser("ray", help="the sweep's points as Ray tasks on a Ray cluster (optional extra)",
+                        description="Submit each free point as a Ray task with its resource request; Ray places "
+                                    "them, retries a task whose worker or node died (the run resumes from its "
+                                    "checkpoint). The run home must be on storage every node sees. Needs "
+                                    "pip install 'scaling-workbench[ray]'.")
+    q.add_argument("sweep", metavar="SWEEP")
+    q.add_argument("--address", help="the Ray cluster: auto, ray://HOST:10001, HOST:PORT (default: $RAY_ADDRESS, "
+                                     "else a Ray started on this machine)")
+    q.add_argument("--cpus-per-run", type=_count(0, strict=True), default=1.0, metavar="C",
+                   help="CPUs per task (default 1)")
+    q.add_argument("--gpus-per-run", type=_count(0), default=0.0, metavar="K", help="GPUs per task (default 0)")
+    q.add_argument("--max-concurrent", type=positive_int, metavar="M",
+                   help="tasks in flight at once (default: as many as the cluster's CPUs/GPUs hold now)")
+    q.add_argument("--max-retries", type=_count(0, whole=True), default=3, metavar="N",
+                   help="Ray re-executes a task whose worker or node died up to N times (default 3)")
+    q.add_argument("--lease", type=positive_float, default=60.0, metavar="SECONDS",
+                   help="the driver's claims on its runs, renewed every quarter of it (default 60)")
+    q.add_argument("--max-attempts", type=positive_int, default=3, metavar="N",
+                   help="a run whose driver died N times is marked failed (default 3)")
+    q.add_argument("--wandb", choices=("auto", "off", "offline", "online"), help="override the runs' W&B mode")
+    q.add_argument("--quiet", action="store_true", help="no line per task")
+    add_home(q)
+    q.set_defaults(func=cmd_ray)
+
+
+def _count(low: float, strict: bool = False, whole: bool = False):
+    """An argparse type: a number (a whole one with `whole`) above `low`, or at least `low`."""
+
+    def parse(text: str):
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a {'whole ' if whole else ''}number") from None
+        if value < low or (strict and value == low) or value != value:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be {'above' if strict else 'at least'} {low}")
+        return value
+
+    return parse

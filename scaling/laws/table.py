@@ -36,6 +36,7 @@ class RunsTable:
     dropped: Mapping[str, int]
     params_column: str = "params"
     source: str = "<DataFrame>"
+    metric: str = "loss"  # what `loss` holds: the eval loss in nats/token, or bits per byte ("bpb")
 
     @property
     def n_points(self) -> int:
@@ -85,7 +86,10 @@ def read_table(source) -> tuple[pd.DataFrame, str]:
     return frame, str(path)
 
 
-def load_runs(source, *, params_column: str = "params", best_of: Iterable[str] = ()) -> RunsTable:
+METRICS = {"loss": "loss", "bpb": "eval_bpb"}  # --metric -> the runs-table column fitted as `loss`
+
+
+def load_runs(source, *, params_column: str = "params", best_of: Iterable[str] = (), metric: str = "loss") -> RunsTable:
     """Read and validate a runs table (path, or DataFrame) into a `RunsTable`.
 
     Rows with a missing value in a needed column are dropped and counted; non-numeric, infinite or
@@ -96,6 +100,8 @@ def load_runs(source, *, params_column: str = "params", best_of: Iterable[str] =
         source: a CSV or Parquet path, or a DataFrame.
         params_column: the column used as N.
         best_of: hyperparameter columns to take the best loss over.
+        metric: "loss" (nats/token) or "bpb" (the `eval_bpb` column: bits per byte, comparable across
+            tokenizers), fitted as the loss.
     Returns:
         RunsTable: validated rows with params, tokens, flops, loss and a whole-run id.
     Raises:
@@ -107,6 +113,13 @@ def load_runs(source, *, params_column: str = "params", best_of: Iterable[str] =
     if n_input == 0:
         raise UsageError(f"runs table {name} has no rows")
     frame = raw.copy()
+    if metric not in METRICS:
+        raise UsageError(f"--metric {metric!r}: expected one of {', '.join(METRICS)}")
+    if metric != "loss":
+        if METRICS[metric] not in frame.columns:
+            raise UsageError(f"--metric {metric}: the runs table {name} has no {METRICS[metric]!r} column "
+                             f"(columns: {', '.join(map(str, raw.columns))})")
+        frame = frame.rename(columns={"loss": "loss_nats"}).rename(columns={METRICS[metric]: "loss"})
     if params_column != "params":
         if params_column not in frame.columns:
             raise UsageError(f"--params-column {params_column!r} is not a column of the runs table "
@@ -142,7 +155,7 @@ def load_runs(source, *, params_column: str = "params", best_of: Iterable[str] =
     frame["run"] = _run_ids(frame)
     table = RunsTable(frame=frame.reset_index(drop=True), n_input=n_input,
                       dropped={k: v for k, v in dropped.items() if v}, params_column=params_column,
-                      source=name)
+                      source=name, metric=metric)
     if not table.n_points:
         raise UsageError(f"runs table {name} has no usable rows ({table.n_dropped} dropped: "
                          f"{describe_dropped(table.dropped)})")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from scaling.report.fitting import Fits, fit_all
-from scaling.report.gather import ReportData, gather
+from scaling.report.gather import ReportData, gather, with_metric
 from scaling.report.render import ReportFiles, write_report
 from scaling.report.spec import ReportSpec, load_published
 from scaling.report.wandb_log import log_to_wandb
@@ -35,16 +35,17 @@ def build(spec: ReportSpec, out_dir: str, *, home: RunHome | str | None = None, 
         out_dir: where index.html, report.md, fit.json, runs.csv and figures/ go.
         home: the run home holding the sweep.
         csv: a runs table file to report on instead of a sweep.
-        wandb: auto (offline without an API key), online, offline or off.
+        wandb: auto (online when W&B has credentials, else offline), online, offline or off,
+            optionally with ,nostats / ,noconsole.
         progress: receives one line per fitting stage.
     Returns:
         The Report: the data, the fits, the files written and the W&B run's directory.
     """
-    data = gather(home, spec.sweep if csv is None else None, csv)
+    data = with_metric(gather(home, spec.sweep if csv is None else None, csv), spec.metric)
     fits = fit_all(data, spec, progress=progress)
     files = write_report(data, fits, spec, out_dir)
     mode = wandb_mode(wandb)
-    wandb_dir = log_to_wandb(files, spec, spec.sweep, mode) if mode is not None else None
+    wandb_dir = log_to_wandb(files, spec, spec.sweep, mode, setting=wandb) if mode is not None else None
     return Report(data, fits, files, mode, wandb_dir)
 
 

@@ -1,17 +1,23 @@
 """`scaling dashboard`: a saved W&B workspace for a sweep (wandb-workspaces): loss against FLOPs and
-tokens by model size, the isoFLOP view, and a parallel-coordinates view of N, D, C, lr and loss.
+tokens by model size, the isoFLOP view, and a parallel-coordinates view of N, D, C, lr and loss; with
+a report directory, also a W&B Report holding the report's figures and tables.
 
-Online (an API key and an entity) it saves the workspace and prints its URL; offline it writes the
-definition as JSON beside the report and says how to push it."""
+Online (W&B finds credentials; the entity is $WANDB_ENTITY or the account's default) it saves them
+and prints their URLs; offline it writes their definitions as JSON and says how to push them."""
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 
 import wandb_workspaces.reports.v2 as wr
 import wandb_workspaces.workspaces as ws
 
 from scaling.runs import write_atomic
+from scaling.track import wandb_entity, wandb_mode
+
+OFFLINE_ENTITY = "YOUR_ENTITY"  # a placeholder the user replaces, or a later online run fills in
 
 
 def build_workspace(sweep: str, entity: str, project: str = "scaling"):
@@ -41,15 +47,55 @@ def build_workspace(sweep: str, entity: str, project: str = "scaling"):
                         runset_settings=ws.RunsetSettings(filters=[ws.Metric("group") == sweep]))
 
 
-def dashboard(sweep: str, out_dir: str, project: str = "scaling", push: bool | None = None) -> dict:
-    """Save the workspace when W&B is reachable with a key, else write its definition."""
-    entity = os.environ.get("WANDB_ENTITY") or "YOUR_ENTITY"
+def report_spec(sweep: str, report_dir: str) -> dict:
+    """What the W&B Report of a `scaling report` directory holds, as plain data: its title, its text and
+    tables (report.md, image links removed) and the figure keys the sweep's analysis run logged."""
+    with open(os.path.join(report_dir, "report.md")) as fh:
+        markdown = fh.read()
+    title = next((line[2:].strip() for line in markdown.splitlines() if line.startswith("# ")), f"Sweep {sweep}")
+    # Image links point into the report folder, which W&B cannot see; the figure panels show them instead.
+    body = re.sub(r"^!\[[^\]]*\]\([^)]*\)[ \t]*\n?", "", markdown, flags=re.M)
+    body = "\n".join(line for line in body.splitlines() if not line.startswith("# ")).strip() + "\n"
+    figures = sorted(os.path.splitext(os.path.basename(p))[0]
+                     for p in glob.glob(os.path.join(report_dir, "figures", "*.png")))
+    return {"title": title, "sweep": sweep,
+            "description": f"scaling report of sweep {sweep} (from {os.path.basename(os.path.abspath(report_dir))})",
+            "runset": {"JobType": "analysis", "Group": sweep},
+            "figures": [f"figures/{name}" for name in figures], "markdown": body}
+
+
+def build_report(spec: dict, entity: str, project: str = "scaling"):
+    """The W&B Report of a report_spec: a panel per figure of the analysis run, then the text and tables.
+    (wandb-workspaces looks the project up while serializing one, so it is only built to be saved.)"""
+    analysis = wr.Runset(entity=entity, project=project, name=f"analysis of {spec['sweep']}",
+                         filters=[ws.Metric(k) == v for k, v in spec["runset"].items()])
+    panels = [wr.MediaBrowser(title=key.split("/", 1)[1].replace("_", " "), media_keys=[key], num_columns=1)
+              for key in spec["figures"]]
+    return wr.Report(entity=entity, project=project, title=spec["title"], description=spec["description"],
+                     blocks=[wr.PanelGrid(runsets=[analysis], panels=panels), wr.MarkdownBlock(text=spec["markdown"])])
+
+
+def dashboard(sweep: str, out_dir: str, project: str = "scaling", push: bool | None = None,
+              report_dir: str | None = None) -> dict:
+    """Save the workspace (and the Report of `report_dir`) when W&B has credentials, else write their
+    definitions into out_dir: the workspace's own model, and the Report's spec (wandb-workspaces cannot
+    serialize a Report without reaching W&B)."""
+    online = push if push is not None else wandb_mode("auto") == "online"
+    entity = (wandb_entity() if online else os.environ.get("WANDB_ENTITY")) or OFFLINE_ENTITY
     workspace = build_workspace(sweep, entity, project)
     os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, f"workspace-{sweep}.json")
-    write_atomic(path, json.dumps(json.loads(workspace._to_model().model_dump_json()), indent=1))
-    online = push if push is not None else bool(os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_ENTITY"))
+    out = {"saved": online, "entity": entity, "definition": os.path.join(out_dir, f"workspace-{sweep}.json")}
+    write_atomic(out["definition"], json.dumps(json.loads(workspace._to_model().model_dump_json()), indent=1))
+    spec = report_spec(sweep, report_dir) if report_dir is not None else None
+    if spec is not None:
+        out["report_definition"] = os.path.join(out_dir, f"report-{sweep}.json")
+        write_atomic(out["report_definition"], json.dumps(spec | {"entity": entity, "project": project}, indent=1))
     if not online:
-        return {"saved": False, "definition": path}
+        return out
     workspace.save()
-    return {"saved": True, "definition": path, "url": workspace.url}
+    out["url"] = workspace.url
+    if spec is not None:
+        report = build_report(spec, entity, project)
+        report.save()
+        out["report_url"] = report.url
+    return out

@@ -56,7 +56,7 @@ def fig_training_curves(data: ReportData, fits: Fits, published: dict, ax):
         ax.legend(loc="upper right")
     ax.set_xscale("log")
     ax.set_xlabel("training FLOPs C = 6ND at each evaluation")
-    ax.set_ylabel("eval loss (nats/token)")
+    ax.set_ylabel(f"eval loss ({data.loss_unit})")
     ax.set_title("Training curves by model size, with the compute frontier")
     ax.figure.colorbar(mapper, ax=ax, label="parameters N")
 
@@ -79,7 +79,7 @@ def fig_isoflop(data: ReportData, fits: Fits, published: dict, ax):
             ax.plot([prof.n_opt], [prof.loss_opt], "*" if prof.interior else "x", ms=12, color=color, mec="k")
     ax.set_xscale("log")
     ax.set_xlabel("parameters N")
-    ax.set_ylabel("final eval loss (nats/token)")
+    ax.set_ylabel(f"final eval loss ({data.loss_unit})")
     ax.set_title("IsoFLOP profiles: parabolas in log N and their minima (x: outside the sampled sizes)")
     ax.legend(fontsize=7)
 
@@ -157,7 +157,7 @@ def fig_residuals(data: ReportData, fits: Fits, published: dict, axes):
     ax.scatter(obs, pred, c=mapper.to_rgba(runs["params"].to_numpy()), edgecolors="k", s=30)
     lims = [min(obs.min(), pred.min()) * 0.98, max(obs.max(), pred.max()) * 1.02]
     ax.plot(lims, lims, "k:", lw=1)
-    ax.set_xlabel("observed eval loss")
+    ax.set_xlabel(f"observed eval loss ({data.loss_unit})")
     ax.set_ylabel("predicted by fitted L(N, D)")
     ax.set_title("Predicted against observed")
     ax = axes[1]
@@ -180,7 +180,7 @@ def fig_holdout(data: ReportData, fits: Fits, published: dict, ax):
     h = fits.holdout.holdout
     ax.set_xscale("log")
     ax.set_xlabel("parameters N")
-    ax.set_ylabel("final eval loss (nats/token)")
+    ax.set_ylabel(f"final eval loss ({data.loss_unit})")
     ax.set_title(f"Held-out largest budget: mean |error| {100 * h.mean_abs_rel_error:.2f}% over {h.n} runs")
     ax.legend(fontsize=7)
 

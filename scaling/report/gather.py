@@ -24,6 +24,36 @@ class ReportData:
     steps: pd.DataFrame | None = None  # one row per evaluated checkpoint (training curves)
     excluded: list[ExcludedRun] = field(default_factory=list)
     source: str = ""
+    metric: str = "loss"  # what the `loss` columns hold: eval loss in nats/token, or bits per byte ("bpb")
+
+    @property
+    def loss_unit(self) -> str:
+        return "bits/byte" if self.metric == "bpb" else "nats/token"
+
+
+def with_metric(data: ReportData, metric: str) -> ReportData:
+    """The report on another metric: for "bpb", `loss` becomes each run's eval_bpb (bits per byte,
+    comparable across tokenizers; nats/token kept as `loss_nats`), and runs without one are left out
+    with the reason."""
+    if metric == "loss":
+        return data
+    if "eval_bpb" not in data.runs.columns:
+        raise UsageError("metric bpb: the runs have no eval_bpb column (runs made before bits per byte were "
+                         "recorded, or a table without it)")
+    kept, dropped = [], []
+    for frame in (data.runs, data.steps):
+        if frame is None:
+            kept.append(None)
+            continue
+        has = pd.to_numeric(frame["eval_bpb"], errors="coerce").notna()
+        dropped.append(frame[~has])
+        kept.append(frame[has].rename(columns={"loss": "loss_nats"}).rename(columns={"eval_bpb": "loss"})
+                    .reset_index(drop=True))
+    why = "no bits per byte (its corpus records no text bytes: a bare token file or a synthetic corpus)"
+    excluded = data.excluded + [ExcludedRun(str(r), "complete", why) for r in dropped[0].get("run_id", [])]
+    if not len(kept[0]):
+        raise UsageError(f"metric bpb: none of the runs has bits per byte ({why})")
+    return ReportData(runs=kept[0], steps=kept[1], excluded=excluded, source=data.source, metric=metric)
 
 
 def gather(home: RunHome | str | None, sweep: str | None = None, csv: str | None = None) -> ReportData:

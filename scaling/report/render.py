@@ -39,8 +39,8 @@ figcaption{color:#555;font-size:13px}.headline{background:#f3f8ff;border-left:4p
 .note{color:#666;font-size:12px}"""
 
 
-def fit_json(fits: Fits) -> dict:
-    out = {law: res.to_json() for law, res in fits.results.items()}
+def fit_json(fits: Fits, metric: str = "loss") -> dict:
+    out = {"metric": metric, **{law: res.to_json() for law, res in fits.results.items()}}
     if fits.holdout is not None:
         out["holdout_check"] = fits.holdout.to_json()
     if fits.errors:
@@ -114,7 +114,7 @@ def write_report(data: ReportData, fits: Fits, spec: ReportSpec, out_dir: str,
         figures = draw_figures(data, fits, published, stage)
         staged = ReportFiles(stage, figures, headline(fits), report_tables(data, fits, published))
         write_atomic(staged.runs_csv, data.runs.to_csv(index=False))
-        write_atomic(staged.fit_json, json.dumps(fit_json(fits), indent=2) + "\n")
+        write_atomic(staged.fit_json, json.dumps(fit_json(fits, data.metric), indent=2) + "\n")
         errors = [f"{law}: {why}" for law, why in fits.errors.items()]
         write_atomic(staged.markdown, markdown(staged, data, spec, errors))
         write_atomic(staged.html, html_page(staged, data, spec, errors))
@@ -148,8 +148,14 @@ def _publish(stage: str, out_dir: str) -> None:
         os.replace(os.path.join(stage, name), os.path.join(out_dir, name))
 
 
+def _metric(data: ReportData) -> str:
+    if data.metric == "bpb":
+        return "final eval loss in bits per byte (eval_bpb), comparable across tokenizers"
+    return "final eval loss in nats/token"
+
+
 def markdown(written: ReportFiles, data: ReportData, spec: ReportSpec, errors: list[str]) -> str:
-    md = [f"# {spec.title}", "", f"Source: {data.source}. Laws: {', '.join(spec.laws)}.", ""]
+    md = [f"# {spec.title}", "", f"Source: {data.source}. Laws: {', '.join(spec.laws)}. Loss: {_metric(data)}.", ""]
     md += ["## Headline", ""] + [f"- {line}" for line in written.headline] + [""]
     if errors:
         md += ["Not fitted: " + "; ".join(errors), ""]
@@ -166,6 +172,7 @@ def html_page(written: ReportFiles, data: ReportData, spec: ReportSpec, errors: 
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{esc(spec.title)}</title>",
              f"<style>{CSS}</style></head><body><h1>{esc(spec.title)}</h1>",
              f"<p class='note'>Source: {esc(data.source)}. Laws: {esc(', '.join(spec.laws))}. "
+             f"Loss: {esc(_metric(data))}. "
              f"Bootstrap: {spec.bootstrap} resamples of whole runs, seed {spec.seed}.</p>",
              "<div class='headline'><b>Headline</b><ul>" + "".join(f"<li>{esc(x)}</li>" for x in written.headline)
              + "</ul></div>"]

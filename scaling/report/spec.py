@@ -30,6 +30,7 @@ class ReportSpec:
     huber_delta: float = 1e-3
     seed: int = 0
     published: str | None = None
+    metric: str = "loss"  # loss (nats/token) or bpb (bits per byte, for runs of different tokenizers)
 
     @classmethod
     def load(cls, path: str | None, **overrides) -> ReportSpec:
@@ -62,6 +63,8 @@ class ReportSpec:
         if not values.get("huber_delta", 1.0) > 0:
             raise UsageError(f"{where}: huber_delta={values['huber_delta']}: must be positive")
         values["holdout"] = _holdout(values.get("holdout", cls.holdout), where)
+        if values.get("metric", "loss") not in ("loss", "bpb"):
+            raise UsageError(f"{where}: metric={values['metric']!r}: allowed loss (nats/token) or bpb (bits per byte)")
         for key in ("title", "sweep", "runs", "published"):
             if values.get(key) is not None and not isinstance(values[key], str):
                 raise UsageError(f"{where}: {key}: expected text, got {values[key]!r}")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import sqlite3
 import time
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from scaling.errors import UsageError
-from scaling.runs.files import RunDir, StorageError, raise_storage_error, read_json, write_atomic
+from scaling.runs.files import RunDir, StorageError, last_metrics_row, raise_storage_error, read_json, write_atomic
 
 DEFAULT_HOME = "runs"
 
@@ -314,9 +315,11 @@ class RunHome:
         return rows[0][0]
 
     # ---- claims ------------------------------------------------------------------------------------
-    def claim(self, sweep_id: str, agent: str, lease_s: float, max_attempts: int = 3) -> IndexedRun | None:
+    def claim(self, sweep_id: str, agent: str, lease_s: float, max_attempts: int = 3,
+              among: list[str] | None = None) -> IndexedRun | None:
         """Take the next free run of a sweep for `agent`, or None. Runs left behind (interrupted, or
-        running under a lapsed lease) go first: they have checkpoints to resume from."""
+        running under a lapsed lease) go first: they have checkpoints to resume from. `among` limits the
+        choice to those run ids (an agent filling a pack with runs of one shape)."""
         now = time.time()
         with self.db() as conn:
             # A run whose agents keep dying (out of memory, say) would otherwise kill every agent in turn.
@@ -331,8 +334,9 @@ class RunHome:
                        status='pending'
                        OR (status='interrupted' AND (lease_until IS NULL OR lease_until < ?))
                        OR (status='running' AND lease_until < ?))
+                   AND (? IS NULL OR run_id IN (SELECT value FROM json_each(?)))
                    ORDER BY status='pending', seq, run_id LIMIT 1""",
-                (sweep_id, now, now)).fetchone()
+                (sweep_id, now, now, *(2 * [None if among is None else json.dumps(among)]))).fetchone()
             if row is None:
                 return None
             conn.execute(
@@ -365,6 +369,86 @@ class RunHome:
                    WHERE run_id=? AND claimed_by=? AND (? IS NULL OR (attempts=? AND lease_until IS NOT NULL))""",
                 (reason, time.time(), status, run_id, agent, token, token))
             return cur.rowcount == 1
+
+    # ---- runs held by an engine that schedules for itself ------------------------------------------
+    def hold(self, sweep_id: str, holder: str) -> list[IndexedRun]:
+        """Take every free run of a sweep for an engine that places and retries tasks itself (a SLURM
+        array with a task per point): like `claim`, but all at once and with no lease, since no process
+        stays behind to renew one and the tasks on the compute nodes never touch this index. Agents never
+        take a held run (`claim` takes only lapsed leases). A hold ends when the run's directory records
+        a finished result (`refresh_from_files`), with `release_held`, or with `reindex`. Each returned
+        row keeps the status it had before, so a failed submission can give it back."""
+        now = time.time()
+        with self.db() as conn:
+            rows = conn.execute(
+                """SELECT * FROM runs WHERE sweep_id=? AND (
+                       status='pending'
+                       OR (status='interrupted' AND (lease_until IS NULL OR lease_until < ?))
+                       OR (status='running' AND lease_until < ?))
+                   ORDER BY seq, run_id""", (sweep_id, now, now)).fetchall()
+            conn.executemany(
+                """UPDATE runs SET status='running', claimed_by=?, lease_until=NULL, attempts=attempts+1,
+                       progress=NULL, updated=? WHERE run_id=?""", [(holder, now, r["run_id"]) for r in rows])
+        return [IndexedRun.from_row(r, resumed=r["status"] != "pending", attempts=r["attempts"] + 1, claimed_by=holder)
+                for r in rows]
+
+    def release_held(self, holder: str, statuses: dict[str, str]) -> None:
+        """Give back runs `holder` took with `hold`, each with its earlier status (run id -> status)."""
+        now = time.time()
+        with self.db() as conn:
+            conn.executemany(
+                """UPDATE runs SET status=?, attempts=attempts-1, updated=?
+                   WHERE run_id=? AND claimed_by=? AND status='running' AND lease_until IS NULL""",
+                [(status, now, run_id, holder) for run_id, status in statuses.items()])
+
+    def refresh_from_files(self, sweep_id: str | None = None) -> int:
+        """Bring rows up to date with their run directories, for runs no agent holds a live lease on:
+        runs another engine trained (Ray or SLURM tasks, whose workers write only the run directory; a
+        `wandb agent` elsewhere sharing this home). A directory's finished result (complete, diverged,
+        failed) becomes its row's; an `interrupted` one does for a row still pending; a run an engine
+        holds gets its latest step as progress. Unlike `reindex` it is safe while agents run: a live
+        claim is never touched and a complete result is never replaced by less. Returns rows changed."""
+        query = "SELECT * FROM runs WHERE status != 'skipped'" + (" AND sweep_id=?" if sweep_id else "")
+        now = time.time()
+        changes = {}
+        for row in self.read(query, (sweep_id,) if sweep_id else ()):
+            run = IndexedRun.from_row(row)
+            if (run.lease_until or 0) > now or (run.status == "complete" and _complete_result(run.summary)):
+                continue
+            files = self.files(run.run_id)
+            found = files.read_summary()
+            status = (found or {}).get("status")
+            if status in ("complete", "diverged", "failed") and (status != run.status or _moved(run.summary, found)):
+                changes[run.run_id] = {"status": status, "summary": found}
+            elif status == "interrupted" and run.status == "pending":
+                changes[run.run_id] = {"status": status, "summary": found}
+            elif run.status == "running" and run.lease_until is None and run.claimed_by:
+                last = last_metrics_row(files.metrics)
+                progress = last and {"step": last.get("step"), "steps": (run.plan or {}).get("steps"),
+                                     "loss": last.get("loss"), "eval_loss": last.get("eval_loss")}
+                if progress and progress != run.progress:
+                    changes[run.run_id] = {"progress": progress}
+        if not changes:
+            return 0
+        with self.db() as conn:
+            for run_id, change in changes.items():
+                # Checked again inside the transaction: an agent may have claimed the run meanwhile.
+                now = time.time()
+                cur = conn.execute("SELECT status, summary, lease_until FROM runs WHERE run_id=?", (run_id,)).fetchone()
+                if cur is None or (cur["lease_until"] or 0) > now or (
+                        cur["status"] == "complete" and _complete_result(json.loads(cur["summary"] or "null"))):
+                    continue
+                if "progress" in change:
+                    conn.execute("UPDATE runs SET progress=?, updated=? WHERE run_id=?",
+                                 (json.dumps(change["progress"]), now, run_id))
+                else:
+                    summary = change["summary"]
+                    # A finished run's own reason wins; a failed one keeps the index's if its summary has none.
+                    conn.execute("""UPDATE runs SET status=?, summary=?, lease_until=NULL, updated=?,
+                                        reason=CASE WHEN ?='complete' THEN NULL ELSE COALESCE(?, reason) END
+                                    WHERE run_id=?""", (change["status"], json.dumps(summary), now, change["status"],
+                                                        summary.get("reason"), run_id))
+        return len(changes)
 
     # ---- fencing -----------------------------------------------------------------------------------
     def holds(self, run_id: str, fence: Fence | None) -> bool:
@@ -452,6 +536,18 @@ class RunHome:
                     conn.execute("DELETE FROM runs WHERE run_id=?", (row["run_id"],))
                     counts["dropped"] += 1
         return counts
+
+
+def _complete_result(summary: dict | None) -> bool:
+    """A finished run's result (as fence.is_result, which imports this module): never replaced by less."""
+    loss = (summary or {}).get("eval_loss")
+    return ((summary or {}).get("status") == "complete" and isinstance(loss, (int, float))
+            and not isinstance(loss, bool) and math.isfinite(loss))
+
+
+def _moved(indexed: dict | None, found: dict) -> bool:
+    """Whether a run directory's summary says more than its row: another session, step or result."""
+    return indexed is None or any(indexed.get(k) != found.get(k) for k in ("status", "step", "eval_loss", "wall_s"))
 
 
 def _current(row, fence: Fence) -> bool:

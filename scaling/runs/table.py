@@ -11,8 +11,8 @@ from scaling.runs.index import RunHome
 
 # The columns `scaling fit` reads (DESIGN.md "The runs table"), then context useful for filtering.
 RUN_COLUMNS = ["run_id", "sweep_id", "params", "params_nonembed", "tokens", "flops", "flops_model", "loss",
-               "train_loss", "lr", "batch_size", "seq_len", "seed", "status", "epochs", "d_model", "n_layers",
-               "n_heads", "steps", "wall_s", "tokens_per_s", "mfu", "corpus", "corpus_fingerprint"]
+               "eval_bpb", "train_loss", "lr", "batch_size", "seq_len", "seed", "status", "epochs", "d_model",
+               "n_layers", "n_heads", "steps", "wall_s", "tokens_per_s", "mfu", "corpus", "corpus_fingerprint"]
 
 
 def runs_table(home: RunHome | str | None, sweep_id: str | None = None, steps: bool = False) -> pd.DataFrame:
@@ -39,7 +39,7 @@ def runs_table(home: RunHome | str | None, sweep_id: str | None = None, steps: b
             continue
         base = {c: s.get(c) for c in RUN_COLUMNS}
         base.update(run_id=r["run_id"], sweep_id=r["sweep_id"] or s.get("sweep_id"), loss=s["eval_loss"],
-                    status="complete")
+                    eval_bpb=s.get("eval_bpb"), status="complete")
         if not steps:
             rows.append(base)
             continue
@@ -51,7 +51,9 @@ def runs_table(home: RunHome | str | None, sweep_id: str | None = None, steps: b
                 evals[int(m["step"])] = m
         for step in sorted(evals):
             m = evals[step]
-            row = dict(base, step=step, tokens=m["tokens"], flops=m["flops"], loss=m["eval_loss"],
+            # bits per byte scale with the loss: the final row's ratio holds at every checkpoint
+            bpb = m["eval_loss"] * s["eval_bpb"] / s["eval_loss"] if _finite(s.get("eval_bpb")) else None
+            row = dict(base, step=step, tokens=m["tokens"], flops=m["flops"], loss=m["eval_loss"], eval_bpb=bpb,
                        train_loss=m.get("loss"), epochs=None)
             row["flops_model"] = flops_model_per_token * m["tokens"] if flops_model_per_token else None
             if s.get("tokens"):

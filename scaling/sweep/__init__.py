@@ -1,5 +1,5 @@
 """Sweeps: specs in W&B's sweep format, their points, registration in the run home, status, the local
-agent, and SLURM arrays of agents."""
+agent, SLURM arrays (of agents, or a task per point) and Ray tasks (`slurm`, `pointwise`, `ray_engine`)."""
 from scaling.sweep.agent import Agent
 from scaling.sweep.command import render_command, train_overrides
 from scaling.sweep.events import Claimed, Finished, RunProgress, RunResult, Stopped, Waiting

@@ -1,9 +1,16 @@
-"""SLURM: local agents submitted as a job array through submitit. Each array task is one
-`Agent` over the shared run home; the SQLite queue hands every run to exactly one of them.
+"""SLURM job arrays through submitit, in two modes.
 
-The run home must be on a file system all nodes see, and SQLite's locks must work there: that holds
-for a local disk (one node) and for most Lustre/GPFS/BeeGFS mounts with POSIX locks on; it does not
-hold on many NFS mounts. On such clusters use W&B's online agents instead.
+Agents (`sweep slurm --parallel K`): each array task is one `Agent` over the shared run home, and the
+SQLite queue hands every run to exactly one of them. SQLite's locks must work on the home's file system:
+a local disk (one node), most Lustre/GPFS/BeeGFS mounts with POSIX locks on; not many NFS mounts.
+
+A task per point (`sweep slurm --per-point`): SLURM is the queue. The submitting command holds every
+free point in the index (one process on the login node), then submits one array task per point; each
+task trains its one run by the run directory alone and takes no lock (`pointwise.train_point`). A task
+warned before its time limit or preemption (submitit asks SLURM for USR2) checkpoints at the next step
+and is requeued through submitit's checkpointing protocol (`PointTask.checkpoint`); the requeued task
+resumes from that checkpoint. `sweep status` and `scaling runs` read each finished run's end from its
+directory (`RunHome.refresh_from_files`). This mode works wherever the home is shared, NFS included.
 """
 from __future__ import annotations
 
@@ -12,9 +19,11 @@ import shutil
 import signal
 
 from scaling import preempt
+from scaling.config import RunConfig
 from scaling.errors import UsageError
-from scaling.runs import RunHome
-from scaling.sweep.agent import Agent
+from scaling.runs import IndexedRun, RunHome
+from scaling.sweep import pointwise
+from scaling.sweep.agent import Agent, agent_name
 from scaling.sweep.register import require_sweep
 
 
@@ -46,10 +55,22 @@ def submit_agents(home, sweep_id: str, *, parallel: int = 1, executor: str = "sl
     """Submit `parallel` agents as one job array; returns submitit's jobs."""
     home = RunHome.of(home)
     require_sweep(home, sweep_id)
+    ex = _executor(home, sweep_id, executor=executor, partition=partition, time_min=time_min, gpus=gpus, cpus=cpus,
+                   mem_gb=mem_gb, account=account, qos=qos, parallelism=parallel, folder=folder)
+    overrides = {"wandb": wandb} if wandb else {}
+    n = parallel
+    return ex.map_array(agent_task, [home.root] * n, [sweep_id] * n, [count] * n, [lease_s] * n,
+                        [isolate] * n, [overrides] * n)
+
+
+def _executor(home: RunHome, sweep_id: str, *, executor: str, partition: str | None, time_min: int, gpus: int,
+              cpus: int | None, mem_gb: int | None, account: str | None, qos: str | None, parallelism: int | None,
+              folder: str | None):
+    """A submitit executor for the sweep's array, or a UsageError saying what is missing."""
     if executor not in ("slurm", "local"):
         raise UsageError(f"--executor {executor!r}: allowed slurm, local")
     if executor == "slurm" and shutil.which("sbatch") is None:
-        raise UsageError("SLURM not found (no sbatch on PATH); --executor local runs the agents on this machine")
+        raise UsageError("SLURM not found (no sbatch on PATH); --executor local runs the tasks on this machine")
     if gpus < 0:
         raise UsageError(f"--gpus {gpus}: must be >= 0")
     try:
@@ -66,15 +87,75 @@ def submit_agents(home, sweep_id: str, *, parallel: int = 1, executor: str = "sl
     if mem_gb:
         params["mem_gb"] = mem_gb
     # slurm_* keys are ignored by the local executor, so one call serves both.
-    params["slurm_array_parallelism"] = parallel
+    if parallelism:
+        params["slurm_array_parallelism"] = parallelism
     for key, value in (("slurm_partition", partition), ("slurm_account", account), ("slurm_qos", qos)):
         if value:
             params[key] = value
     ex.update_parameters(**params)
+    return ex
+
+
+class PointTask:
+    """What one array task of `--per-point` runs: one point, by its run directory alone.
+
+    A checkpointable callable in submitit's protocol. submitit's own handler for the warning signal
+    (USR2) would requeue at once, mid-step and without a checkpoint; while the run trains, the signal
+    instead asks the trainer to stop at the next step, which saves a checkpoint and records the run
+    `interrupted`. Then submitit's handler runs: it calls `checkpoint` (the same point again: the resumed
+    state lives in the run directory), requeues the task and exits. SIGTERM, which SLURM sends when it
+    ends a job, checkpoints and stops the same way."""
+
+    def __call__(self, home_root: str, run_id: str, config: dict) -> dict:
+        arrived: list[int] = []
+
+        def warned(signum, frame) -> None:
+            arrived.append(signum)
+            preempt.request_stop()
+
+        with preempt.sigterm_requests_stop():
+            previous = {sig: signal.signal(sig, warned) for sig in (signal.SIGUSR1, signal.SIGUSR2)}
+            try:
+                summary = pointwise.train_point(home_root, run_id, config)
+            finally:
+                for sig, old in previous.items():
+                    signal.signal(sig, old)
+        # submitit listens on one of the two (USR2 unless told otherwise); a cluster set to warn with the
+        # other still gets the requeue.
+        requeue = next((handler for handler in previous.values() if callable(handler)), None)
+        if arrived and requeue is not None and summary.get("status") == "interrupted":
+            requeue(arrived[0], None)  # submitit: checkpoint() below, requeue, exit
+        return summary
+
+    def checkpoint(self, home_root: str, run_id: str, config: dict):
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self, home_root, run_id, config)
+
+
+def submit_points(home, sweep_id: str, *, array_parallelism: int | None = None, executor: str = "slurm",
+                  partition: str | None = None, time_min: int = 60, gpus: int = 0, cpus: int | None = None,
+                  mem_gb: int | None = None, account: str | None = None, qos: str | None = None,
+                  wandb: str | None = None, folder: str | None = None) -> tuple[list, list[IndexedRun]]:
+    """Hold every free point of the sweep and submit one array task per point; returns (submitit's jobs,
+    the runs, in the same order). Nothing is held if nothing could be submitted."""
+    home = RunHome.of(home)
+    require_sweep(home, sweep_id)
     overrides = {"wandb": wandb} if wandb else {}
-    n = parallel
-    return ex.map_array(agent_task, [home.root] * n, [sweep_id] * n, [count] * n, [lease_s] * n,
-                        [isolate] * n, [overrides] * n)
+    RunConfig.from_dict({"d_model": 16, "tokens": 1, **overrides})
+    ex = _executor(home, sweep_id, executor=executor, partition=partition, time_min=time_min, gpus=gpus, cpus=cpus,
+                   mem_gb=mem_gb, account=account, qos=qos, parallelism=array_parallelism, folder=folder)
+    holder = "slurm:" + agent_name()
+    runs = home.hold(sweep_id, holder)
+    if not runs:
+        return [], []
+    try:
+        jobs = ex.map_array(PointTask(), [home.root] * len(runs), [r.run_id for r in runs],
+                            [{**r.config, **overrides} for r in runs])
+    except BaseException:
+        home.release_held(holder, {r.run_id: r.status for r in runs})
+        raise
+    return jobs, runs
 
 
 def wait(jobs: list) -> list[dict]:

@@ -22,6 +22,7 @@ class SweepStatus:
     stale: tuple[str, ...]  # running, but the lease lapsed: the next agent takes them over
     eta_s: float | None
     problems: tuple[IndexedRun, ...]  # failed or skipped, with the reason
+    held: tuple[IndexedRun, ...] = ()  # running as tasks of an engine that holds them without a lease (SLURM)
 
     @property
     def finished(self) -> int:
@@ -34,7 +35,9 @@ class SweepStatus:
 
 def sweep_status(home: RunHome | str | None, sweep_id: str) -> SweepStatus:
     """Counts by status, the runs in flight, and an ETA: the remaining runs' planned model FLOPs at the
-    seconds per FLOP this sweep's finished runs took, shared among the agents holding live leases."""
+    seconds per FLOP this sweep's finished runs took, shared among the runs in flight (under live leases,
+    or held by a SLURM array). Reads the index as it stands; `refresh_from_files` first brings in the
+    runs other engines finished."""
     home = RunHome.of(home)
     info = require_sweep(home, sweep_id)
     runs = home.sweep_runs(sweep_id)
@@ -43,16 +46,18 @@ def sweep_status(home: RunHome | str | None, sweep_id: str) -> SweepStatus:
     for r in runs:
         counts[r.status] = counts.get(r.status, 0) + 1
     live = [r for r in runs if r.status == "running" and r.lease_until and r.lease_until > now]
+    held = [r for r in runs if r.status == "running" and r.lease_until is None and r.claimed_by]
     agents = {r.claimed_by for r in live}
     done = [r for r in runs if r.status in ("complete", "diverged") and r.summary]
     spent = sum(r.summary.get("wall_s") or 0 for r in done)
     work = sum(r.summary.get("flops_model") or 0 for r in done)
-    remaining = sum(_remaining_flops(r, r in live) for r in runs)
-    eta = remaining * spent / work / max(1, len(agents)) if work > 0 else None
-    stale = tuple(r.run_id for r in runs if r.status == "running" and r not in live)
+    remaining = sum(_remaining_flops(r, r in live or r in held) for r in runs)
+    # Runs in flight at once: one per agent, several per Ray driver, one per SLURM task.
+    eta = remaining * spent / work / max(1, len(live) + len(held)) if work > 0 else None
+    stale = tuple(r.run_id for r in runs if r.status == "running" and r not in live and r not in held)
     problems = tuple(r for r in runs if r.status in ("failed", "skipped"))
     return SweepStatus(sweep_id, info["name"], info["created"], len(runs), counts, tuple(live), len(agents), stale,
-                       eta, problems)
+                       eta, problems, tuple(held))
 
 
 def _remaining_flops(run: IndexedRun, live: bool) -> float:

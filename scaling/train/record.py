@@ -61,6 +61,7 @@ def summary(plan: RunPlan, *, status: str, step: int, eval_loss: float | None, t
         "params": shape.params, "params_nonembed": shape.params_nonembed,
         **plan.accounting(step),
         "step": step, "steps": plan.steps, "eval_loss": eval_loss if step == plan.steps else None,
+        "eval_bpb": plan.corpus.bits_per_byte(eval_loss) if step == plan.steps else None,
         "train_loss": train_loss, "tokens_per_s": tokens_per_s,
         "mfu": hardware.mfu(tokens_per_s, shape.flops_per_token(), ceiling),
         "ceiling_flops": ceiling, "wall_s": wall_s,

@@ -191,6 +191,22 @@ def test_report_logs_an_analysis_run_to_wandb(report_dir, offline_run):
     assert "chinchilla/alpha" in rec["summary"]
 
 
+def test_the_analysis_run_logs_runs_fit_and_report_as_artifacts_and_names_its_input_runs(report_dir, offline_run):
+    rec = offline_run(str(report_dir / "wandb"), "headline")
+    found = {a["type"]: a for a in rec["artifacts"]}
+    assert {"runs-table", "scaling-fit", "report"} <= set(found)  # (W&B adds its own run_table ones for tables)
+    assert found["runs-table"]["files"] == ["runs.csv"] and found["scaling-fit"]["files"] == ["fit.json"]
+    assert {"index.html", "report.md"} <= set(found["report"]["files"])
+    figure_files = {f"figures/{f}.{ext}" for f in FIGURES for ext in ("png", "svg")}
+    assert figure_files <= set(found["report"]["files"])
+    # the staged copies W&B uploads on `wandb sync` hold exactly the report's files
+    staged = found["scaling-fit"]["local_paths"]["fit.json"]
+    assert json.load(open(staged)) == json.loads((report_dir / "fit.json").read_text())
+    # offline W&B cannot use an artifact, so the inputs are named in the config and the table's metadata
+    run_ids = sorted(set(pd.read_csv(report_dir / "runs.csv")["run_id"]))
+    assert rec["config"]["inputs"]["runs"] == run_ids == found["runs-table"]["metadata"]["runs"]
+
+
 def test_report_refuses_bad_input(tmp_path, capsys):
     assert main(["report", "--out", str(tmp_path / "o"), "--wandb", "off"]) == 2
     assert "give --sweep" in capsys.readouterr().err
@@ -231,3 +247,27 @@ def test_dashboard_offline_writes_a_workspace_definition_with_the_three_views(tm
     text = (tmp_path / "workspace-demo.json").read_text()
     for needle in ("Loss against compute", "IsoFLOP", "Hyperparameters", "eval/loss", "flops"):
         assert needle in text
+
+
+def test_dashboard_report_offline_writes_the_report_spec_with_the_figures_and_tables(report_dir, tmp_path, capsys):
+    assert main(["dashboard", "--sweep", "demo", "--out", str(tmp_path), "--report", str(report_dir)]) == 0
+    assert "the report definition" in capsys.readouterr().out
+    spec = json.loads((tmp_path / "report-demo.json").read_text())
+    assert spec["figures"] == sorted(f"figures/{name}" for name in FIGURES)  # as the analysis run logged them
+    assert spec["runset"] == {"JobType": "analysis", "Group": "demo"}
+    rows = [line for line in (report_dir / "report.md").read_text().splitlines() if line.startswith("| ")]
+    assert rows and all(row in spec["markdown"] for row in rows)  # the tables, row for row
+    assert "](figures/" not in spec["markdown"]  # no links into a folder W&B cannot see
+    # what would be pushed online: a panel per figure over the analysis run, then the text and tables
+    from scaling.report.dashboard import build_report
+
+    report = build_report(spec, "alice")
+    grid, text = report.blocks
+    assert [p.media_keys for p in grid.panels] == [[key] for key in spec["figures"]]
+    assert text.text == spec["markdown"] and report.title == spec["title"]
+
+
+def test_dashboard_report_refuses_a_folder_that_is_not_a_report(tmp_path, capsys):
+    assert main(["dashboard", "--sweep", "demo", "--out", str(tmp_path / "o"), "--report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a report folder" in err

@@ -1,0 +1,276 @@
+"""Engines that schedule for themselves: Ray tasks and SLURM arrays with a task per point. Their tasks
+write only the run directory; the index learns each run's end from it, and every command that reads the
+index counts the same runs whichever engine ran them."""
+import json
+import os
+import signal
+import sqlite3
+import sys
+import threading
+import time
+
+import pytest
+import yaml
+
+from scaling import sweep
+from scaling.cli import main
+from scaling.runs import RunHome, read_metrics, runs_table
+from scaling.sweep.pointwise import train_point
+
+COMMAND = ["${env}", "${interpreter}", "-m", "scaling.cli", "train", "${args_no_hyphens}"]
+TINY = {"d_model": {"value": 16}, "seq_len": {"value": 16}, "batch_size": {"value": 2},
+        "corpus": {"value": "synthetic"}, "n_evals": {"value": 1}, "eval_tokens": {"value": 64},
+        "wandb": {"value": "off"}}
+# Two points of one shape, 1,000 steps each with a checkpoint every 100: long enough to kill mid-run.
+KILLABLE = {**TINY, "d_model": {"value": 32}, "seq_len": {"value": 32}, "batch_size": {"value": 8},
+            "n_evals": {"value": 2}, "tokens": {"value": 1000 * 8 * 32}, "checkpoint_every": {"value": 100},
+            "lr": {"values": [2.0e-3, 4.0e-3]}}
+
+
+def _create(tmp_path, home, parameters, name="t"):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "method": "grid", "parameters": parameters, "command": COMMAND}))
+    return sweep.create_sweep(home, str(path))["sweep_id"]
+
+
+def _rows(home):
+    """The index as sqlite3 itself reads it (not through the code under test)."""
+    conn = sqlite3.connect(os.path.join(home, "scaling.db"))
+    conn.row_factory = sqlite3.Row
+    try:
+        return {r["run_id"]: dict(r) for r in conn.execute("SELECT * FROM runs")}
+    finally:
+        conn.close()
+
+
+def _write_summary(home, run_id, **summary):
+    os.makedirs(os.path.join(home, run_id), exist_ok=True)
+    with open(os.path.join(home, run_id, "summary.json"), "w") as fh:
+        json.dump({"run_id": run_id, **summary}, fh)
+
+
+# ---- fast ------------------------------------------------------------------------------------------
+def test_a_task_of_another_engine_writes_its_run_directory_and_never_the_index(tmp_path, home, capsys):
+    sid = _create(tmp_path, home, {**TINY, "tokens": {"value": 320}})
+    run = RunHome(home).sweep_runs(sid)[0]
+    before = _rows(home)
+
+    summary = train_point(home, run.run_id, run.config)
+
+    assert summary["status"] == "complete" and summary["eval_loss"] > 0
+    assert _rows(home) == before  # not a byte of the index changed, so no lock was taken
+    with open(os.path.join(home, run.run_id, "summary.json")) as fh:
+        assert json.load(fh)["eval_loss"] == summary["eval_loss"]
+    # Reading commands learn the run's end from its directory.
+    assert main(["--home", home, "sweep", "status", sid]) == 0
+    assert "1 runs, 1 complete" in capsys.readouterr().out
+    assert runs_table(home, sid)["loss"].tolist() == [summary["eval_loss"]]
+    # A second task for the same point (an engine's retry after the run ended) returns the stored result.
+    assert train_point(home, run.run_id, run.config)["eval_loss"] == summary["eval_loss"]
+
+
+def test_a_point_that_cannot_train_records_failed_with_the_reason_in_its_directory(tmp_path, home):
+    sid = _create(tmp_path, home, {**TINY, "tokens": {"value": 320}})
+    run = RunHome(home).sweep_runs(sid)[0]
+    summary = train_point(home, run.run_id, {**run.config, "corpus": str(tmp_path / "missing")})
+    assert summary["status"] == "failed" and "missing" in summary["reason"]
+    assert RunHome(home).refresh_from_files(sid) == 1
+    row = _rows(home)[run.run_id]
+    assert row["status"] == "failed" and "missing" in row["reason"]
+
+
+def test_refresh_reads_finished_ends_and_progress_but_never_a_live_claim_nor_less_than_a_result(home):
+    store = RunHome(home)
+    runs = [{"run_id": f"s-{i}", "status": "pending", "config": {}, "plan": {"steps": 10}} for i in range(5)]
+    store.register_sweep("s", "s", {}, runs)
+    result = {"status": "complete", "eval_loss": 2.5, "step": 10}
+    store.record_state("s-0", "complete", {}, result, sweep_id="s")
+    _write_summary(home, "s-0", status="failed", reason="a later attempt")  # less than the result
+    claimed = store.claim("s", "agent", lease_s=60)  # s-1, under a live lease
+    _write_summary(home, claimed.run_id, status="complete", eval_loss=2.4, step=10)
+    _write_summary(home, "s-2", status="complete", eval_loss=2.3, step=10)
+    _write_summary(home, "s-3", status="interrupted", step=4)
+    held = store.hold("s", "slurm:x")
+    assert [r.run_id for r in held] == ["s-2", "s-3", "s-4"]
+    os.makedirs(os.path.join(home, "s-4"))
+    with open(os.path.join(home, "s-4", "metrics.jsonl"), "w") as fh:
+        fh.write(json.dumps({"step": 7, "loss": 2.9}) + "\n")
+
+    assert store.refresh_from_files("s") == 2
+    rows = _rows(home)
+    assert (rows["s-0"]["status"], json.loads(rows["s-0"]["summary"])["eval_loss"]) == ("complete", 2.5)
+    assert rows["s-1"]["status"] == "running" and rows["s-1"]["summary"] is None  # the agent's to record
+    assert (rows["s-2"]["status"], rows["s-2"]["lease_until"]) == ("complete", None)
+    # A held run's interruption is the engine's to requeue: it stays held, not free for agents.
+    assert (rows["s-3"]["status"], rows["s-3"]["claimed_by"]) == ("running", "slurm:x")
+    assert json.loads(rows["s-4"]["progress"]) == {"step": 7, "steps": 10, "loss": 2.9, "eval_loss": None}
+    assert store.refresh_from_files("s") == 0  # nothing new: nothing written
+
+
+def test_held_points_are_never_claimed_by_agents_and_come_back_when_released(home):
+    store = RunHome(home)
+    store.register_sweep("s", "s", {}, [{"run_id": "s-0", "status": "pending", "config": {}},
+                                        {"run_id": "s-1", "status": "interrupted", "config": {}},
+                                        {"run_id": "s-2", "status": "skipped", "config": {}}])
+    held = store.hold("s", "slurm:1")
+    assert [(r.run_id, r.status, r.resumed) for r in held] == [("s-0", "pending", False), ("s-1", "interrupted", True)]
+    assert store.claim("s", "agent", lease_s=60) is None
+    assert store.hold("s", "slurm:2") == []  # a second submission finds nothing free
+    assert store.held("s") == 0  # no lease: an agent finding nothing free does not wait for them
+    store.release_held("slurm:1", {r.run_id: r.status for r in held})
+    rows = _rows(home)
+    assert [(rows[i]["status"], rows[i]["attempts"]) for i in ("s-0", "s-1")] == [("pending", 0), ("interrupted", 0)]
+
+
+def test_sweep_status_shows_held_points_as_running_tasks_not_stale_claims(home, capsys):
+    store = RunHome(home)
+    store.register_sweep("s", "s", {}, [{"run_id": "s-0", "status": "pending", "config": {}, "plan": {"steps": 8}}])
+    store.hold("s", "slurm:42")
+    assert main(["--home", home, "sweep", "status", "s"]) == 0
+    out = capsys.readouterr().out
+    assert "running s-0  queued or starting  task of slurm:42" in out and "stale" not in out
+
+
+def test_ray_without_the_extra_says_how_to_install_it(tmp_path, home, monkeypatch, capsys):
+    sid = _create(tmp_path, home, {**TINY, "tokens": {"value": 320}})
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    assert main(["--home", home, "sweep", "ray", sid]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["scaling sweep: error: ray is not installed: pip install 'scaling-workbench[ray]'"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--per-point", "--parallel", "4"], "--parallel, --count and --isolate are for agents"),
+    (["--array-parallelism", "4"], "--array-parallelism goes with --per-point"),
+])
+def test_per_point_and_agent_options_are_not_mixed(tmp_path, home, capsys, args, message):
+    sid = _create(tmp_path, home, {**TINY, "tokens": {"value": 320}})
+    assert main(["--home", home, "sweep", "slurm", sid, "--executor", "local", *args]) == 2
+    assert message in capsys.readouterr().err
+    assert {r["status"] for r in _rows(home).values()} == {"pending"}  # nothing held
+
+
+# ---- slow: real engines, a kill mid-run --------------------------------------------------------------
+@pytest.fixture(scope="module")
+def undisturbed(tmp_path_factory):
+    """The runs table of the KILLABLE sweep run by a local agent, nothing killed."""
+    tmp = tmp_path_factory.mktemp("baseline")
+    home = str(tmp / "runs")
+    sid = _create(tmp, home, KILLABLE, name="kill")
+    assert [r.status for r in sweep.Agent(home, sid, lease_s=30).run()] == ["complete", "complete"]
+    return runs_table(home, sid)
+
+
+def _same_losses(table, baseline):
+    assert len(table) == len(baseline) == 2
+    for got, want in zip(table.sort_values("lr")["loss"], baseline.sort_values("lr")["loss"]):
+        assert abs(got - want) < 1e-6, (got, want)
+
+
+def _process(match, parent: int | None = None) -> int | None:
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if match(cmd) and fields[0] != "Z" and (parent is None or int(fields[1]) == parent):
+            return int(entry)
+    return None
+
+
+def _wait_for(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def _last_step(home, run_id):
+    rows = read_metrics(os.path.join(home, run_id, "metrics.jsonl"))
+    return rows[-1]["step"] if rows else 0
+
+
+def _resumed_once(home, run_id, killed_at):
+    """The run ended once, at its last step, resumed from a checkpoint at or before the kill: the steps
+    after that checkpoint were logged by both sessions, those before it once."""
+    steps = [m["step"] for m in read_metrics(os.path.join(home, run_id, "metrics.jsonl"))]
+    twice = sorted({s for s in steps if steps.count(s) == 2})
+    assert steps.count(1) == 1 and steps[-1] == 1000 and max(steps.count(s) for s in steps) <= 2
+    assert twice and twice[-1] <= killed_at
+    resumed_from = max(s for s in steps if s < twice[0])
+    assert resumed_from % 100 == 0  # a checkpoint step (checkpoint_every=100)
+    with open(os.path.join(home, run_id, "summary.json")) as fh:
+        assert json.load(fh)["status"] == "complete"
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:os.fork")  # Ray starts its processes from this JAX process (fork, then exec)
+def test_ray_runs_the_sweep_through_a_killed_worker_to_the_undisturbed_result(tmp_path, home, undisturbed, capsys):
+    ray = pytest.importorskip("ray")
+    sid = _create(tmp_path, home, KILLABLE, name="kill")
+    victim_run = f"{sid}-000"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        codes = []
+        driver = threading.Thread(target=lambda: codes.append(main(["--home", home, "sweep", "ray", sid,
+                                                                     "--lease", "10"])))
+        driver.start()
+        _wait_for(lambda: _last_step(home, victim_run) >= 300, 240, "step 300 of the first run")
+        worker = _process(lambda cmd: cmd.startswith(f"ray::scaling {victim_run}"))
+        assert worker is not None, "no Ray worker is running the first point"
+        os.kill(worker, signal.SIGKILL)
+        killed_at = _last_step(home, victim_run)
+        assert killed_at < 1000
+        driver.join(timeout=300)
+        assert not driver.is_alive() and codes == [0]
+    finally:
+        ray.shutdown()
+
+    out = capsys.readouterr()
+    assert f"{victim_run} complete" in out.err  # the driver's line for the retried task
+    assert f"sweep {sid} (kill): 2 runs, 2 complete" in out.out
+    _resumed_once(home, victim_run, killed_at)
+    rows = _rows(home)
+    assert [(r["status"], r["attempts"], r["lease_until"]) for r in rows.values()] == [("complete", 1, None)] * 2
+    _same_losses(runs_table(home, sid), undisturbed)
+
+
+@pytest.mark.slow
+def test_slurm_per_point_requeues_a_warned_task_which_resumes_to_the_undisturbed_result(tmp_path, home, undisturbed,
+                                                                                         capsys):
+    pytest.importorskip("submitit")
+    from scaling.sweep import slurm
+
+    sid = _create(tmp_path, home, KILLABLE, name="kill")
+    victim_run = f"{sid}-000"
+    jobs, runs = slurm.submit_points(home, sid, executor="local", time_min=10)
+    assert [r.run_id for r in runs] == [victim_run, f"{sid}-001"]
+    controller = int(jobs[0].job_id)  # the local executor's job id is its controller's pid
+    _wait_for(lambda: _last_step(home, victim_run) >= 300, 240, "step 300 of the first point")
+    task = _process(lambda cmd: "submitit.core._submit" in cmd, parent=controller)
+    assert task is not None
+    os.kill(task, signal.SIGUSR2)  # what SLURM sends before a time limit or a preemption
+    outcomes = slurm.wait(jobs)
+    assert [(o["error"], o["status"]) for o in outcomes] == [(None, "complete")] * 2, outcomes
+
+    with open(jobs[0].paths.stdout) as fh:
+        log = fh.read()
+    assert log.count("Starting with JobEnvironment") == 2 and "Requeued job" in log  # submitit's own protocol
+    steps = [m["step"] for m in read_metrics(os.path.join(home, victim_run, "metrics.jsonl"))]
+    # It stopped at a step and checkpointed there, so the requeued task logged no step twice.
+    assert steps[-1] == 1000 and len(steps) == len(set(steps))
+    assert main(["--home", home, "sweep", "status", sid]) == 0
+    assert f"sweep {sid} (kill): 2 runs, 2 complete" in capsys.readouterr().out
+    assert main(["--home", home, "runs", "--sweep", sid, "--csv", str(tmp_path / "runs.csv")]) == 0
+    import pandas as pd
+
+    _same_losses(pd.read_csv(tmp_path / "runs.csv"), undisturbed)
+
