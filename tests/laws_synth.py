@@ -53,3 +53,34 @@ def isoflop_table(budgets=(1e18, 1e19, 1e20, 1e21), sizes=9, span=1.5, noise=0.0
             flops = c * (1 + 0.01 * rng.uniform(-1, 1))
             rows.append({"run_id": f"b{i}s{j}", "params": n, "flops": flops, "loss": loss})
     return pd.DataFrame(rows)
+
+
+def replicated_isoflop_table(budgets=(1e18, 1e19, 1e20, 1e21), sizes=7, span=1.5, seeds=3, noise=0.004,
+                             point_noise=0.0, seed=0, p=TRUE) -> pd.DataFrame:
+    """An isoFLOP grid with `seeds` replicates per point: each run's loss is the law's times
+    exp(point error + seed error), the point error (sd `point_noise`) shared by the point's replicates,
+    as a learning rate a little off for one size would be; the seed error (sd `noise`) their own."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, c in enumerate(budgets):
+        centre = np.log(optimal_n(c, p))
+        for j, log_n in enumerate(np.linspace(centre - span, centre + span, sizes)):
+            n = np.exp(log_n)
+            shared = rng.normal(0.0, point_noise)
+            for s in range(seeds):
+                loss = chinchilla_loss(n, c / (6 * n), p) * np.exp(shared + rng.normal(0.0, noise))
+                rows.append({"run_id": f"b{i}s{j}r{s}", "params": n, "flops": c, "flops_budget": c, "seed": s,
+                             "loss": loss})
+    return pd.DataFrame(rows)
+
+
+def replicated_chinchilla_table(points=40, seeds=3, noise=0.01, point_noise=0.0, seed=0, p=TRUE) -> pd.DataFrame:
+    """`chinchilla_table` with `seeds` replicates per (N, D): errors as in `replicated_isoflop_table`."""
+    rng = np.random.default_rng(seed)
+    n = np.exp(rng.uniform(np.log(1e7), np.log(3e10), points))
+    d = np.exp(rng.uniform(np.log(1e9), np.log(3e12), points))
+    shared = rng.normal(0.0, point_noise, points)
+    rows = [{"run_id": f"p{i}s{s}", "params": n[i], "tokens": d[i], "seed": s,
+             "loss": chinchilla_loss(n[i], d[i], p) * np.exp(shared[i] + rng.normal(0.0, noise))}
+            for i in range(points) for s in range(seeds)]
+    return pd.DataFrame(rows)

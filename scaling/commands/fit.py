@@ -23,7 +23,10 @@ LAW_HELP = """laws:
                     repeated epochs (needs an 'epochs' column)
 
 The runs table needs 'loss' and two of 'params', 'tokens', 'flops' (C = 6ND gives the third); rows
-with missing values are dropped and counted. Intervals are bootstrap percentiles over whole runs."""
+with missing values are dropped and counted. Runs that differ only in 'seed' are replicates of one
+point: intervals are bootstrap percentiles over points, each drawn with all its seeds, and the
+replicates give the noise floor (the run-to-run SD of the final loss, per budget and pooled). An
+isoFLOP budget whose curve is shallower than twice that SD is flagged: its minimum is not resolved."""
 
 
 # The names of scaling.laws.LAWS, repeated here so that `--help` does not import jax (a test keeps
@@ -54,7 +57,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--huber-delta", type=float, default=1e-3, metavar="DELTA",
                    help="Huber threshold on log residuals (default 1e-3)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
-                   help="bootstrap resamples of whole runs (default 1000; 0 = none)")
+                   help="bootstrap resamples of points, each with its seed replicates (default 1000; 0 = none)")
     p.add_argument("--bootstrap-starts", choices=("warm", "grid"), default="warm",
                    help="starts per resample: the full-data optima (warm, default) or the whole start grid (slow)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")

@@ -25,11 +25,12 @@ from collections.abc import Sequence
 
 from scaling.errors import UsageError
 from scaling.laws.allocation import Allocation, BudgetPoint, optimal_allocation
-from scaling.laws.bootstrap import DEFAULT_RESAMPLES, run_weights
+from scaling.laws.bootstrap import DEFAULT_RESAMPLES, run_weights, two_level_weights
 from scaling.laws.chinchilla import CrossCheck, varpro_fit
 from scaling.laws.envelope import EnvelopeFit, fit_envelope
 from scaling.laws.forms import FORMS, LawForm, chinchilla_allocation, hoffmann_grid
 from scaling.laws.isoflop import BudgetProfile, IsoflopFit, fit_isoflop
+from scaling.laws.noise import NoiseEstimate, NoiseFloor, noise_floor
 from scaling.laws.optim import BatchResult, Tolerances, minimize_batched
 from scaling.laws.parametric import DEFAULT_HUBER_DELTA, Holdout, LawFit, fit_parametric
 from scaling.laws.powerlaw import PowerLaw
@@ -45,7 +46,8 @@ def fit(table: RunsTable, law: str = "chinchilla", *, huber_delta: float = DEFAU
     """Fit one of `LAWS` to a `RunsTable` (see `load_runs`).
 
     huber_delta and holdout apply to the parametric laws; budgets (FLOPs) add the compute-optimal
-    allocation with intervals; bootstrap is the number of seeded resamples of whole runs (0 for none).
+    allocation with intervals; bootstrap is the number of seeded resamples of points, each with all its
+    seed replicates (0 for none).
     Extra options go to `fit_parametric` (starts, bootstrap_starts, warm_starts, cross_check, tol).
 
     Args:
@@ -72,5 +74,6 @@ __all__ = [
     "LawFit", "IsoflopFit", "EnvelopeFit", "BudgetProfile", "PowerLaw", "Allocation", "BudgetPoint",
     "Holdout", "CrossCheck", "LawForm", "FORMS", "chinchilla_allocation", "hoffmann_grid", "minimize_batched",
     "Tolerances",
-    "BatchResult", "run_weights", "DEFAULT_HUBER_DELTA", "DEFAULT_RESAMPLES",
+    "BatchResult", "run_weights", "two_level_weights", "DEFAULT_HUBER_DELTA", "DEFAULT_RESAMPLES",
+    "NoiseFloor", "NoiseEstimate", "noise_floor",
 ]

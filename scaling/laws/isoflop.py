@@ -1,9 +1,12 @@
 """Chinchilla Approach 2: isoFLOP profiles.
 
 Runs are grouped by compute budget (a `flops_budget` column, else FLOP counts clustered when nearly
-equal); at each budget a parabola in log N gives the loss-minimizing size. A minimum outside the sampled
-sizes is an extrapolation: it is flagged `interior: false` and left out of the power laws
-N_opt(C) = k C^a and D_opt(C) = k' C^b, whose intervals come from resampling runs within budgets.
+equal); at each budget a parabola in log N, fitted to each point's mean over its seed replicates
+weighted by its standard error, gives the loss-minimizing size. A minimum outside the sampled sizes is
+an extrapolation: it is flagged `interior: false` and left out of the power laws N_opt(C) = k C^a and
+D_opt(C) = k' C^b, whose intervals come from a two-level bootstrap within budgets (points, then seeds
+within each drawn point). A budget whose curve is shallower than twice the run-to-run noise is flagged
+as not resolving its minimum (noise.py).
 """
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ import numpy as np
 from scaling.errors import UsageError
 from scaling.laws._json import clean
 from scaling.laws.allocation import Allocation
-from scaling.laws.bootstrap import DEFAULT_RESAMPLES, stratified_run_weights
+from scaling.laws.bootstrap import DEFAULT_RESAMPLES, two_level_weights
+from scaling.laws.noise import RESOLVE_FACTOR, NoiseFloor, depth_of, noise_floor
 from scaling.laws.powerlaw import PowerLaw, loglog_fit, power_law, power_law_allocation
 from scaling.laws.result import Estimate, Table, power_law_estimates, power_law_exponents, power_law_frontier
 from scaling.laws.table import RunsTable
@@ -38,10 +42,23 @@ class BudgetProfile:
     params_range: tuple[float, float]
     # loss = c0 + c1 x + c2 x^2 with x = ln N - centre: what a figure needs to draw the profile
     parabola: tuple[float, float, float, float] | None = None
+    depth: float | None = None  # loss gap between the curve's minimum and its better sampled edge
+    noise_sd: float | None = None  # the run-to-run SD it is compared with (this budget's, else pooled)
+    noise_from: str = "none"  # "budget", "pooled" or "none"
+    replicated: int = 0  # points of this budget with seed replicates
+
+    @property
+    def resolved(self) -> bool | None:
+        """Whether the curve is deeper than RESOLVE_FACTOR times the noise (None: noise not measured)."""
+        if self.noise_sd is None or self.depth is None:
+            return None
+        return bool(self.depth >= RESOLVE_FACTOR * self.noise_sd)
 
     def to_json(self) -> dict:
         return {"flops": self.flops, "n_opt": self.n_opt, "d_opt": self.d_opt, "loss_opt": self.loss_opt,
-                "interior": self.interior, "n_points": self.n_points, "params_range": list(self.params_range)}
+                "interior": self.interior, "n_points": self.n_points, "params_range": list(self.params_range),
+                "depth": self.depth, "noise_sd": self.noise_sd, "noise_from": self.noise_from,
+                "replicated_points": self.replicated, "resolved": self.resolved}
 
 
 @dataclass(frozen=True)
@@ -55,6 +72,7 @@ class IsoflopFit:
     dropped: Mapping[str, int]
     n_resamples: int
     optimal: Allocation | None = None
+    noise: NoiseFloor | None = None
     law: str = field(default="isoflop")
 
     def allocate(self, budgets: Sequence[float]) -> Allocation:
@@ -67,18 +85,20 @@ class IsoflopFit:
     label = "Approach 2 (isoFLOP)"
 
     def method(self) -> str:
-        return f"a parabola in log N per budget; {self.n_resamples} bootstrap resamples within budgets"
+        return (f"a parabola in log N per budget through replicate means; {self.n_resamples} two-level "
+                f"bootstrap resamples within budgets (points, each with all its seeds)")
 
     def estimates(self) -> list[Estimate]:
         return power_law_estimates(self.n_opt, self.d_opt)
 
     def details(self) -> list[Table]:
-        rows = tuple((b.flops, b.n_opt, b.d_opt, b.loss_opt, "yes" if b.interior else "NO (not used)", b.n_points)
-                     for b in self.budgets)
-        return [Table(("budget (FLOPs)", "N_opt", "D_opt", "loss", "interior", "runs"), rows)]
+        rows = tuple((b.flops, b.n_opt, b.d_opt, b.loss_opt, "yes" if b.interior else "NO (not used)", b.n_points,
+                      b.depth, b.noise_sd, _resolved_text(b)) for b in self.budgets)
+        return [Table(("budget (FLOPs)", "N_opt", "D_opt", "loss", "interior", "runs", "depth", "noise SD",
+                       "resolves min"), rows)]
 
     def notes(self) -> list[str]:
-        return []
+        return [] if self.noise is None else noise_notes(self.noise, self.budgets)
 
     def exponents(self) -> tuple[Estimate, Estimate] | None:
         return power_law_exponents(self.n_opt, self.d_opt)
@@ -92,6 +112,8 @@ class IsoflopFit:
     def _json(self) -> dict:
         out = {"law": self.law, "budgets": [b.to_json() for b in self.budgets],
                "n_opt": self.n_opt.to_json(), "d_opt": self.d_opt.to_json()}
+        if self.noise is not None:
+            out["noise"] = self.noise.to_json()
         if self.optimal is not None:
             out["optimal"] = self.optimal.to_json()
         out.update({"n_points": self.n_points, "n_dropped": int(sum(self.dropped.values())),
@@ -116,14 +138,33 @@ def group_budgets(table: RunsTable, ratio: float = CLUSTER_RATIO) -> tuple[np.nd
     return idx, values
 
 
-def _parabolas(x: np.ndarray, loss: np.ndarray, weights: np.ndarray):
-    """Weighted least-squares parabolas loss = c0 + c1 x + c2 x^2 for many weight vectors (R, n).
+def _resolved_text(b: BudgetProfile) -> str:
+    if b.resolved is None:
+        return "-"
+    return "yes" if b.resolved else "NO (depth < 2 x noise)"
+
+
+def noise_notes(noise: NoiseFloor, budgets: Sequence[BudgetProfile]) -> list[str]:
+    """The noise floor in one line, then one line per budget too shallow to resolve its minimum."""
+    out = [noise.describe()]
+    for b in budgets:
+        if b.resolved is False:
+            where = "" if b.noise_from == "budget" else " (the pooled noise: this budget has no replicates)"
+            out.append(f"budget {b.flops:.3g}: depth {b.depth:.3g} < {RESOLVE_FACTOR:g} x noise SD "
+                       f"{b.noise_sd:.3g}{where}: its minimum is not resolved; add seeds or widen the sizes")
+    return out
+
+
+def _parabolas(x: np.ndarray, loss_sums: np.ndarray, weights: np.ndarray):
+    """Weighted least-squares parabolas loss = c0 + c1 x + c2 x^2 through point means, for many
+    weightings at once: `weights` (R, n) is each point's weight and `loss_sums` (R, n) its weight times
+    its mean loss (zero where a point is not drawn).
 
     Returns (c0, c1, c2) arrays of shape (R,), NaN where fewer than 3 distinct x carry weight.
     """
     powers = x[None, :] ** np.arange(5)[:, None]  # (5, n)
     m = weights @ powers.T  # (R, 5): sum w x^k
-    r = weights @ (powers[:3] * loss).T  # (R, 3): sum w x^k L
+    r = loss_sums @ powers[:3].T  # (R, 3): sum w x^k L
     gram = np.stack([m[:, 0:3], m[:, 1:4], m[:, 2:5]], axis=1)
     distinct = (((weights > 0) @ _unique_indicator(x)) > 0).sum(axis=1)  # distinct sizes drawn
     ok = distinct >= 3
@@ -153,13 +194,19 @@ def fit_isoflop(table: RunsTable, *, bootstrap: int = DEFAULT_RESAMPLES, seed: i
                 budgets: Sequence[float] = (), cluster_ratio: float = CLUSTER_RATIO) -> IsoflopFit:
     """Chinchilla's Approach 2: a parabola in log N per FLOP budget, then power laws through the minima.
 
+    Seed replicates of one point (RunsTable `point`) enter as their mean, weighted by its inverse
+    squared standard error sd^2/n: within one budget the noise SD is common (an SD from each point's
+    own 2 or 3 seeds would make the weights noisier than the losses), so the weights are the numbers
+    of replicates. The noise floor (per budget and pooled) and each curve's depth come with the fit.
+
     Args:
         table: one row per run (checkpoint rows would each count as a point).
-        bootstrap: resamples of runs within budgets (0 for none); seed: their seed.
+        bootstrap: two-level resamples within budgets (0 for none); seed: their seed.
         budgets: FLOPs at which to report N_opt and D_opt.
         cluster_ratio: FLOP counts within this ratio form one budget when there is no flops_budget column.
     Returns:
-        IsoflopFit: each budget's minimum (flagged when outside the sampled sizes) and the power laws.
+        IsoflopFit: each budget's minimum (flagged when outside the sampled sizes, or shallower than
+        twice the noise) and the power laws.
     """
     idx, values = group_budgets(table, cluster_ratio)
     log_n = np.log(table.column("params"))
@@ -168,25 +215,37 @@ def fit_isoflop(table: RunsTable, *, bootstrap: int = DEFAULT_RESAMPLES, seed: i
     if len(usable) < MIN_BUDGETS:
         raise UsageError(f"isoflop needs at least {MIN_BUDGETS} budgets with at least {MIN_POINTS_PER_BUDGET} "
                          f"model sizes each; the table has {len(usable)} (of {len(values)} budgets)")
-    codes, _ = table.run_codes()
-    resampled = stratified_run_weights(codes, idx, bootstrap, seed) if bootstrap > 0 else np.zeros((0, len(loss)))
+    noise = noise_floor(table, idx, values)
+    codes, point_of_run = table.run_points()
+    points, n_pts = table.point_codes()
+    budget_of_point = np.zeros(n_pts, dtype=np.int64)
+    budget_of_point[points] = idx
+    resampled = (two_level_weights(codes, point_of_run, bootstrap, seed, strata=budget_of_point)
+                 if bootstrap > 0 else np.zeros((0, len(loss))))
     weights = np.vstack([np.ones((1, len(loss))), resampled])
 
     profiles, xs_all, inside_all = [], [], []
     for g in usable:
         rows = idx == g
-        x = log_n[rows]
+        local, first = np.unique(points[rows], return_index=True)
+        member = (points[rows][:, None] == local[None, :]).astype(np.float64)  # (rows, points)
+        x = log_n[rows][first]
         centre = x.mean()  # centring keeps the normal equations well conditioned
-        c0, c1, c2 = _parabolas(x - centre, loss[rows], weights[:, rows])
-        xs, ls, inside = _vertex(c0, c1, c2, x.min() - centre, x.max() - centre)
+        w_rows = weights[:, rows]
+        c0, c1, c2 = _parabolas(x - centre, (w_rows * loss[rows]) @ member, w_rows @ member)
+        lo, hi = x.min() - centre, x.max() - centre
+        xs, ls, inside = _vertex(c0, c1, c2, lo, hi)
         xs_all.append(xs + centre)
         inside_all.append(inside)
         n_opt = float(np.exp(xs[0] + centre)) if np.isfinite(xs[0]) else None
+        parabola = (float(c0[0]), float(c1[0]), float(c2[0]), float(centre))
+        sd, source = noise.at(values[g])
         profiles.append(BudgetProfile(
             flops=float(values[g]), n_opt=n_opt, d_opt=None if n_opt is None else float(values[g] / (6 * n_opt)),
             loss_opt=None if n_opt is None else float(ls[0]), interior=bool(inside[0]), n_points=int(rows.sum()),
-            params_range=(float(np.exp(x.min())), float(np.exp(x.max()))),
-            parabola=(float(c0[0]), float(c1[0]), float(c2[0]), float(centre))))
+            params_range=(float(np.exp(x.min())), float(np.exp(x.max()))), parabola=parabola,
+            depth=depth_of(parabola, lo, hi) if np.isfinite(c0[0]) else None, noise_sd=sd, noise_from=source,
+            replicated=int((member.sum(axis=0) > 1).sum())))
     flops = values[usable]
     xs_all, inside_all = np.array(xs_all).T, np.array(inside_all).T  # (R + 1, budgets)
     if inside_all[0].sum() < MIN_BUDGETS:
@@ -194,7 +253,7 @@ def fit_isoflop(table: RunsTable, *, bootstrap: int = DEFAULT_RESAMPLES, seed: i
                          f"sampled model sizes; {int(inside_all[0].sum())} of {len(usable)} do")
     n_opt, d_opt = _power_laws(flops, xs_all, inside_all)
     fit = IsoflopFit(budgets=tuple(profiles), n_opt=n_opt, d_opt=d_opt, n_points=table.n_points,
-                     dropped=dict(table.dropped), n_resamples=bootstrap)
+                     dropped=dict(table.dropped), n_resamples=bootstrap, noise=noise)
     if len(budgets):
         fit = IsoflopFit(**{**fit.__dict__, "optimal": fit.allocate(budgets)})
     return fit

@@ -14,9 +14,11 @@ import numpy as np
 from scaling.errors import UsageError
 from scaling.laws._json import clean
 from scaling.laws.allocation import Allocation, optimal_allocation
-from scaling.laws.bootstrap import DEFAULT_RESAMPLES, interval, run_weights
+from scaling.laws.bootstrap import DEFAULT_RESAMPLES, interval, two_level_weights
 from scaling.laws.chinchilla import CrossCheck, varpro_cross_check
 from scaling.laws.forms import FORMS, R_D_STAR, R_N_STAR, LawForm, features_for
+from scaling.laws.isoflop import group_budgets
+from scaling.laws.noise import NoiseFloor, noise_floor
 from scaling.laws.optim import BatchResult, Tolerances, minimize_batched
 from scaling.laws.result import Estimate, Table
 from scaling.laws.table import RunsTable, holdout_split, numeric_column
@@ -59,6 +61,7 @@ class LawFit:
     optimal: Allocation | None = None
     holdout: Holdout | None = None
     cross_check: CrossCheck | None = None
+    noise: NoiseFloor | None = None
 
     @property
     def form(self) -> LawForm:
@@ -91,7 +94,7 @@ class LawFit:
     def method(self) -> str:
         return (f"objective {self.objective:.6g} (Huber, delta {self.huber_delta:g}, summed over log residuals); "
                 f"best of {self.n_starts} starts ({self.n_converged} converged); "
-                f"{self.n_resamples} bootstrap resamples")
+                f"{self.n_resamples} bootstrap resamples (points, with their seeds)")
 
     def estimates(self) -> list[Estimate]:
         out = [Estimate(k, v, self.ci95.get(k)) for k, v in self.params.items()]
@@ -104,7 +107,7 @@ class LawFit:
         return []
 
     def notes(self) -> list[str]:
-        out = []
+        out = [] if self.noise is None else [self.noise.describe()]
         if self.holdout is not None:
             h = self.holdout
             out.append(f"holdout: {h.runs} largest-compute runs ({h.n} points) predicted with mean |relative "
@@ -145,6 +148,8 @@ class LawFit:
             out["holdout"] = self.holdout.to_json()
         if self.cross_check is not None:
             out["cross_check"] = self.cross_check.to_json()
+        if self.noise is not None:
+            out["noise"] = self.noise.to_json()
         out.update({"n_runs": self.n_runs, "n_dropped": self.n_dropped, "dropped": dict(self.dropped),
                     "n_starts": self.n_starts, "n_converged": self.n_converged, "bootstrap": self.n_resamples})
         return out
@@ -237,7 +242,8 @@ def fit_parametric(
 
     Args:
         table: the runs table; law: a name of `FORMS`.
-        huber_delta: the Huber threshold on log residuals; bootstrap: resamples of whole runs; seed.
+        huber_delta: the Huber threshold on log residuals; bootstrap: resamples of points (each with
+            all its seed replicates: bootstrap.py); seed.
         budgets: FLOPs for the compute-optimal allocation; holdout: largest-compute runs to hold out.
         starts: a start grid (default the form's); cross_check: run variable projection (chinchilla).
     Returns:
@@ -293,7 +299,8 @@ def fit_parametric(
     return LawFit(law=law, params=natural, ci95=ci, objective=float(result.fun[best]), huber_delta=float(huber_delta),
                   n_points=fit_table.n_points, n_runs=fit_table.n_runs, dropped=dict(fit_table.dropped),
                   n_starts=len(result.fun), n_converged=int(result.converged.sum()), n_resamples=len(samples),
-                  theta=theta, samples=samples, optimal=optimal, holdout=hold, cross_check=check)
+                  theta=theta, samples=samples, optimal=optimal, holdout=hold, cross_check=check,
+                  noise=noise_floor(fit_table, *group_budgets(fit_table)))
 
 
 def _concat(a: BatchResult, b: BatchResult) -> BatchResult:
@@ -302,7 +309,7 @@ def _concat(a: BatchResult, b: BatchResult) -> BatchResult:
 
 
 def _bootstrap(form, table, data, result, grid, n_resamples, seed, mode, warm_starts, tol) -> np.ndarray:
-    """Bootstrap optima (R, P), resampling whole runs.
+    """Bootstrap optima (R, P), resampling points and then seeds within them (`two_level_weights`).
 
     Warm starts are sound because a resample reweights the same points: its objective is a small
     perturbation of the full-data one, so its global minimum lies in the basin of the full-data optimum
@@ -311,8 +318,8 @@ def _bootstrap(form, table, data, result, grid, n_resamples, seed, mode, warm_st
     """
     if n_resamples <= 0:
         return np.zeros((0, result.x.shape[1]))
-    codes, n_runs = table.run_codes()
-    weights = run_weights(codes, n_runs, n_resamples, seed)
+    codes, point_of_run = table.run_points()
+    weights = two_level_weights(codes, point_of_run, n_resamples, seed)
     starts = distinct_optima(result, warm_starts) if mode == "warm" else grid
     k = len(starts)
     rows = np.repeat(np.arange(n_resamples), k)

@@ -21,6 +21,10 @@ UNFINISHED = frozenset({"failed", "crashed", "killed", "running", "pending", "qu
                         "preempted", "error", "errored", "cancelled", "canceled"})
 # Columns that tell runs apart when there is no run_id (per-checkpoint rows of one run share them).
 RUN_KEYS = ("sweep_id", "params", "params_nonembed", "lr", "batch_size", "seed", "epochs", "flops_budget")
+# Columns that make runs the same experiment: replicates of a point differ in `seed` (and run_id) only.
+# Measurements (loss, wall time, throughput) are left out; so is `step`, which tells rows of one run apart.
+POINT_KEYS = ("sweep_id", "params", "tokens", "params_nonembed", "flops_budget", "lr", "batch_size", "seq_len",
+              "epochs", "d_model", "n_layers", "n_heads", "steps", "corpus", "corpus_fingerprint", "branch_of")
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,8 @@ class RunsTable:
     """A validated runs table.
 
     `frame` has float columns `params` (the chosen parameter count), `tokens`, `flops`, `loss`, a
-    string column `run` (whole-run identity, for bootstrap and holdout), and every other input column.
+    string column `run` (whole-run identity, for bootstrap and holdout), a string column `point`
+    (runs that are seed replicates of one configuration share it), and every other input column.
     """
 
     frame: pd.DataFrame = field(repr=False)
@@ -57,6 +62,25 @@ class RunsTable:
         """Integer run index of every row and the number of runs."""
         codes, uniques = pd.factorize(self.frame["run"], sort=False)
         return codes.astype(np.int64), len(uniques)
+
+    @property
+    def n_replicated(self) -> int:
+        """Points with more than one run (seed replicates)."""
+        runs = self.frame.drop_duplicates("run")
+        return int((runs.groupby("point", sort=False).size() > 1).sum())
+
+    def point_codes(self) -> tuple[np.ndarray, int]:
+        """Integer point index of every row and the number of points."""
+        codes, uniques = pd.factorize(self.frame["point"], sort=False)
+        return codes.astype(np.int64), len(uniques)
+
+    def run_points(self) -> tuple[np.ndarray, np.ndarray]:
+        """(run index of every row, point index of every run): the two levels of the bootstrap."""
+        runs, _ = self.run_codes()
+        points, _ = self.point_codes()
+        point_of_run = np.zeros(runs.max() + 1 if len(runs) else 0, dtype=np.int64)
+        point_of_run[runs] = points
+        return runs, point_of_run
 
     def with_frame(self, frame: pd.DataFrame, **dropped: int) -> RunsTable:
         merged = dict(self.dropped)
@@ -153,13 +177,14 @@ def load_runs(source, *, params_column: str = "params", best_of: Iterable[str] =
             raise UsageError(f"column {col!r} must be positive; row {row + 1} has {frame.at[row, col]:g}")
     frame = _derive(frame)
     frame["run"] = _run_ids(frame)
+    best_of = [c.strip() for c in best_of if c.strip()]
+    frame["point"] = _point_ids(frame, best_of)
     table = RunsTable(frame=frame.reset_index(drop=True), n_input=n_input,
                       dropped={k: v for k, v in dropped.items() if v}, params_column=params_column,
                       source=name, metric=metric)
     if not table.n_points:
         raise UsageError(f"runs table {name} has no usable rows ({table.n_dropped} dropped: "
                          f"{describe_dropped(table.dropped)})")
-    best_of = [c.strip() for c in best_of if c.strip()]
     return keep_best_of(table, best_of) if best_of else table
 
 
@@ -202,18 +227,37 @@ def _run_ids(frame: pd.DataFrame) -> pd.Series:
     return rows
 
 
+def _point_ids(frame: pd.DataFrame, extra: Iterable[str] = ()) -> pd.Series:
+    """Which runs are replicates of one point: a given `point` column, else equal configuration columns
+    (read from each run's last row, so that the checkpoints of one run, whose tokens grow, stay one point)."""
+    if "point" in frame.columns and frame["point"].notna().all():
+        return frame["point"].astype(str)
+    keys = [c for c in dict.fromkeys([*POINT_KEYS, *extra]) if c in frame.columns]
+    order = frame["step"] if "step" in frame.columns else frame["flops"]
+    last = frame.assign(_order=order.to_numpy()).sort_values("_order", kind="stable").groupby("run", sort=False).tail(1)
+    # Float columns print with repr precision: replicates planned by the same code agree to the last digit.
+    per_run = last.set_index("run")[keys].astype(str).agg("|".join, axis=1)
+    return frame["run"].map(per_run).astype(str)
+
+
 def keep_best_of(table: RunsTable, columns: list[str]) -> RunsTable:
-    """For each (N, D), keep the lowest-loss row across the swept hyperparameters `columns`.
+    """For each (N, D), keep the lowest-loss point across the swept hyperparameters `columns` (by the
+    mean over its seed replicates).
 
     Returns:
-        A RunsTable with one row per (N, D); the others counted as dropped.
+        A RunsTable with one point per (N, D) (with its replicates); the others counted as dropped.
     """
     absent = [c for c in columns if c not in table.frame.columns]
     if absent:
         raise UsageError(f"--best-of: no column {absent[0]!r} in the runs table "
                          f"(columns: {', '.join(c for c in table.frame.columns if c != 'run')})")
     frame = table.frame
-    best = frame.loc[frame.groupby(["params", "tokens"], sort=False)["loss"].idxmin()]
+    # The best point by its replicates' mean, kept with all its replicates: the minimum over seeds would
+    # pick the luckiest seed and erase the noise the fit should see.
+    means = frame.groupby("point", sort=False).agg(params=("params", "first"), tokens=("tokens", "first"),
+                                                   loss=("loss", "mean"))
+    best_points = means.loc[means.groupby(["params", "tokens"], sort=False)["loss"].idxmin()].index
+    best = frame[frame["point"].isin(best_points)]
     return table.with_frame(best, **{f"not best of {','.join(columns)}": len(frame) - len(best)})
 
 

@@ -69,7 +69,15 @@ def fig_isoflop(data: ReportData, fits: Fits, published: dict, ax):
     for i, c in enumerate(budgets):
         color = cmap(0.1 + 0.8 * i / max(1, len(budgets) - 1))
         rows = runs[runs["flops_budget"] == c].sort_values("params")
-        ax.plot(rows["params"], rows["loss"], "o", color=color, label=f"C = {c:.2g}")
+        means = rows.groupby("params")["loss"].agg(["mean", "std", "size"])
+        replicated = means["size"] > 1
+        if replicated.any():  # every seed faintly, and each point's mean with its standard error
+            ax.plot(rows["params"], rows["loss"], ".", color=color, alpha=0.35, ms=4)
+        ax.plot(means.index, means["mean"], "o", color=color, label=f"C = {c:.2g}")
+        if replicated.any():
+            se = means["std"][replicated] / np.sqrt(means["size"][replicated])
+            ax.errorbar(means.index[replicated], means["mean"][replicated], yerr=se, fmt="none", ecolor=color,
+                        capsize=3)
         prof = next((b for b in iso.budgets if math.isclose(b.flops, c, rel_tol=1e-6)), None) if iso else None
         if prof is not None and prof.parabola is not None:
             c0, c1, c2, centre = prof.parabola
@@ -81,6 +89,12 @@ def fig_isoflop(data: ReportData, fits: Fits, published: dict, ax):
     ax.set_xlabel("parameters N")
     ax.set_ylabel(f"final eval loss ({data.loss_unit})")
     ax.set_title("IsoFLOP profiles: parabolas in log N and their minima (x: outside the sampled sizes)")
+    noise = getattr(iso, "noise", None) if iso is not None else None
+    if noise is not None and noise.pooled.sd is not None:
+        shallow = [b for b in iso.budgets if b.resolved is False]
+        ax.text(0.01, 0.01, f"noise floor (seed SD) {noise.pooled.sd:.3g}; bars: standard error of a point's mean"
+                + (f"; minimum not resolved at C = {', '.join(f'{b.flops:.2g}' for b in shallow)}" if shallow else ""),
+                transform=ax.transAxes, fontsize=7, va="bottom")
     ax.legend(fontsize=7)
 
 
@@ -188,7 +202,8 @@ def fig_holdout(data: ReportData, fits: Fits, published: dict, ax):
 FIGURES = [
     ("training_curves", "Loss against FLOPs by model size, with the compute frontier", (7, 4.2), 1,
      lambda d, f, p: d.steps is not None and len(d.steps) > 0, fig_training_curves),
-    ("isoflop_profiles", "IsoFLOP profiles with parabolas and minima", (7, 4.2), 1,
+    ("isoflop_profiles", "IsoFLOP profiles with parabolas and minima; points with seed replicates as their mean "
+     "with its standard error", (7, 4.2), 1,
      lambda d, f, p: "flops_budget" in d.runs.columns and "isoflop" in f.results, fig_isoflop),
     ("compute_optimal", "N_opt(C) and D_opt(C) with fitted power laws, 95% bands and Chinchilla's line",
      (11, 4.2), 2, lambda d, f, p: bool(f.results), fig_optimal),

@@ -14,7 +14,7 @@ from scaling.report.figures import Figure, draw_figures
 from scaling.report.fitting import Fits
 from scaling.report.gather import ReportData
 from scaling.report.spec import ReportSpec, load_published
-from scaling.report.tables import allocation_table, exponent_table, headline, parameter_table, runs_tables
+from scaling.report.tables import allocation_table, exponent_table, headline, noise_table, parameter_table, runs_tables
 from scaling.runs import write_atomic
 from scaling.runs.files import raise_storage_error, umask
 
@@ -87,8 +87,13 @@ def report_tables(data: ReportData, fits: Fits, published: dict) -> list[Table]:
     return [
         Table("Fitted parameters, beside published laws", *parameter_table(fits, published),
               "Chinchilla form L = E + A/N^alpha + B/D^beta; 95% bootstrap intervals in brackets "
-              "(whole runs resampled)."),
+              "(points resampled, each with all its seed replicates)."),
         Table("Compute-optimal exponents", *exponent_table(fits, published)),
+        Table("Noise floor and isoFLOP depth", *noise_table(fits),
+              "Noise: the SD of one run's final loss between seed replicates of a point, pooled over the budget's "
+              "replicated points (else over all). Depth: the loss gap between a curve's minimum and its better "
+              "sampled edge. A curve shallower than 2 x noise does not resolve its minimum: one seed's luck could "
+              "move it to an edge."),
         Table("Compute-optimal allocation at the target budgets", *allocation_table(fits),
               "Extrapolations far beyond the sampled compute: read the intervals, and the holdout check below."),
         Table(f"Runs used ({len(used)})", used_h, used),
@@ -173,7 +178,7 @@ def html_page(written: ReportFiles, data: ReportData, spec: ReportSpec, errors: 
              f"<style>{CSS}</style></head><body><h1>{esc(spec.title)}</h1>",
              f"<p class='note'>Source: {esc(data.source)}. Laws: {esc(', '.join(spec.laws))}. "
              f"Loss: {esc(_metric(data))}. "
-             f"Bootstrap: {spec.bootstrap} resamples of whole runs, seed {spec.seed}.</p>",
+             f"Bootstrap: {spec.bootstrap} resamples of points (each with its seed replicates), seed {spec.seed}.</p>",
              "<div class='headline'><b>Headline</b><ul>" + "".join(f"<li>{esc(x)}</li>" for x in written.headline)
              + "</ul></div>"]
     if errors:

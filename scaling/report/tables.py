@@ -90,6 +90,49 @@ def runs_tables(data: ReportData, fits: Fits) -> tuple[tuple, tuple]:
     return (used_header, used), (["run", "status", "reason"], excluded)
 
 
+def noise_source(fits: Fits):
+    """The noise floor of the fits (the isoFLOP fit's, else the parametric one's) and the isoFLOP budgets."""
+    iso = fits.results.get("isoflop")
+    for res in (iso, fits.results.get("chinchilla")):
+        if res is not None and getattr(res, "noise", None) is not None:
+            return res.noise, (iso.budgets if iso is not None else ())
+    return None, ()
+
+
+def noise_table(fits: Fits) -> tuple[list[str], list[list[str]]]:
+    """Per isoFLOP budget: the noise SD, the curve's depth, and whether the depth resolves the minimum."""
+    header = ["budget (FLOPs)", "points with seeds", "noise SD (dof)", "depth", "depth / noise", "resolves minimum"]
+    noise, budgets = noise_source(fits)
+    if noise is None:
+        return header, []
+    own = {c: est for c, est in noise.budgets}
+    rows = []
+    for b in budgets:
+        est = next((e for c, e in own.items() if abs(c - b.flops) <= 1e-6 * b.flops), None)
+        sd = (f"{fmt(est.sd, 3)} ({est.dof})" if est is not None else
+              f"{fmt(noise.pooled.sd, 3)} pooled" if noise.pooled.sd is not None else "–")
+        ratio = fmt(b.depth / b.noise_sd, 3) if b.noise_sd and b.depth is not None else "–"
+        verdict = "–" if b.resolved is None else "yes" if b.resolved else "NO: depth < 2 x noise"
+        rows.append([fmt(b.flops, 3), str(b.replicated), sd, fmt(b.depth, 3), ratio, verdict])
+    return header, rows
+
+
+def noise_headline(fits: Fits) -> list[str]:
+    noise, budgets = noise_source(fits)
+    if noise is None:
+        return []
+    if noise.pooled.sd is None:
+        return ["noise floor: not measured (no seed replicates; add `seeds:` to the sweep spec)"]
+    line = (f"noise floor: run-to-run SD of the final loss {fmt(noise.pooled.sd, 3)} "
+            f"({noise.pooled.points} points with seed replicates)")
+    shallow = [b for b in budgets if b.resolved is False]
+    if shallow:
+        line += "; minimum not resolved (depth < 2 x noise) at C = " + ", ".join(fmt(b.flops, 3) for b in shallow)
+    elif any(b.resolved for b in budgets):
+        line += "; every isoFLOP curve is deeper than 2 x noise"
+    return [line]
+
+
 def headline(fits: Fits) -> list[str]:
     lines = []
     res = fits.results.get("chinchilla")
@@ -111,6 +154,7 @@ def headline(fits: Fits) -> list[str]:
             lines.append(f"C = {fmt(pt.flops, 3)}: N_opt {fmt(pt.params, 3)} {fmt_ci(pt.ci95.get('params'))}, "
                          f"D_opt {fmt(pt.tokens, 3)}, D/N {fmt(pt.tokens_per_param, 3)}"
                          + (f", loss {fmt(pt.loss)}" if pt.loss is not None else ""))
+    lines += noise_headline(fits)
     if fits.holdout is not None and fits.holdout.holdout is not None:
         h = fits.holdout.holdout
         lines.append(f"held-out largest budget: mean |relative error| {100 * h.mean_abs_rel_error:.2f}% "

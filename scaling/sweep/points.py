@@ -52,7 +52,28 @@ def spec_seed(spec: SweepSpec) -> int:
 
 def enumerate_points(spec: SweepSpec) -> list[dict]:
     """The sweep's points as {key: value}: the grid's product in spec order (the first key varies
-    slowest; duplicates dropped; cut at run_cap), or run_cap seeded random draws."""
+    slowest; duplicates dropped; cut at run_cap), or run_cap seeded random draws; then each point that
+    `seeds` asks replicates of, once per seed 0..K-1, the replicates adjacent in the queue."""
+    return [rep for point in _points(spec) for rep in _replicates(spec, point)]
+
+
+def _replicates(spec: SweepSpec, point: dict) -> list[dict]:
+    if spec.seeds == 1 and spec.seeds_where is None:
+        return [point]
+    where = spec.seeds_where or {}
+    if not all(any(_same(point.get(k), x) for x in values) for k, values in where.items()):
+        return [point]
+    return [{**point, "seed": s} for s in range(spec.seeds)]
+
+
+def _same(a, b) -> bool:
+    # YAML gives 2.5e+11 as a float in one place and an int elsewhere; compare numbers as numbers.
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9)
+    return a == b
+
+
+def _points(spec: SweepSpec) -> list[dict]:
     if spec.method == "grid":
         names = [p.name for p in spec.parameters]
         points, seen = [], set()

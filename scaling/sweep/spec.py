@@ -20,7 +20,7 @@ from scaling.sweep.command import ARG_MACROS, EXAMPLE_COMMAND, OTHER_MACROS, ren
 METHODS = ("grid", "random")
 # Top-level keys the local engine honours (W&B's own, minus those below).
 SPEC_KEYS = ("program", "method", "metric", "parameters", "command", "run_cap", "name", "description",
-             "project", "entity")
+             "project", "entity", "seeds")
 # W&B keys whose behaviour the local engine does not implement: refused, because ignoring them would
 # run a different sweep than the file describes.
 WANDB_ONLY = {
@@ -86,6 +86,10 @@ class SweepSpec:
     project: str | None = None
     metric: dict | None = None
     run_cap: int | None = None
+    # Seed replicates per point (the local engine's extension of W&B's format; online, sweep a `seed`
+    # parameter instead): `seeds_where` limits them to the points with those parameter values.
+    seeds: int = 1
+    seeds_where: dict | None = None
     raw: dict = dataclasses.field(default_factory=dict, compare=False)
 
 
@@ -130,9 +134,10 @@ def parse_spec(data: dict, where: str = "spec") -> SweepSpec:
     metric = _metric(data.get("metric"), fail)
     parsed = _parameters(data.get("parameters"), method, fail)
     command = _command(data, fail)
+    seeds, seeds_where = _seeds(data.get("seeds"), parsed, fail)
     spec = SweepSpec(method=method, parameters=parsed, command=command, name=data.get("name"),
                      program=data.get("program"), project=data.get("project"), metric=metric,
-                     run_cap=run_cap, raw=data)
+                     run_cap=run_cap, seeds=seeds, seeds_where=seeds_where, raw=data)
     try:
         train_overrides(render_command(spec, {}))
     except UsageError as err:
@@ -159,6 +164,31 @@ def _run_cap(data: dict, method: str, fail) -> int | None:
         fail("run_cap: required with method: random (how many points to draw; the local engine "
              "does not sample forever)")
     return run_cap
+
+
+def _seeds(value, parameters: tuple[Parameter, ...], fail) -> tuple[int, dict | None]:
+    """`seeds: K`, or `seeds: {count: K, where: {key: value or [values]}}` for some points only."""
+    if value is None:
+        return 1, None
+    count, where = (value.get("count"), value.get("where")) if isinstance(value, dict) else (value, None)
+    if isinstance(value, dict):
+        extra = sorted(set(value) - {"count", "where"})
+        if extra:
+            fail(f"seeds.{extra[0]}: unknown key (allowed: count, where)")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        fail(f"seeds: expected a positive number of replicates per point, or {{count: K, where: {{...}}}}, "
+             f"got {count!r}")
+    if any(p.name == "seed" for p in parameters):
+        fail("seeds: the parameters already sweep `seed`; give one or the other")
+    if where is not None:
+        names = {p.name for p in parameters}
+        if not isinstance(where, dict) or not where:
+            fail(f"seeds.where: expected a mapping of parameter: value or [values], got {where!r}")
+        for key in where:
+            if key not in names:
+                fail(f"seeds.where.{key}: not a parameter of this sweep (parameters: {', '.join(sorted(names))})")
+        where = {k: list(v) if isinstance(v, list) else [v] for k, v in where.items()}
+    return count, where
 
 
 def _metric(metric, fail) -> dict | None:

@@ -170,7 +170,9 @@ def test_headline_matches_the_fit_json(report_dir):
            [iso["n_opt"]["exponent"], *iso["n_opt"]["ci95"], iso["d_opt"]["exponent"], *iso["d_opt"]["ci95"]],
            [3, 4, 4, 3, 4, 4])
     at = opt["at"]
-    assert len(lines) == 3 + len(at) + 1
+    assert len(lines) == 3 + len(at) + 2
+    # these runs have one seed each: the noise floor is reported as not measured, not as zero
+    assert iso["noise"]["pooled"]["sd"] is None and lines[-2].startswith("noise floor: not measured")
     for line, point in zip(lines[3:], at):
         _shows(_numbers(line, "C = {}: N_opt {} [{}, {}], D_opt {}, D/N {}, loss {}"),
                [point["flops"], point["params"], *point["ci95"]["params"], point["tokens"],
