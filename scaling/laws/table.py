@@ -236,7 +236,8 @@ def _point_ids(frame: pd.DataFrame, extra: Iterable[str] = ()) -> pd.Series:
     order = frame["step"] if "step" in frame.columns else frame["flops"]
     last = frame.assign(_order=order.to_numpy()).sort_values("_order", kind="stable").groupby("run", sort=False).tail(1)
     # Float columns print with repr precision: replicates planned by the same code agree to the last digit.
-    per_run = last.set_index("run")[keys].astype(str).agg("|".join, axis=1)
+    # map(str), not astype(str): pandas 3 keeps a missing value as NaN under astype(str), and join fails.
+    per_run = last.set_index("run")[keys].map(str).agg("|".join, axis=1)
     return frame["run"].map(per_run).astype(str)
 
 
