@@ -58,6 +58,7 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--compile", action="store_true")
     a = ap.parse_args()
+    torch.set_flush_denormal(True)  # as XLA does on CPU; denormal gradients made d128 38x slower
     torch.manual_seed(0)
     model = GPT(256, a.d_model, a.layers, a.heads, a.ff)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)

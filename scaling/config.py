@@ -3,6 +3,7 @@ names the key, the value and what is allowed."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import typing
@@ -19,6 +20,7 @@ MAX_SEED = 2**32 - 1
 WANDB_PROJECT_FORBIDDEN = ("/", "\\", "#", "?", "%", ":")
 DTYPES = ("auto", "float32", "bfloat16")
 ATTENTION = ("auto", "xla", "cudnn")
+MAX_STEPS_PER_CALL = 1024  # a call's batches are stacked in memory: (steps, batch, seq_len) tokens
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class RunConfig:
     mesh: str | None = None  # data:N | fsdp:N | data:A,fsdp:B; default: every device on the data axis
     devices: str | None = None  # local device indices, e.g. 0,1 (an agent's share of a node); default all
     microbatches: int = 1  # gradient accumulation: the batch in this many sequential parts
+    steps_per_call: int | None = None  # optimizer steps per compiled call (lax.scan); default by size
     coordinator: str | None = None  # jax.distributed: host:port of process 0 (multi-host runs)
     num_processes: int | None = None
     process_id: int | None = None
@@ -96,6 +99,8 @@ class RunConfig:
             raise UsageError("give params=N or d_model=WIDTH, not both")
         if self.microbatches < 1:
             raise UsageError(f"microbatches={self.microbatches}: must be at least 1")
+        if self.steps_per_call is not None and not 1 <= self.steps_per_call <= MAX_STEPS_PER_CALL:
+            raise UsageError(f"steps_per_call={self.steps_per_call}: allowed 1..{MAX_STEPS_PER_CALL}")
         if self.devices is not None and not all(p.strip().isdigit() for p in self.devices.split(",")):
             raise UsageError(f"devices={self.devices!r}: expected local device indices like 0,1")
         if (self.num_processes is None) != (self.process_id is None):
@@ -121,6 +126,7 @@ class RunConfig:
         if unknown:
             raise UsageError(f"unknown key {unknown[0]!r} (known keys: {', '.join(known)})")
         hints = typing.get_type_hints(cls)
+        values = _lr_from_fit(values)
         return cls(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})
 
     def to_dict(self) -> dict:
@@ -141,6 +147,33 @@ def _safe_id(text: str) -> bool:
 def _check_choice(key: str, value, allowed: tuple) -> None:
     if value not in allowed:
         raise UsageError(f"{key}={value!r}: allowed {', '.join(map(str, allowed))}")
+
+
+def _lr_from_fit(values: dict) -> dict:
+    """lr=fit:FIT.json: the peak lr that `scaling fit --law lr --json FIT.json` predicts at this run's
+    params=N (lr_opt = c N^k), so one sweep spec gives every size its own fitted rate."""
+    lr = values.get("lr")
+    if not (isinstance(lr, str) and lr.strip().startswith("fit:")):
+        return values
+    path = lr.strip()[len("fit:"):]
+    try:
+        n = float(values.get("params"))
+    except (TypeError, ValueError):
+        raise UsageError(f"lr={lr}: needs params=N, the size the fitted rule is evaluated at "
+                         f"(got params={values.get('params')!r})") from None
+    try:
+        with open(path) as fh:
+            fit = json.load(fh)
+    except OSError as err:
+        raise UsageError(f"lr={lr}: cannot read {path} ({err.strerror or err})") from None
+    except ValueError:
+        raise UsageError(f"lr={lr}: {path} is not JSON") from None
+    rule = fit.get("lr_opt") if isinstance(fit, dict) and fit.get("law") == "lr" else None
+    c, k = (rule.get("coefficient"), rule.get("exponent")) if isinstance(rule, dict) else (None, None)
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (c, k)) or not c > 0 or not n > 0:
+        raise UsageError(f"lr={lr}: {path} holds no learning-rate rule (write one with "
+                         f"`scaling fit --law lr --json {path}`)")
+    return {**values, "lr": float(c * n**k)}
 
 
 def _coerce(key: str, value, hint):

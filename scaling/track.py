@@ -102,7 +102,9 @@ def wandb_settings(setting: str):
     import wandb
 
     chosen = parse_wandb(setting)
-    return wandb.Settings(console="auto" if chosen.console else "off", x_disable_stats=not chosen.stats)
+    # create_new: packed runs (train.pack) keep several W&B runs open in one process at once.
+    return wandb.Settings(console="auto" if chosen.console else "off", x_disable_stats=not chosen.stats,
+                          reinit="create_new")
 
 
 class WandbTracker:

@@ -12,24 +12,37 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="compute dtype (bfloat16 on accelerators; weights stay float32)")
+    p.add_argument("--steps-per-call", type=int, default=None, metavar="S",
+                   help="optimizer steps per compiled call (default: what a run of that size uses)")
+    p.add_argument("--pack", type=int, default=1, metavar="K",
+                   help="also time K runs of each shape packed into one step (tokens/s of the pack)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from scaling import hardware
+    from scaling.errors import UsageError
     from scaling.family import shape_for_width
     from scaling.train.bench import time_train_step
+    from scaling.train.plan import default_steps_per_call
+
+    if args.pack < 1 or (args.steps_per_call is not None and args.steps_per_call < 1):
+        raise UsageError(f"--pack {args.pack} --steps-per-call {args.steps_per_call}: each must be at least 1")
 
     ceiling, how = hardware.ceiling_flops(refresh=True)
     print(f"device   {hardware.device_description()}")
     print(f"ceiling  {ceiling / 1e9:,.1f} GFLOP/s  ({how})")
-    print(f"{'shape':>14} {'params':>12} {'ms/step':>9} {'tokens/s':>10} {'GFLOP/s':>9} {'MFU':>6} {'compile':>8}")
+    print(f"{'shape':>14} {'params':>12} {'runs':>5} {'steps/call':>10} {'ms/step':>9} {'tokens/s':>10} "
+          f"{'GFLOP/s':>9} {'MFU':>6} {'compile':>8}")
     for width in args.d_model:
         shape = shape_for_width(width, n_layers=args.layers, seq_len=args.seq_len)
-        r = time_train_step(shape, args.batch_size, args.steps, args.dtype)
-        mfu = hardware.mfu(r["tokens_per_s"], shape.flops_per_token(), ceiling)
-        print(f"{r['shape']:>14} {r['params']:>12,} {r['step_ms']:>9.1f} {r['tokens_per_s']:>10,.0f} "
-              f"{r['model_flops_per_s'] / 1e9:>9.1f} {100 * mfu:>5.1f}% {r['compile_s']:>7.1f}s")
+        k = args.steps_per_call or default_steps_per_call(shape, args.batch_size)
+        for pack in sorted({1, args.pack}):
+            r = time_train_step(shape, args.batch_size, args.steps, args.dtype, k, pack)
+            mfu = hardware.mfu(r["tokens_per_s"], shape.flops_per_token(), ceiling)
+            print(f"{r['shape']:>14} {r['params']:>12,} {pack:>5} {k:>10} {r['step_ms']:>9.1f} "
+                  f"{r['tokens_per_s']:>10,.0f} {r['model_flops_per_s'] / 1e9:>9.1f} {100 * mfu:>5.1f}% "
+                  f"{r['compile_s']:>7.1f}s")
     print(f"({args.dtype}, batch {args.batch_size} x seq {args.seq_len}; FLOPs from scaling.family, 3 x forward, "
           "executed causal-attention blocks)")
     return 0

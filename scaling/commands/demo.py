@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from scaling.commands.common import add_home
+from scaling.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_SWEEP = ROOT / "sweeps" / "demo.yaml"
@@ -23,6 +24,8 @@ def add_parser(sub) -> None:
     add_home(p)
     p.add_argument("--out", help="report directory (default reports/demo)")
     p.add_argument("--agents", type=int, default=2, help="agent processes taking runs from the sweep (default 2)")
+    p.add_argument("--pack", type=int, default=None, metavar="K",
+                   help="each agent trains up to K runs of one shape together (default: by size; 1: off)")
     p.set_defaults(func=run)
 
 
@@ -40,11 +43,15 @@ def run(args) -> int:
           f"from {os.path.relpath(DEMO_SWEEP)} in {home.root}", file=sys.stderr)
     # Small models leave part of the two cores idle (XLA's per-op overhead dominates their steps), so
     # a second agent process takes runs from the same queue: about 20% more throughput here.
+    if args.pack is not None and args.pack < 1:
+        raise UsageError(f"--pack {args.pack}: must be at least 1")
+    pack = [] if args.pack is None else ["--pack", str(args.pack)]
+    # Packing (the default for the demo's small models) trains the runs of one shape in one compiled step.
     others = [subprocess.Popen([sys.executable, "-m", "scaling.cli", "--home", home.root, "sweep", "agent",
-                                sweep_id, "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                sweep_id, "--quiet", *pack], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
               for _ in range(max(0, args.agents - 1))]
     display = AgentDisplay()
-    agent = Agent(home, sweep_id, on_event=display)
+    agent = Agent(home, sweep_id, on_event=display, pack=args.pack)
     try:
         agent.run()
     finally:

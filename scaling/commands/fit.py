@@ -21,6 +21,9 @@ LAW_HELP = """laws:
   compute           L = E + (C0/C)^gamma, the compute frontier
   data-constrained  Muennighoff et al. 2023: Chinchilla form on effective data and parameters for
                     repeated epochs (needs an 'epochs' column)
+  lr                the best peak learning rate per size (a parabola in log lr through the final
+                    losses) and lr_opt = c N^k through them; from an lr-by-size sweep ('lr' column).
+                    A run then takes lr=fit:FIT.json
 
 The runs table needs 'loss' and two of 'params', 'tokens', 'flops' (C = 6ND gives the third); rows
 with missing values are dropped and counted. Runs that differ only in 'seed' are replicates of one
@@ -31,7 +34,8 @@ isoFLOP budget whose curve is shallower than twice that SD is flagged: its minim
 
 # The names of scaling.laws.LAWS, repeated here so that `--help` does not import jax (a test keeps
 # the two equal).
-LAWS = ("chinchilla", "isoflop", "envelope", "kaplan-n", "kaplan-d", "kaplan-joint", "compute", "data-constrained")
+LAWS = ("chinchilla", "isoflop", "envelope", "kaplan-n", "kaplan-d", "kaplan-joint", "compute", "data-constrained",
+        "lr")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -64,13 +68,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--metric", choices=("loss", "bpb"), default="loss",
                    help="fit the eval loss in nats/token (default) or in bits per byte (the eval_bpb column; "
                         "comparable across tokenizers)")
+    p.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
+                   help="hold a parameter of the law at a value and fit the rest, e.g. --fix E=1.69 "
+                        "(repeat for several; names as printed: E, A, B, alpha, beta, N_c, ...)")
+    p.add_argument("--by", default="auto", metavar="COLUMN",
+                   help="one law per value of this column, side by side, with the differences beyond their "
+                        "intervals (default auto: by corpus when the table holds several corpora; none pools)")
     p.add_argument("--params-column", default="params", metavar="COL",
                    help="column used as N (default params, embeddings included; e.g. params_nonembed)")
     p.set_defaults(func=run)
     return p
 
 
-def parse_budgets(text: str) -> list[float]:
+def parse_budgets(text: str, flag: str = "--at") -> list[float]:
     budgets = []
     for item in (t.strip() for t in text.split(",")):
         if not item:
@@ -78,11 +88,28 @@ def parse_budgets(text: str) -> list[float]:
         try:
             value = float(item)
         except ValueError:
-            raise UsageError(f"--at takes FLOP budgets like 1e21,1e24; got {item!r}") from None
+            raise UsageError(f"{flag} takes FLOP budgets like 1e21,1e24; got {item!r}") from None
         if not (value > 0 and value != float("inf")):
-            raise UsageError(f"--at budgets must be positive and finite; got {item!r}")
+            raise UsageError(f"{flag} budgets must be positive and finite; got {item!r}")
         budgets.append(value)
     return budgets
+
+
+def parse_fixed(items: list[str]) -> dict[str, float]:
+    """{"E": 1.69} from ["E=1.69"]; the law checks the names."""
+    fixed: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(f"--fix {item!r}: expected NAME=VALUE, e.g. --fix E=1.69")
+        if name in fixed:
+            raise UsageError(f"--fix {name}: given twice")
+        try:
+            fixed[name] = float(value)
+        except ValueError:
+            raise UsageError(f"--fix {item!r}: {value.strip()!r} is not a number") from None
+    return fixed
 
 
 def _source(args) -> tuple:
@@ -113,6 +140,7 @@ def run(args) -> int:
         if getattr(args, name) < 0:
             raise UsageError(f"--{name} must be 0 or more, got {getattr(args, name)}")
     budgets = parse_budgets(args.at)
+    fixed = parse_fixed(args.fix)
     if args.json:
         check_output_file(args.json, "--json")
     source, excluded = _source(args)
@@ -121,19 +149,43 @@ def run(args) -> int:
     table = load_runs(source, params_column=args.params_column, metric=args.metric,
                       best_of=[c for c in args.best_of.split(",") if c.strip()])
     table = table.with_frame(table.frame, **excluded)  # the sweep's runs the table left out count as dropped
-    options = {"bootstrap_starts": args.bootstrap_starts} if args.law not in ("isoflop", "envelope") else {}
-    result = fit(table, args.law, huber_delta=args.huber_delta, bootstrap=args.bootstrap, seed=args.seed,
-                 budgets=budgets, holdout=args.holdout, **options)
+    options = {"bootstrap_starts": args.bootstrap_starts} if args.law not in ("isoflop", "envelope", "lr") else {}
+
+    def fit_one(part):
+        return fit(part, args.law, huber_delta=args.huber_delta, bootstrap=args.bootstrap, seed=args.seed,
+                   budgets=budgets, holdout=args.holdout, fixed=fixed, **options)
+
+    by = group_column(args.by, table)
+    if by is not None:
+        from scaling.laws import fit_by
+
+        result = fit_by(table, by, fit_one)
+        summary = render_grouped(result, table.source, table.metric)
+    else:
+        result = fit_one(table)
+        summary = render(result, table.source, table.metric)
     text = json.dumps({**result.to_json(), "metric": args.metric}, indent=2, allow_nan=False) + "\n"
     if args.json == "-":  # the JSON alone on stdout, for a pipe; the readable summary goes to stderr
-        print(render(result, table.source, table.metric), file=sys.stderr)
+        print(summary, file=sys.stderr)
         sys.stdout.write(text)
         return 0
-    print(render(result, table.source, table.metric))
+    print(summary)
     if args.json:
         write_atomic(args.json, text)
         print(f"wrote {args.json}")
     return 0
+
+
+def group_column(by: str, table) -> str | None:
+    """--by: auto splits by corpus when the table holds several (a law pooled over corpora fits none of
+    them), none pools, anything else names a column."""
+    from scaling.laws import several_corpora
+
+    if by == "none":
+        return None
+    if by == "auto":
+        return "corpus" if several_corpora(table) else None
+    return by
 
 
 # --- display (rounding happens only here) -------------------------------------------------------
@@ -171,4 +223,23 @@ def render(result, source: str, metric: str = "loss") -> str:
     notes = result.notes()
     if notes:
         lines += [""] + notes
+    return "\n".join(lines)
+
+
+def render_grouped(grouped, source: str, metric: str = "loss") -> str:
+    """Each group's fit in full, then the quantities side by side and the differences beyond intervals."""
+    lines = []
+    for value, result in grouped.results.items():
+        lines += [f"=== {grouped.column} = {value}", render(result, f"{source} [{grouped.column} = {value}]", metric),
+                  ""]
+    for value, why in grouped.errors.items():
+        lines += [f"=== {grouped.column} = {value}: not fitted: {why}", ""]
+    groups = list(grouped.results)
+    rows = [(name, *(f"{number(by[g][0])} {_ci(by[g][1])}" if g in by and by[g][0] is not None else "-"
+                     for g in groups)) for name, by in grouped.quantities().items()]
+    lines += [f"side by side ({grouped.column}):"] + _rows(rows, ("quantity", *groups)) + [""]
+    found = grouped.differences()
+    lines += [f"differences beyond the 95% intervals ({len(found)}):"] + [
+        "  " + d.describe(grouped.column) for d in found] if found else [
+        "no quantity differs beyond the 95% intervals (overlap is not evidence of equality)"]
     return "\n".join(lines)

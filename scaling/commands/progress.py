@@ -52,7 +52,7 @@ class AgentDisplay:
         self.stream = stream = stream or sys.stderr
         self.live = stream.isatty()
         self.progress = None
-        self.current = None
+        self.tasks = {}  # run id -> its bar: a packing agent trains several runs at once
         if self.live:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -72,19 +72,18 @@ class AgentDisplay:
         what += "  (resuming)" if e.run.resumed else ""
         if self.live:
             self.progress.update(self.sweep_task, completed=e.done, total=e.total)
-            if self.current is not None:
-                self.progress.remove_task(self.current)
-            self.current = self.progress.add_task(what, total=plan.get("steps"), info="starting")
+            self.tasks[e.run.run_id] = self.progress.add_task(what, total=plan.get("steps"), info="starting")
         else:
             print(f"[{e.done}/{e.total}] {what}", file=self.stream, flush=True)
 
     def on_RunProgress(self, e) -> None:
-        if not self.live or self.current is None:
+        task = self.tasks.get(e.run_id)
+        if not self.live or task is None:
             return
         info = f"loss {number(e.loss)}" + (f"  eval {number(e.eval_loss)}" if e.eval_loss is not None else "")
         if e.tokens_per_s:
             info += f"  {e.tokens_per_s / 1e3:.1f}k tok/s"
-        self.progress.update(self.current, completed=e.step, total=e.steps, info=info)
+        self.progress.update(task, completed=e.step, total=e.steps, info=info)
 
     def on_Finished(self, e) -> None:
         r = e.result
@@ -94,6 +93,8 @@ class AgentDisplay:
                 + (f" (first step after {r.startup_s:.1f} s)" if r.startup_s is not None else "")
                 + (f"  {r.reason}" if r.reason else ""))
         if self.live:
+            if r.run_id in self.tasks:
+                self.progress.remove_task(self.tasks.pop(r.run_id))
             self.progress.update(self.sweep_task, completed=e.done, total=e.total)
             self.progress.console.print(line)
         else:

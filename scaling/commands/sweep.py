@@ -1,4 +1,4 @@
-"""`scaling sweep {create,agent,status,slurm}`: argument parsing and printing over scaling.sweep."""
+"""`scaling sweep {create,plan,agent,status,slurm}`: argument parsing and printing over scaling.sweep."""
 from __future__ import annotations
 
 import argparse
@@ -6,13 +6,14 @@ import os
 import sys
 import time
 
-from scaling.commands.common import add_home, positive_float, positive_int, refresh_index
+from scaling.commands.common import add_home, check_output_file, positive_float, positive_int, refresh_index
 from scaling.display import duration, number
 from scaling.errors import UsageError
 
 SWEEP_EPILOG = """\
 examples:
   scaling sweep create sweeps/demo.yaml          # prints the sweep id
+  scaling sweep plan --budgets 2.5e11,5e11,1e12 --per-budget 5 --span 3 --base sweeps/demo.yaml --out plan.yaml
   scaling sweep agent SWEEP                      # run it here; start more agents to share the work
   scaling sweep status SWEEP                     # counts, runs in flight, ETA
   scaling sweep slurm SWEEP --parallel 8 --partition gpu --gpus 1 --time 120
@@ -47,6 +48,66 @@ def cmd_create(args) -> int:
     return 0
 
 
+# ---- plan -----------------------------------------------------------------------------------------
+def cmd_plan(args) -> int:
+    from scaling.commands.fit import parse_budgets
+    from scaling.config import load_yaml, parse_overrides
+    from scaling.runs import write_atomic
+    from scaling.sweep import plan
+
+    if (args.budgets is None) == (args.refine is None):
+        raise UsageError("give --budgets C1,C2,... (a new plan) or --refine SWEEP (sizes past the edges), one of them")
+    settings = {k: _typed(v) for k, v in parse_overrides(args.settings).items()}
+    base = load_yaml(args.base) if args.base else None
+    if base is not None and not isinstance(base, dict):
+        raise UsageError(f"--base {args.base}: expected a sweep spec (a mapping)")
+    if args.refine is not None:
+        made = plan.refine_points(args.home, args.refine, args.per_budget)
+        print("\n".join(made.lines), file=sys.stderr)
+        if not made.points:
+            print(f"every budget's minimum lies inside its sizes: nothing to refine; {args.out} not written")
+            return 0
+        spec = plan.spec_dict(made.points, name=args.name or made.name, base=base or made.spec, settings=settings)
+        header = [f"refinement of sweep {args.refine}: sizes past the edge for budgets whose minimum fell outside",
+                  f"written by: scaling sweep plan --refine {args.refine} --per-budget {args.per_budget}",
+                  "fit both sweeps together: scaling runs --csv all.csv && scaling fit all.csv --law isoflop"]
+    else:
+        budgets = parse_budgets(args.budgets, "--budgets")
+        if not budgets:
+            raise UsageError("--budgets: give at least one FLOP budget, e.g. 1e11,3e11,1e12")
+        if args.span is None:
+            raise UsageError("--span R is needed with --budgets (sizes from N_opt/R to N_opt*R)")
+        prior = plan.prior_from(args.prior)
+        spec = plan.spec_dict([], name=args.name or "isoflop-plan", base=base, settings=settings)
+        constants = {k: v["value"] for k, v in spec.get("parameters", {}).items() if "value" in v}
+        shapes = plan.recipe_shapes(constants, up_to=4 * args.span * max(prior.n_opt(c) for c in budgets))
+        spec["points"] = points = plan.plan_points(budgets, args.per_budget, args.span, prior, shapes)
+        header = [f"isoFLOP plan: {args.per_budget} sizes per budget, log-evenly from N_opt/{args.span:g} to "
+                  f"N_opt*{args.span:g}, each the recipe's nearest model (distinct within a budget)",
+                  f"N_opt(C) = {prior.coefficient:.4g} C^{prior.exponent:.4g} ({prior.source})",
+                  "`points` is this workbench's key, not W&B's (a list of configurations, not a product grid)",
+                  f"written by: scaling sweep plan --budgets {args.budgets} --per-budget {args.per_budget} "
+                  f"--span {args.span:g} --prior {args.prior}"]
+        for c in budgets:
+            sizes = [p["params"] for p in points if p["flops_budget"] == c]
+            print(f"C = {c:.3g}: N_opt {prior.n_opt(c):.3g}; sizes {', '.join(f'{n:.3g}' for n in sizes)}",
+                  file=sys.stderr)
+    check_output_file(args.out, "--out")
+    write_atomic(args.out, plan.render_spec(spec, header))
+    print(f"wrote {args.out} ({len(spec['points'])} points); next: scaling sweep create {args.out}")
+    return 0
+
+
+def _typed(text: str):
+    """128 -> 128, 1e-3 -> 0.001, stdlib -> 'stdlib': so the written spec reads as one typed by hand."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 # ---- agent ----------------------------------------------------------------------------------------
 def cmd_agent(args) -> int:
     from scaling import sweep
@@ -60,7 +121,7 @@ def cmd_agent(args) -> int:
     if args.count is not None and args.count < 1:
         raise UsageError(f"--count {args.count}: must be at least 1")
     agent = sweep.Agent(args.home, args.sweep, lease_s=args.lease, isolate=args.isolate, overrides=overrides,
-                        wait=not args.no_wait, max_attempts=args.max_attempts)
+                        wait=not args.no_wait, max_attempts=args.max_attempts, pack=args.pack)
     display = None if args.quiet else AgentDisplay()
     if display:
         agent.on_event = display
@@ -268,6 +329,30 @@ def add_parser(sub) -> None:
     add_home(q)
     q.set_defaults(func=cmd_create)
 
+    q = ssub.add_parser("plan", help="write an isoFLOP spec centred on each budget's predicted optimum",
+                        description="Write a sweep spec whose sizes, per budget, are spread log-evenly from "
+                                    "N_opt/R to N_opt*R around that budget's predicted N_opt (a list of points, "
+                                    "not a product grid); or, with --refine, sizes past the edge for each budget "
+                                    "of a sweep whose isoFLOP minimum fell outside its sizes.")
+    q.add_argument("settings", nargs="*", metavar="key=value",
+                   help="constant parameters of every run, e.g. corpus=stdlib seq_len=128")
+    q.add_argument("--budgets", metavar="C1,C2,...", help="FLOP budgets, e.g. 2.5e11,5e11,1e12")
+    q.add_argument("--per-budget", type=positive_int, default=5, metavar="K",
+                   help="sizes per budget (default 5; with --refine: sizes added past the edge)")
+    q.add_argument("--span", type=_count(1.0, strict=True), metavar="R",
+                   help="a factor: sizes from N_opt/R to N_opt*R (R = 4 spans 16x)")
+    q.add_argument("--prior", default="chinchilla", metavar="chinchilla|FIT.json",
+                   help="N_opt(C): Hoffmann et al.'s law (default) or a fit JSON (`scaling fit --json`, or a "
+                        "report's fit.json)")
+    q.add_argument("--refine", metavar="SWEEP",
+                   help="instead of a new plan: sizes past the edge for this sweep's off-edge budgets")
+    q.add_argument("--base", metavar="SPEC.yaml",
+                   help="take parameters, command and metric from this spec (its size keys dropped)")
+    q.add_argument("--name", help="the spec's name (default isoflop-plan, or SWEEP-refine)")
+    q.add_argument("--out", required=True, metavar="SPEC.yaml", help="where to write the spec")
+    add_home(q)
+    q.set_defaults(func=cmd_plan)
+
     q = ssub.add_parser("agent", help="claim and run a sweep's runs (start as many as you like)",
                         description="Claim runs exactly once (SQLite transactions) and train them in this "
                                     "process, reusing compiled code across runs of one shape.")
@@ -280,6 +365,9 @@ def add_parser(sub) -> None:
     q.add_argument("--max-attempts", type=positive_int, default=3, metavar="N",
                    help="a run whose agents died N times (its lease lapsed each time) is marked failed (default 3)")
     q.add_argument("--devices", metavar="I,J", help="local device indices this agent's runs use (default all)")
+    q.add_argument("--pack", type=positive_int, metavar="K",
+                   help="train up to K free runs of one shape together in one compiled step (default: by "
+                        "size, several for small models; 1 turns packing off)")
     add_home(q)
     q.set_defaults(func=cmd_agent)
 

@@ -18,10 +18,11 @@ Laws (`LAWS`):
   kaplan-joint      L = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D                   -> LawFit
   compute           L = E + (C0/C)^gamma (compute frontier)                            -> LawFit
   data-constrained  Chinchilla form on effective N', D' (Muennighoff et al. 2023)      -> LawFit
+  lr                optimal learning rate per size, then lr_opt = c N^k               -> LrFit
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from scaling.errors import UsageError
 from scaling.laws.allocation import Allocation, BudgetPoint, optimal_allocation
@@ -29,7 +30,9 @@ from scaling.laws.bootstrap import DEFAULT_RESAMPLES, run_weights, two_level_wei
 from scaling.laws.chinchilla import CrossCheck, varpro_fit
 from scaling.laws.envelope import EnvelopeFit, fit_envelope
 from scaling.laws.forms import FORMS, LawForm, chinchilla_allocation, hoffmann_grid
+from scaling.laws.groups import GroupedFit, fit_by, split_by
 from scaling.laws.isoflop import BudgetProfile, IsoflopFit, fit_isoflop
+from scaling.laws.lr import LrFit, SizeOptimum, fit_lr
 from scaling.laws.noise import NoiseEstimate, NoiseFloor, noise_floor
 from scaling.laws.optim import BatchResult, Tolerances, minimize_batched
 from scaling.laws.parametric import DEFAULT_HUBER_DELTA, Holdout, LawFit, fit_parametric
@@ -37,17 +40,18 @@ from scaling.laws.powerlaw import PowerLaw
 from scaling.laws.table import RunsTable, holdout_split, keep_best_of, load_runs
 
 LAWS: tuple[str, ...] = ("chinchilla", "isoflop", "envelope", "kaplan-n", "kaplan-d", "kaplan-joint",
-                         "compute", "data-constrained")
+                         "compute", "data-constrained", "lr")
 
 
 def fit(table: RunsTable, law: str = "chinchilla", *, huber_delta: float = DEFAULT_HUBER_DELTA,
         bootstrap: int = DEFAULT_RESAMPLES, seed: int = 0, budgets: Sequence[float] = (), holdout: int = 0,
-        **options) -> LawFit | IsoflopFit | EnvelopeFit:
+        fixed: Mapping[str, float] | None = None, **options) -> LawFit | IsoflopFit | EnvelopeFit | LrFit:
     """Fit one of `LAWS` to a `RunsTable` (see `load_runs`).
 
     huber_delta and holdout apply to the parametric laws; budgets (FLOPs) add the compute-optimal
     allocation with intervals; bootstrap is the number of seeded resamples of points, each with all its
-    seed replicates (0 for none).
+    seed replicates (0 for none); fixed holds parameters of a parametric law at values, by their printed
+    names (`fixed={"E": 1.69}`), and fits the rest.
     Extra options go to `fit_parametric` (starts, bootstrap_starts, warm_starts, cross_check, tol).
 
     Args:
@@ -59,13 +63,20 @@ def fit(table: RunsTable, law: str = "chinchilla", *, huber_delta: float = DEFAU
     Raises:
         UsageError: the table cannot support the law (too few points, budgets, columns).
     """
+    if law == "lr":
+        for given, flag in ((holdout, "--holdout"), (fixed, "--fix"), (len(budgets), "--at")):
+            if given:
+                raise UsageError(f"{flag} does not apply to law lr (a learning-rate rule, not a loss law)")
+        return fit_lr(table, bootstrap=bootstrap, seed=seed)
     if law in ("isoflop", "envelope"):
         if holdout:
             raise UsageError(f"--holdout needs a parametric law (it predicts held-out losses); {law} has none")
+        if fixed:
+            raise UsageError(f"--fix needs a parametric law; {law} has no parameters to hold")
         fn = fit_isoflop if law == "isoflop" else fit_envelope
         return fn(table, bootstrap=bootstrap, seed=seed, budgets=budgets)
     return fit_parametric(table, law, huber_delta=huber_delta, bootstrap=bootstrap, seed=seed,
-                          budgets=budgets, holdout=holdout, **options)
+                          budgets=budgets, holdout=holdout, fixed=fixed, **options)
 
 
 __all__ = [
@@ -75,5 +86,11 @@ __all__ = [
     "Holdout", "CrossCheck", "LawForm", "FORMS", "chinchilla_allocation", "hoffmann_grid", "minimize_batched",
     "Tolerances",
     "BatchResult", "run_weights", "two_level_weights", "DEFAULT_HUBER_DELTA", "DEFAULT_RESAMPLES",
-    "NoiseFloor", "NoiseEstimate", "noise_floor",
+    "NoiseFloor", "NoiseEstimate", "noise_floor", "LrFit", "SizeOptimum", "fit_lr",
+    "GroupedFit", "fit_by", "split_by", "several_corpora",
 ]
+
+
+def several_corpora(table: RunsTable) -> bool:
+    """Whether the table holds runs of more than one corpus (then one law per corpus, not one pooled)."""
+    return "corpus" in table.frame.columns and table.frame["corpus"].astype(str).nunique() > 1

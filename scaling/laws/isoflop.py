@@ -21,11 +21,20 @@ from scaling.laws.allocation import Allocation
 from scaling.laws.bootstrap import DEFAULT_RESAMPLES, two_level_weights
 from scaling.laws.noise import RESOLVE_FACTOR, NoiseFloor, depth_of, noise_floor
 from scaling.laws.powerlaw import PowerLaw, loglog_fit, power_law, power_law_allocation
-from scaling.laws.result import Estimate, Table, power_law_estimates, power_law_exponents, power_law_frontier
+from scaling.laws.result import (
+    Estimate,
+    Table,
+    estimates_frame,
+    power_law_estimates,
+    power_law_exponents,
+    power_law_frontier,
+)
 from scaling.laws.table import RunsTable
 
 MIN_POINTS_PER_BUDGET = 3
-MIN_BUDGETS = 2
+# Budgets with an interior minimum that an exponent needs: through 2 minima any line passes exactly, so
+# the exponent's interval would only reflect where those two landed, with no check of the power law.
+MIN_BUDGETS = 3
 CLUSTER_RATIO = 1.1  # FLOP counts within 10% of their neighbour belong to one budget
 
 
@@ -109,6 +118,54 @@ class IsoflopFit:
     def to_json(self) -> dict:
         return clean(self._json())
 
+    def to_frame(self):
+        """k and a of N_opt = k C^a, and of D_opt, with 95% intervals."""
+        return estimates_frame(self.estimates())
+
+    def budgets_frame(self):
+        """One row per budget: its minimum, whether it is interior, its depth and noise."""
+        import pandas as pd
+
+        return pd.DataFrame([{k: v for k, v in b.to_json().items() if k != "params_range"} for b in self.budgets])
+
+    def plot(self, ax, runs=None, **style):
+        """The isoFLOP profiles: each budget's parabola over its sampled sizes and its minimum (a star
+        inside the sampled sizes, an x outside), and, given the runs (a frame with params, flops, loss),
+        their points: each point's mean over its seeds, with its standard error where it has replicates.
+        Runs are put in budgets by a `flops_budget` column when it names the fit's budgets, else by
+        their FLOPs (the nearest budget in log FLOPs), so a paper's table with no budget column draws
+        the same figure."""
+        import matplotlib.pyplot as plt
+
+        cmap = plt.get_cmap(style.get("cmap", "plasma"))
+        which = None if runs is None else assign_budgets(runs, [b.flops for b in self.budgets])
+        for i, prof in enumerate(self.budgets):
+            color = cmap(0.1 + 0.8 * i / max(1, len(self.budgets) - 1))
+            lo, hi = prof.params_range
+            if runs is not None:
+                rows = runs[which == i].sort_values("params")
+                means = rows.groupby("params")["loss"].agg(["mean", "std", "size"])
+                replicated = means["size"] > 1
+                if replicated.any():  # every seed faintly, and each point's mean with its standard error
+                    ax.plot(rows["params"], rows["loss"], ".", color=color, alpha=0.35, ms=4)
+                ax.plot(means.index, means["mean"], "o", color=color, label=f"C = {prof.flops:.2g}")
+                if replicated.any():
+                    se = means["std"][replicated] / np.sqrt(means["size"][replicated])
+                    ax.errorbar(means.index[replicated], means["mean"][replicated], yerr=se, fmt="none",
+                                ecolor=color, capsize=3)
+            if prof.parabola is not None:
+                c0, c1, c2, centre = prof.parabola
+                x = np.linspace(np.log(lo) - 0.2, np.log(hi) + 0.2, 100) - centre
+                ax.plot(np.exp(x + centre), c0 + c1 * x + c2 * x**2, "-", color=color, lw=1,
+                        label=None if runs is not None else f"C = {prof.flops:.2g}")
+            if prof.n_opt is not None:
+                ax.plot([prof.n_opt], [prof.loss_opt], "*" if prof.interior else "x", ms=12, color=color, mec="k")
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters N")
+        ax.set_ylabel("final loss")
+        ax.legend(fontsize=7)
+        return ax
+
     def _json(self) -> dict:
         out = {"law": self.law, "budgets": [b.to_json() for b in self.budgets],
                "n_opt": self.n_opt.to_json(), "d_opt": self.d_opt.to_json()}
@@ -136,6 +193,19 @@ def group_budgets(table: RunsTable, ratio: float = CLUSTER_RATIO) -> tuple[np.nd
     idx[order] = cuts
     values = np.array([np.exp(np.mean(np.log(flops[idx == g]))) for g in range(cuts[-1] + 1)])
     return idx, values
+
+
+def assign_budgets(runs, budget_flops: Sequence[float]) -> np.ndarray:
+    """Index into `budget_flops` of each run (a frame with flops, optionally flops_budget): its
+    flops_budget when that is one of them, else the budget nearest its FLOPs in log."""
+    budget_flops = np.asarray(budget_flops, dtype=np.float64)
+    log_b = np.log(budget_flops)
+    nearest = np.argmin(np.abs(np.log(runs["flops"].to_numpy(dtype=np.float64))[:, None] - log_b[None]), axis=1)
+    if "flops_budget" in runs.columns:
+        given = runs["flops_budget"].to_numpy(dtype=np.float64)
+        match = np.isclose(given[:, None], budget_flops[None], rtol=1e-6)
+        return np.where(match.any(axis=1), np.argmax(match, axis=1), nearest)
+    return nearest
 
 
 def _resolved_text(b: BudgetProfile) -> str:
@@ -191,7 +261,8 @@ def _vertex(c0, c1, c2, lo, hi):
 
 
 def fit_isoflop(table: RunsTable, *, bootstrap: int = DEFAULT_RESAMPLES, seed: int = 0,
-                budgets: Sequence[float] = (), cluster_ratio: float = CLUSTER_RATIO) -> IsoflopFit:
+                budgets: Sequence[float] = (), cluster_ratio: float = CLUSTER_RATIO,
+                min_budgets: int = MIN_BUDGETS) -> IsoflopFit:
     """Chinchilla's Approach 2: a parabola in log N per FLOP budget, then power laws through the minima.
 
     Seed replicates of one point (RunsTable `point`) enter as their mean, weighted by its inverse
@@ -204,6 +275,9 @@ def fit_isoflop(table: RunsTable, *, bootstrap: int = DEFAULT_RESAMPLES, seed: i
         bootstrap: two-level resamples within budgets (0 for none); seed: their seed.
         budgets: FLOPs at which to report N_opt and D_opt.
         cluster_ratio: FLOP counts within this ratio form one budget when there is no flops_budget column.
+        min_budgets: budgets with an interior minimum required (a UsageError below it); 0 returns the
+            profiles of whatever budgets there are (the planner's refinement reads them), whose power
+            laws are NaN with fewer than MIN_BUDGETS interior minima.
     Returns:
         IsoflopFit: each budget's minimum (flagged when outside the sampled sizes, or shallower than
         twice the noise) and the power laws.
@@ -212,9 +286,10 @@ def fit_isoflop(table: RunsTable, *, bootstrap: int = DEFAULT_RESAMPLES, seed: i
     log_n = np.log(table.column("params"))
     loss = table.column("loss")
     usable = [g for g in range(len(values)) if len(np.unique(log_n[idx == g])) >= MIN_POINTS_PER_BUDGET]
-    if len(usable) < MIN_BUDGETS:
-        raise UsageError(f"isoflop needs at least {MIN_BUDGETS} budgets with at least {MIN_POINTS_PER_BUDGET} "
-                         f"model sizes each; the table has {len(usable)} (of {len(values)} budgets)")
+    if len(usable) < max(min_budgets, 1):
+        raise UsageError(f"isoflop needs at least {max(min_budgets, 1)} budgets with at least "
+                         f"{MIN_POINTS_PER_BUDGET} model sizes each; the table has {len(usable)} "
+                         f"(of {len(values)} budgets)")
     noise = noise_floor(table, idx, values)
     codes, point_of_run = table.run_points()
     points, n_pts = table.point_codes()
@@ -248,9 +323,10 @@ def fit_isoflop(table: RunsTable, *, bootstrap: int = DEFAULT_RESAMPLES, seed: i
             replicated=int((member.sum(axis=0) > 1).sum())))
     flops = values[usable]
     xs_all, inside_all = np.array(xs_all).T, np.array(inside_all).T  # (R + 1, budgets)
-    if inside_all[0].sum() < MIN_BUDGETS:
-        raise UsageError(f"isoflop needs at least {MIN_BUDGETS} budgets whose loss minimum lies inside the "
-                         f"sampled model sizes; {int(inside_all[0].sum())} of {len(usable)} do")
+    if inside_all[0].sum() < min_budgets:
+        raise UsageError(f"isoflop needs at least {min_budgets} budgets whose loss minimum lies inside the "
+                         f"sampled model sizes for an exponent; {int(inside_all[0].sum())} of {len(usable)} do "
+                         f"(`scaling sweep plan --refine SWEEP` adds sizes beyond the edges)")
     n_opt, d_opt = _power_laws(flops, xs_all, inside_all)
     fit = IsoflopFit(budgets=tuple(profiles), n_opt=n_opt, d_opt=d_opt, n_points=table.n_points,
                      dropped=dict(table.dropped), n_resamples=bootstrap, noise=noise)
@@ -272,6 +348,8 @@ def _power_laws(flops, xs_all, inside_all) -> tuple[PowerLaw, PowerLaw]:
         fits_d.append(loglog_fit(flops[inside], flops[inside] / (6.0 * n)))
     fits_n, fits_d = np.array(fits_n), np.array(fits_d)
     inside0 = inside_all[0]
+    if inside0.sum() < MIN_BUDGETS:
+        return PowerLaw(np.nan, np.nan), PowerLaw(np.nan, np.nan)
     n0 = np.exp(xs_all[0][inside0])
     samples_n = fits_n[1:] if len(fits_n) > 2 else None
     samples_d = fits_d[1:] if len(fits_d) > 2 else None

@@ -16,11 +16,12 @@ from scaling.laws._json import clean
 from scaling.laws.allocation import Allocation, optimal_allocation
 from scaling.laws.bootstrap import DEFAULT_RESAMPLES, interval, two_level_weights
 from scaling.laws.chinchilla import CrossCheck, varpro_cross_check
+from scaling.laws.fixed import Fixing, fixing
 from scaling.laws.forms import FORMS, R_D_STAR, R_N_STAR, LawForm, features_for
 from scaling.laws.isoflop import group_budgets
 from scaling.laws.noise import NoiseFloor, noise_floor
 from scaling.laws.optim import BatchResult, Tolerances, minimize_batched
-from scaling.laws.result import Estimate, Table
+from scaling.laws.result import Estimate, Table, estimates_frame
 from scaling.laws.table import RunsTable, holdout_split, numeric_column
 
 DEFAULT_HUBER_DELTA = 1e-3
@@ -62,6 +63,8 @@ class LawFit:
     holdout: Holdout | None = None
     cross_check: CrossCheck | None = None
     noise: NoiseFloor | None = None
+    fixed: Mapping[str, float] = field(default_factory=dict)  # parameters held at given values
+    data_range: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # params, tokens, flops
 
     @property
     def form(self) -> LawForm:
@@ -97,7 +100,7 @@ class LawFit:
                 f"{self.n_resamples} bootstrap resamples (points, with their seeds)")
 
     def estimates(self) -> list[Estimate]:
-        out = [Estimate(k, v, self.ci95.get(k)) for k, v in self.params.items()]
+        out = [Estimate(f"{k} (fixed)" if k in self.fixed else k, v, self.ci95.get(k)) for k, v in self.params.items()]
         if self.optimal is not None and self.optimal.a is not None:
             out += [Estimate(f"{k} (N_opt = G (C/6)^a, D_opt = (C/6)^b / G)" if k == "a" else k,
                              getattr(self.optimal, k), self.optimal.ci95.get(k)) for k in ("a", "b", "G")]
@@ -108,6 +111,9 @@ class LawFit:
 
     def notes(self) -> list[str]:
         out = [] if self.noise is None else [self.noise.describe()]
+        if self.fixed:
+            out.append("held fixed, not fitted: " + ", ".join(f"{k} = {v:g}" for k, v in self.fixed.items())
+                       + " (their intervals are not shown; the others' are conditional on them)")
         if self.holdout is not None:
             h = self.holdout
             out.append(f"holdout: {h.runs} largest-compute runs ({h.n} points) predicted with mean |relative "
@@ -138,6 +144,39 @@ class LawFit:
     def to_json(self) -> dict:
         return clean(self._json())
 
+    def to_frame(self):
+        """Parameters (and a, b, G when the law allocates) with 95% intervals; fixed ones flagged."""
+        rows = [Estimate(k, v, self.ci95.get(k)) for k, v in self.params.items()]
+        if self.optimal is not None and self.optimal.a is not None:
+            rows += [Estimate(k, getattr(self.optimal, k), self.optimal.ci95.get(k)) for k in ("a", "b", "G")]
+        return estimates_frame(rows, tuple(self.fixed))
+
+    def plot(self, ax, budgets=None, **style):
+        """The fitted law's own picture: for a law of N and D, its isoFLOP curves L(N, C/6N) at `budgets`
+        (default four across the fitted runs' FLOPs) with each minimum starred; for a law of one size
+        (N, D or C), L against it over the fitted range."""
+        lo, hi = self.data_range.get("flops", (1e18, 1e22))
+        if self.form.allocates:
+            budgets = np.geomspace(lo, hi, 4) if budgets is None else np.asarray(budgets, dtype=float)
+            best = self.allocate(budgets).at
+            for i, (c, opt) in enumerate(zip(budgets, best)):
+                color = style.get("color", f"C{i}")
+                n = np.geomspace(opt.params / 30, opt.params * 30, 120)
+                ax.plot(n, self.predict(params=n, flops=np.full_like(n, c)), "-", color=color, label=f"C = {c:.2g}")
+                ax.plot([opt.params], [opt.loss], "*", color=color, ms=11, mec="k")
+            ax.set_xscale("log")
+            ax.set_xlabel("parameters N")
+        else:
+            column = {"kaplan-n": "params", "kaplan-d": "tokens", "compute": "flops"}[self.law]
+            a, b = self.data_range.get(column, (lo, hi))
+            x = np.geomspace(a, b, 120)
+            ax.plot(x, self.predict(**{column: x}), "-", color=style.get("color", "C0"), label=self.title)
+            ax.set_xscale("log")
+            ax.set_xlabel({"params": "parameters N", "tokens": "tokens D", "flops": "compute C (FLOPs)"}[column])
+        ax.set_ylabel("loss")
+        ax.legend(fontsize=7)
+        return ax
+
     def _json(self) -> dict:
         out = {"law": self.law, "n_points": self.n_points, "objective": self.objective,
                "huber_delta": self.huber_delta, "params": dict(self.params),
@@ -150,6 +189,8 @@ class LawFit:
             out["cross_check"] = self.cross_check.to_json()
         if self.noise is not None:
             out["noise"] = self.noise.to_json()
+        if self.fixed:
+            out["fixed"] = dict(self.fixed)
         out.update({"n_runs": self.n_runs, "n_dropped": self.n_dropped, "dropped": dict(self.dropped),
                     "n_starts": self.n_starts, "n_converged": self.n_converged, "bootstrap": self.n_resamples})
         return out
@@ -183,10 +224,11 @@ def table_features(form: LawForm, table: RunsTable) -> np.ndarray:
     return features_for(form, table.column("params"), table.column("tokens"), table.column("flops"), unique)
 
 
-def check_enough(form: LawForm, table: RunsTable) -> None:
-    if table.n_points < form.min_points:
-        raise UsageError(f"law {form.name} needs at least {form.min_points} points; "
-                         f"the table has {table.n_points} usable")
+def check_enough(form: LawForm, table: RunsTable, fix: Fixing | None = None) -> None:
+    # A held parameter needs no data of its own, but a free one always needs a point more than there are.
+    need = form.min_points if fix is None else max(len(fix.free) + 1, form.min_points - len(fix.values))
+    if table.n_points < need:
+        raise UsageError(f"law {form.name} needs at least {need} points; the table has {table.n_points} usable")
     col = {"log_params": "params", "log_tokens": "tokens", "log_flops": "flops"}
     for feat in form.features:
         if feat in col and table.frame[col[feat]].nunique() < 2:
@@ -208,15 +250,17 @@ def distinct_optima(result: BatchResult, k: int, tol: float = 1e-2) -> np.ndarra
     return np.array(chosen)
 
 
-def _refine_data_constrained(result: BatchResult) -> np.ndarray:
+def _refine_data_constrained(result: BatchResult, fix: Fixing | None = None) -> np.ndarray:
     """Second stage for the data-constrained form: the best optima found with the published R_D*, R_N*,
     restarted over a small grid of decay constants (the first stage cannot leave R* values the data do
     not inform, and a 7-dimensional full grid would cost 9 times the Hoffmann grid)."""
     best = distinct_optima(result, 8)
+    if fix is not None:
+        best = fix.expand(best)
     rd = np.log([R_D_STAR / 3, R_D_STAR, R_D_STAR * 3])
     rn = np.log([R_N_STAR / 3, R_N_STAR, R_N_STAR * 3])
-    rows = [np.concatenate([b[:5], [x, y]]) for b in best for x in rd for y in rn]
-    return np.array(rows)
+    rows = np.array([np.concatenate([b[:5], [x, y]]) for b in best for x in rd for y in rn])
+    return rows if fix is None else fix.reduce(rows)
 
 
 def fit_parametric(
@@ -233,6 +277,7 @@ def fit_parametric(
     warm_starts: int = WARM_STARTS,
     cross_check: bool = True,
     tol: Tolerances = Tolerances(),
+    fixed: Mapping[str, float] | None = None,
 ) -> LawFit:
     """Fit `law` to the runs table (Approach 3 for "chinchilla"); see `FORMS` for the laws.
 
@@ -246,6 +291,8 @@ def fit_parametric(
             all its seed replicates: bootstrap.py); seed.
         budgets: FLOPs for the compute-optimal allocation; holdout: largest-compute runs to hold out.
         starts: a start grid (default the form's); cross_check: run variable projection (chinchilla).
+        fixed: parameters held at values, by their printed names ({"E": 1.69}); the others are fitted
+            with those held, and their intervals are conditional on them.
     Returns:
         LawFit: parameters with 95% intervals, allocation, holdout error and cross-check.
     Raises:
@@ -258,26 +305,36 @@ def fit_parametric(
     if bootstrap_starts not in ("warm", "grid"):
         raise ValueError("bootstrap_starts is 'warm' or 'grid'")
     form = FORMS[law]
+    fix = fixing(form, fixed)
     fit_table, held = holdout_split(table, holdout)
-    check_enough(form, fit_table)
+    check_enough(form, fit_table, fix)
     X = table_features(form, fit_table)
     y = np.log(fit_table.column("loss"))
     data = (X, y, huber_delta)
 
     grid = form.starts() if starts is None else np.asarray(starts, dtype=np.float64)
-    result = minimize_batched(form.value_and_grad, grid, data=data, tol=tol)
+    vg = form.value_and_grad
+    if fix is not None:
+        grid, vg = fix.reduce(grid), fix.value_and_grad
+    result = minimize_batched(vg, grid, data=data, tol=tol)
     if form.name == "data-constrained":
-        second = minimize_batched(form.value_and_grad, _refine_data_constrained(result), data=data, tol=tol)
-        result = _concat(result, second)
+        refined = _refine_data_constrained(result, fix)
+        result = _concat(result, minimize_batched(vg, refined, data=data, tol=tol))
     best = result.best()
-    theta = result.x[best]
     if not np.isfinite(result.fun[best]):
         raise UsageError(f"law {law}: no start reached a finite objective; check the table's values")
 
-    samples = _bootstrap(form, fit_table, data, result, grid, bootstrap, seed, bootstrap_starts, warm_starts, tol)
+    samples = _bootstrap(vg, fit_table, data, result, grid, bootstrap, seed, bootstrap_starts, warm_starts, tol)
+    theta = result.x[best]
+    if fix is not None:  # the result holds full coordinates, so predict and allocate need no fixing
+        theta = fix.expand(theta)
+        samples = fix.expand(samples) if len(samples) else np.zeros((0, len(form.theta_names)))
     natural = {k: float(v) for k, v in form.natural(theta).items()}
+    if fix is not None:  # exactly the given values, not their round trip through log and exp
+        natural.update(fix.fixed)
     nat_samples = form.natural(samples) if len(samples) else {}
-    ci = {k: interval(nat_samples[k]) for k in natural} if len(samples) > 1 else {}
+    held_at = fix.fixed if fix is not None else {}
+    ci = {k: interval(nat_samples[k]) for k in natural if k not in held_at} if len(samples) > 1 else {}
 
     optimal = None
     if form.allocates or (form.name == "compute" and len(budgets)):
@@ -293,14 +350,16 @@ def fit_parametric(
                        max_abs_rel_error=float(np.max(rel)))
 
     check = None
-    if cross_check and form.name == "chinchilla":
+    if cross_check and form.name == "chinchilla" and fix is None:  # varpro fits every parameter
         check = varpro_cross_check(fit_table, natural)
 
     return LawFit(law=law, params=natural, ci95=ci, objective=float(result.fun[best]), huber_delta=float(huber_delta),
                   n_points=fit_table.n_points, n_runs=fit_table.n_runs, dropped=dict(fit_table.dropped),
                   n_starts=len(result.fun), n_converged=int(result.converged.sum()), n_resamples=len(samples),
                   theta=theta, samples=samples, optimal=optimal, holdout=hold, cross_check=check,
-                  noise=noise_floor(fit_table, *group_budgets(fit_table)))
+                  noise=noise_floor(fit_table, *group_budgets(fit_table)), fixed=dict(held_at),
+                  data_range={c: (float(fit_table.column(c).min()), float(fit_table.column(c).max()))
+                              for c in ("params", "tokens", "flops")})
 
 
 def _concat(a: BatchResult, b: BatchResult) -> BatchResult:
@@ -308,7 +367,7 @@ def _concat(a: BatchResult, b: BatchResult) -> BatchResult:
                          ("x", "fun", "n_iter", "n_eval", "converged")))
 
 
-def _bootstrap(form, table, data, result, grid, n_resamples, seed, mode, warm_starts, tol) -> np.ndarray:
+def _bootstrap(vg, table, data, result, grid, n_resamples, seed, mode, warm_starts, tol) -> np.ndarray:
     """Bootstrap optima (R, P), resampling points and then seeds within them (`two_level_weights`).
 
     Warm starts are sound because a resample reweights the same points: its objective is a small
@@ -324,7 +383,7 @@ def _bootstrap(form, table, data, result, grid, n_resamples, seed, mode, warm_st
     k = len(starts)
     rows = np.repeat(np.arange(n_resamples), k)
     x0 = np.tile(starts, (n_resamples, 1))
-    res = minimize_batched(form.value_and_grad, x0, data=data, weights=weights, weight_rows=rows, tol=tol)
+    res = minimize_batched(vg, x0, data=data, weights=weights, weight_rows=rows, tol=tol)
     f = np.where(np.isfinite(res.fun), res.fun, np.inf).reshape(n_resamples, k)
     pick = np.argmin(f, axis=1)
     return res.x.reshape(n_resamples, k, -1)[np.arange(n_resamples), pick]

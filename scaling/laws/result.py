@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import pandas as pd
 
 from scaling.laws.allocation import Allocation
 from scaling.laws.powerlaw import PowerLaw
@@ -65,6 +66,12 @@ class FitResult(Protocol):
     def to_json(self) -> dict:
         """The fit JSON (DESIGN.md), numbers unrounded."""
 
+    def to_frame(self) -> pd.DataFrame:
+        """The fitted quantities as a table: quantity, value, ci95_lo, ci95_hi, fixed."""
+
+    def plot(self, ax, **options):
+        """Draw the fit on a matplotlib axis (the law's own picture); returns the axis."""
+
 
 def power_law_estimates(n_opt: PowerLaw, d_opt: PowerLaw) -> list[Estimate]:
     return [Estimate("N_opt = k C^a: k", n_opt.coefficient, n_opt.coefficient_ci95),
@@ -86,3 +93,11 @@ def power_law_frontier(law: PowerLaw | None, flops) -> tuple[np.ndarray | None, 
     if law.samples is None:
         return mid, None
     return mid, np.array([law.interval_at(c) for c in np.asarray(flops, dtype=float)]).T
+
+
+def estimates_frame(estimates: Sequence[Estimate], fixed: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per fitted quantity, unrounded; NaN where there is no interval."""
+    rows = [{"quantity": e.name, "value": np.nan if e.value is None else float(e.value),
+             "ci95_lo": e.ci95[0] if e.ci95 else np.nan, "ci95_hi": e.ci95[1] if e.ci95 else np.nan,
+             "fixed": e.name in fixed} for e in estimates]
+    return pd.DataFrame(rows, columns=["quantity", "value", "ci95_lo", "ci95_hi", "fixed"])

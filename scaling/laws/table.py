@@ -223,7 +223,7 @@ def _run_ids(frame: pd.DataFrame) -> pd.Series:
         return ids.where(frame["run_id"].notna(), rows).astype(str)
     if "step" in frame.columns:
         keys = [c for c in RUN_KEYS if c in frame.columns]
-        return frame[keys].astype(str).agg("|".join, axis=1)
+        return frame[keys].map(str).agg("|".join, axis=1)
     return rows
 
 

@@ -2,7 +2,6 @@
 PNG and SVG files."""
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 
@@ -62,31 +61,10 @@ def fig_training_curves(data: ReportData, fits: Fits, published: dict, ax):
 
 
 def fig_isoflop(data: ReportData, fits: Fits, published: dict, ax):
-    iso = fits.results.get("isoflop")
-    runs = data.runs
-    budgets = sorted(runs["flops_budget"].dropna().unique()) if "flops_budget" in runs.columns else []
-    cmap = plt.get_cmap("plasma")
-    for i, c in enumerate(budgets):
-        color = cmap(0.1 + 0.8 * i / max(1, len(budgets) - 1))
-        rows = runs[runs["flops_budget"] == c].sort_values("params")
-        means = rows.groupby("params")["loss"].agg(["mean", "std", "size"])
-        replicated = means["size"] > 1
-        if replicated.any():  # every seed faintly, and each point's mean with its standard error
-            ax.plot(rows["params"], rows["loss"], ".", color=color, alpha=0.35, ms=4)
-        ax.plot(means.index, means["mean"], "o", color=color, label=f"C = {c:.2g}")
-        if replicated.any():
-            se = means["std"][replicated] / np.sqrt(means["size"][replicated])
-            ax.errorbar(means.index[replicated], means["mean"][replicated], yerr=se, fmt="none", ecolor=color,
-                        capsize=3)
-        prof = next((b for b in iso.budgets if math.isclose(b.flops, c, rel_tol=1e-6)), None) if iso else None
-        if prof is not None and prof.parabola is not None:
-            c0, c1, c2, centre = prof.parabola
-            x = np.linspace(np.log(rows["params"].min()) - 0.2, np.log(rows["params"].max()) + 0.2, 100) - centre
-            ax.plot(np.exp(x + centre), c0 + c1 * x + c2 * x**2, "-", color=color, lw=1)
-        if prof is not None and prof.n_opt is not None:
-            ax.plot([prof.n_opt], [prof.loss_opt], "*" if prof.interior else "x", ms=12, color=color, mec="k")
-    ax.set_xscale("log")
-    ax.set_xlabel("parameters N")
+    """The isoFLOP fit draws itself (IsoflopFit.plot): runs go to budgets by their flops_budget, else by
+    their FLOPs, so a runs table from a paper gets the figure too."""
+    iso = fits.results["isoflop"]
+    iso.plot(ax, data.runs)
     ax.set_ylabel(f"final eval loss ({data.loss_unit})")
     ax.set_title("IsoFLOP profiles: parabolas in log N and their minima (x: outside the sampled sizes)")
     noise = getattr(iso, "noise", None) if iso is not None else None
@@ -126,6 +104,32 @@ def fig_optimal(data: ReportData, fits: Fits, published: dict, axes):
         ax.set_xlabel("compute C (FLOPs)")
         ax.set_ylabel("N_opt (parameters)" if which == "params" else "D_opt (tokens)")
         ax.set_title(f"Compute-optimal {'model size' if which == 'params' else 'training tokens'}")
+        ax.legend(fontsize=7)
+
+
+def fig_by_corpus(data: ReportData, fits: Fits, published: dict, axes):
+    """N_opt(C) and D_opt(C) of every law fitted per corpus, each with its 95% band: where bands of two
+    corpora part, their allocations differ."""
+    runs = data.runs
+    grid = np.geomspace(float(runs["flops"].min()) / 3, float(runs["flops"].max()) * 3, 80)
+    styles = ["-", "--", ":", "-."]
+    for which, ax in zip(("params", "tokens"), axes):
+        k = 0
+        for li, gf in enumerate(fits.by_group.values()):
+            for group, res in gf.results.items():
+                mid, band = res.frontier(grid, which)
+                if mid is None:
+                    continue
+                color = f"C{k % 10}"
+                k += 1
+                ax.plot(grid, mid, styles[li % 4], color=color, label=f"{group}: {res.label}")
+                if band is not None:
+                    ax.fill_between(grid, band[0], band[1], color=color, alpha=0.15)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("compute C (FLOPs)")
+        ax.set_ylabel("N_opt (parameters)" if which == "params" else "D_opt (tokens)")
+        ax.set_title(f"Compute-optimal {'model size' if which == 'params' else 'tokens'} by corpus")
         ax.legend(fontsize=7)
 
 
@@ -204,9 +208,11 @@ FIGURES = [
      lambda d, f, p: d.steps is not None and len(d.steps) > 0, fig_training_curves),
     ("isoflop_profiles", "IsoFLOP profiles with parabolas and minima; points with seed replicates as their mean "
      "with its standard error", (7, 4.2), 1,
-     lambda d, f, p: "flops_budget" in d.runs.columns and "isoflop" in f.results, fig_isoflop),
+     lambda d, f, p: "isoflop" in f.results, fig_isoflop),
     ("compute_optimal", "N_opt(C) and D_opt(C) with fitted power laws, 95% bands and Chinchilla's line",
      (11, 4.2), 2, lambda d, f, p: bool(f.results), fig_optimal),
+    ("by_corpus", "N_opt(C) and D_opt(C) fitted per corpus, each with its 95% band", (11, 4.2), 2,
+     lambda d, f, p: bool(f.by_group), fig_by_corpus),
     ("loss_contours", "L(N, D) contours with the efficient frontier and the runs", (7, 5), 1,
      lambda d, f, p: "chinchilla" in f.results, fig_contours),
     ("predicted_vs_observed", "Predicted against observed loss, with residuals", (11, 4.2), 2,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from scaling.errors import UsageError
-from scaling.laws import fit, holdout_split, load_runs
+from scaling.laws import fit, fit_by, holdout_split, load_runs, several_corpora
 from scaling.report.gather import ReportData
 from scaling.report.spec import ReportSpec
 
@@ -18,10 +18,13 @@ class Fits:
     errors: dict  # law -> why it could not be fitted
     holdout: object | None = None  # chinchilla fitted without the largest budget
     holdout_rows: pd.DataFrame | None = None
+    by_group: dict | None = None  # law -> GroupedFit: one fit per corpus, when the runs hold several
 
 
 def fit_all(data: ReportData, spec: ReportSpec, progress=print) -> Fits:
     table = load_runs(data.runs)
+    if several_corpora(table):
+        return _fit_by_corpus(data, spec, table, progress)
     results, errors = {}, {}
     for law in spec.laws:
         source = table
@@ -49,6 +52,26 @@ def fit_all(data: ReportData, spec: ReportSpec, progress=print) -> Fits:
         except UsageError as err:
             errors["holdout"] = str(err)
     return fits
+
+
+def _fit_by_corpus(data: ReportData, spec: ReportSpec, table, progress) -> Fits:
+    """Every law once per corpus and nothing pooled: runs on different corpora follow different laws."""
+    grouped, errors = {}, {}
+    for law in spec.laws:
+        source = table
+        if law == "envelope":
+            if data.steps is None or "step" not in data.steps.columns:
+                errors[law] = "needs per-step evaluation rows"
+                continue
+            source = load_runs(data.steps)
+        progress(f"fitting {law} per corpus ({spec.bootstrap} bootstrap resamples)")
+        try:
+            grouped[law] = fit_by(source, "corpus", lambda part, law=law: fit(
+                part, law, huber_delta=spec.huber_delta, bootstrap=spec.bootstrap, seed=spec.seed,
+                budgets=spec.budgets))
+        except UsageError as err:
+            errors[law] = str(err)
+    return Fits({}, errors, by_group=grouped)
 
 
 def _holdout_runs(runs: pd.DataFrame, setting) -> int:

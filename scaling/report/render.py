@@ -14,7 +14,16 @@ from scaling.report.figures import Figure, draw_figures
 from scaling.report.fitting import Fits
 from scaling.report.gather import ReportData
 from scaling.report.spec import ReportSpec, load_published
-from scaling.report.tables import allocation_table, exponent_table, headline, noise_table, parameter_table, runs_tables
+from scaling.report.tables import (
+    allocation_table,
+    by_group_table,
+    difference_lines,
+    exponent_table,
+    headline,
+    noise_table,
+    parameter_table,
+    runs_tables,
+)
 from scaling.runs import write_atomic
 from scaling.runs.files import raise_storage_error, umask
 
@@ -43,6 +52,8 @@ def fit_json(fits: Fits, metric: str = "loss") -> dict:
     out = {"metric": metric, **{law: res.to_json() for law, res in fits.results.items()}}
     if fits.holdout is not None:
         out["holdout_check"] = fits.holdout.to_json()
+    if fits.by_group:
+        out["by_corpus"] = {law: gf.to_json() for law, gf in fits.by_group.items()}
     if fits.errors:
         out["not_fitted"] = dict(fits.errors)
     return out
@@ -84,7 +95,13 @@ class ReportFiles:
 
 def report_tables(data: ReportData, fits: Fits, published: dict) -> list[Table]:
     (used_h, used), (excl_h, excl) = runs_tables(data, fits)
-    return [
+    by_corpus = []
+    if fits.by_group:
+        by_corpus = [Table("Laws by corpus, side by side", *by_group_table(fits),
+                           "Each corpus fitted alone (pooling corpora fits none of them); 95% bootstrap intervals. "
+                           "Two corpora differ on a quantity when their intervals do not overlap: "
+                           + ("; ".join(difference_lines(fits)) or "none here") + ".")]
+    return by_corpus + [
         Table("Fitted parameters, beside published laws", *parameter_table(fits, published),
               "Chinchilla form L = E + A/N^alpha + B/D^beta; 95% bootstrap intervals in brackets "
               "(points resampled, each with all its seed replicates)."),

@@ -135,6 +135,17 @@ def noise_headline(fits: Fits) -> list[str]:
 
 def headline(fits: Fits) -> list[str]:
     lines = []
+    if fits.by_group:
+        for gf in fits.by_group.values():
+            for group, res in gf.results.items():
+                ex = res.exponents()
+                if ex is not None:
+                    a, b = ex
+                    lines.append(f"corpus {group}: N_opt ∝ C^{fmt(a.value, 3)} {fmt_ci(a.ci95)}, D_opt ∝ "
+                                 f"C^{fmt(b.value, 3)} {fmt_ci(b.ci95)}  ({res.label})")
+        found = difference_lines(fits)
+        lines += found or ["no exponent or N_opt differs between corpora beyond the 95% intervals "
+                           "(overlap is not evidence of equality)"]
     res = fits.results.get("chinchilla")
     if res is not None:
         p, ci = res.params, res.ci95
@@ -160,3 +171,24 @@ def headline(fits: Fits) -> list[str]:
         lines.append(f"held-out largest budget: mean |relative error| {100 * h.mean_abs_rel_error:.2f}% "
                      f"(max {100 * h.max_abs_rel_error:.2f}%) over {h.n} runs")
     return lines
+
+
+def by_group_table(fits: Fits) -> tuple[list[str], list[list[str]]]:
+    """Each law's exponents and N_opt per corpus, side by side, with intervals."""
+    grouped = fits.by_group or {}
+    groups = list(dict.fromkeys(g for gf in grouped.values() for g in gf.results))
+    header = ["law", "quantity"] + [f"corpus {g}" for g in groups]
+    rows = []
+    for law, gf in grouped.items():
+        for name, by in gf.quantities().items():
+            rows.append([law, name] + [with_ci(by[g][0], by[g][1]) if g in by and by[g][0] is not None else "–"
+                                       for g in groups])
+    return header, rows
+
+
+def difference_lines(fits: Fits) -> list[str]:
+    """One line per quantity on which two corpora differ beyond their 95% intervals."""
+    out = []
+    for law, gf in (fits.by_group or {}).items():
+        out += [f"{law}: {d.describe(gf.column)}" for d in gf.differences()]
+    return out

@@ -22,6 +22,7 @@ from scaling.sweep.events import Claimed, Event, Finished, RunProgress, RunResul
 from scaling.sweep.isolated import train_isolated
 from scaling.sweep.register import require_sweep
 from scaling.train import Interrupted, plan_run, train_run
+from scaling.train.pack import default_pack_size, pack_config, pack_key, train_pack
 
 
 def agent_name() -> str:
@@ -65,9 +66,12 @@ class Agent:
 
     def __init__(self, home: RunHome | str | None, sweep_id: str, *, lease_s: float = 60.0, isolate: bool = False,
                  overrides: dict | None = None, wait: bool = True, max_attempts: int = 3,
-                 max_failures_in_a_row: int = 3, on_event: Callable[[Event], None] | None = None):
+                 max_failures_in_a_row: int = 3, on_event: Callable[[Event], None] | None = None, pack: int | None = 1):
         if not lease_s > 0:
             raise UsageError(f"--lease {lease_s}: must be positive seconds")
+        if pack is not None and (pack < 1 or (pack > 1 and isolate)):
+            raise UsageError(f"--pack {pack}: allowed 1 or more, and 1 with --isolate (a pack trains in-process)")
+        self.pack = (1 if isolate else None) if pack is None else pack  # None: by size (train.plan)
         self.home = RunHome.of(home)
         require_sweep(self.home, sweep_id)
         RunConfig.from_dict({"d_model": 16, "tokens": 1, **(overrides or {})})  # refuse bad overrides now
@@ -93,9 +97,9 @@ class Agent:
                         time.sleep(min(5.0, self.lease_s / 2))
                         continue
                     break
-                result = self._run_one(row)
-                self.results.append(result)
-                failures = failures + 1 if result.status == "failed" else 0
+                for result in self._run_pack(self._fill_pack(row)) if self.pack != 1 else [self._run_one(row)]:
+                    self.results.append(result)
+                    failures = failures + 1 if result.status == "failed" else 0
                 if failures >= self.max_failures_in_a_row:
                     self.on_event(Stopped(f"{failures} runs in a row failed"))
                     break
@@ -168,3 +172,89 @@ class Agent:
                 raise Interrupted("lease lost: another agent took this run")
 
         return train_run(plan, self.home, on_progress=on_progress, fence=fence)
+
+    # ---- packs: runs of one shape trained together (train.pack) -------------------------------------
+    def _fill_pack(self, first: IndexedRun) -> list[IndexedRun]:
+        """`first` and up to pack - 1 more free runs that share its shape, batch size and optimizer."""
+        key = pack_config({**first.config, **self.overrides})
+        size = self.pack or default_pack_size(first.config, self.overrides)
+        if key is None or size == 1:
+            return [first]
+        among = [r.run_id for r in self.home.sweep_runs(self.sweep_id)
+                 if r.run_id != first.run_id and pack_config({**r.config, **self.overrides}) == key]
+        rows = [first]
+        while among and len(rows) < size:
+            row = self.home.claim(self.sweep_id, self.name, self.lease_s, self.max_attempts, among=among)
+            if row is None:
+                break
+            rows.append(row)
+            among.remove(row.run_id)
+        return rows
+
+    def _run_pack(self, rows: list[IndexedRun]) -> list[RunResult]:
+        """Train claimed runs in packs of one pack_key; each keeps its own claim, lease and result."""
+        if len(rows) == 1:
+            return [self._run_one(rows[0])]
+        t_claim = time.perf_counter()
+        runs = {}
+        for row in rows:
+            self.on_event(Claimed(row, *self._counts()))
+            state = {"run_id": row.run_id, "steps": (row.plan or {}).get("steps")}
+            progress = lambda state=state: {k: state[k] for k in ("step", "steps", "loss", "eval_loss")  # noqa: E731
+                                            if k in state} or None
+            fence = Fence(self.name, row.attempts)
+            beat = Heartbeat(self.home, row.run_id, fence, self.lease_s, progress)
+            beat.start()
+            runs[row.run_id] = {"row": row, "state": state, "fence": fence, "beat": beat, "status": None,
+                                "reason": None, "summary": None}
+        groups: dict = {}
+        for run in runs.values():
+            try:
+                plan = plan_run(RunConfig.from_dict({**run["row"].config, **self.overrides}))
+                alone = plan.layout().mesh.devices > 1  # a run over several devices trains by itself
+                groups.setdefault(plan.run_id if alone else pack_key(plan), []).append(plan)
+            except UsageError as err:
+                run["status"], run["reason"] = "failed", str(err)
+
+        def on_progress(run_id: str, p) -> None:
+            run = runs[run_id]
+            run["state"]["steps"] = p.steps
+            self._progress(run["state"], p.step, p.loss, p.eval_loss, p.tokens_per_s)
+            if run["beat"].lost:
+                raise Interrupted("lease lost: another agent took this run")
+
+        results = []
+        try:
+            for plans in groups.values():
+                if self._should_stop():
+                    break
+                summaries = train_pack(plans, self.home, on_progress=on_progress,
+                                       fences=[runs[p.run_id]["fence"] for p in plans])
+                for plan, summary in zip(plans, summaries):
+                    run = runs[plan.run_id]
+                    if summary is None:  # taken over meanwhile
+                        run["beat"].lost = True
+                    else:
+                        run["summary"], run["status"] = summary, summary["status"]
+        except Exception as err:  # a bug or a broken environment: record it on the runs it stopped
+            traceback.print_exc(file=sys.stderr)
+            for run in runs.values():
+                if run["status"] is None:
+                    run["status"], run["reason"] = "failed", f"{type(err).__name__}: {err}"
+        finally:  # SystemExit or KeyboardInterrupt too: every claim is released, resumable
+            for run_id, run in runs.items():
+                beat, status = run["beat"], run["status"]
+                beat.stop()
+                if not beat.lost and not self.home.release(run_id, self.name, "failed" if status == "failed"
+                                                           else None, run["reason"], token=run["fence"].token):
+                    beat.lost = True
+                if status == "interrupted" and not beat.lost:
+                    self.stop_requested = True
+                state = run["state"]
+                result = RunResult(run_id, "lost" if beat.lost else status, run["reason"], run["summary"],
+                                   run["row"].resumed, time.perf_counter() - t_claim,
+                                   state["t_first"] - t_claim if "t_first" in state else None)
+                self.on_event(Finished(result, *self._counts()))
+                results.append(result)
+        return results
+

@@ -52,7 +52,8 @@ def spec_seed(spec: SweepSpec) -> int:
 
 def enumerate_points(spec: SweepSpec) -> list[dict]:
     """The sweep's points as {key: value}: the grid's product in spec order (the first key varies
-    slowest; duplicates dropped; cut at run_cap), or run_cap seeded random draws; then each point that
+    slowest; duplicates dropped; cut at run_cap), for each of the listed `points` in their order when the
+    spec lists some, or run_cap seeded random draws; then each point that
     `seeds` asks replicates of, once per seed 0..K-1, the replicates adjacent in the queue."""
     return [rep for point in _points(spec) for rep in _replicates(spec, point)]
 
@@ -77,11 +78,13 @@ def _points(spec: SweepSpec) -> list[dict]:
     if spec.method == "grid":
         names = [p.name for p in spec.parameters]
         points, seen = [], set()
-        for combo in itertools.product(*(p.discrete for p in spec.parameters)):
-            key = json.dumps(combo, default=str)
-            if key not in seen:
-                seen.add(key)
-                points.append(dict(zip(names, combo)))
+        for listed in spec.points or ({},):  # each listed point with the whole grid, in listed order
+            for combo in itertools.product(*(p.discrete for p in spec.parameters)):
+                point = {**listed, **dict(zip(names, combo))}
+                key = json.dumps(sorted(point.items()), default=str)
+                if key not in seen:
+                    seen.add(key)
+                    points.append(point)
         return points[:spec.run_cap] if spec.run_cap else points
     rng = np.random.default_rng(spec_seed(spec))
     return [{p.name: _sample(p, rng) for p in spec.parameters} for _ in range(spec.run_cap)]

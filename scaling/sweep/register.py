@@ -112,7 +112,7 @@ def create_sweep(home: RunHome | str | None, path: str) -> dict:
 
 
 def _grid_size(spec: SweepSpec) -> int:
-    return math.prod(len(p.discrete) for p in spec.parameters)
+    return max(1, len(spec.points)) * math.prod(len(p.discrete) for p in spec.parameters)
 
 
 def require_sweep(home: RunHome, sweep_id: str) -> dict:

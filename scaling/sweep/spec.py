@@ -20,7 +20,7 @@ from scaling.sweep.command import ARG_MACROS, EXAMPLE_COMMAND, OTHER_MACROS, ren
 METHODS = ("grid", "random")
 # Top-level keys the local engine honours (W&B's own, minus those below).
 SPEC_KEYS = ("program", "method", "metric", "parameters", "command", "run_cap", "name", "description",
-             "project", "entity", "seeds")
+             "project", "entity", "seeds", "points")
 # W&B keys whose behaviour the local engine does not implement: refused, because ignoring them would
 # run a different sweep than the file describes.
 WANDB_ONLY = {
@@ -90,6 +90,9 @@ class SweepSpec:
     # parameter instead): `seeds_where` limits them to the points with those parameter values.
     seeds: int = 1
     seeds_where: dict | None = None
+    # Listed configurations (the local engine's extension, for designs that are not a product, such as
+    # an isoFLOP plan whose sizes differ per budget): each is combined with the grid of `parameters`.
+    points: tuple[dict, ...] = ()
     raw: dict = dataclasses.field(default_factory=dict, compare=False)
 
 
@@ -132,12 +135,16 @@ def parse_spec(data: dict, where: str = "spec") -> SweepSpec:
     method = _method(data, fail)
     run_cap = _run_cap(data, method, fail)
     metric = _metric(data.get("metric"), fail)
-    parsed = _parameters(data.get("parameters"), method, fail)
+    points = _listed_points(data.get("points"), method, fail)
+    parsed = _parameters(data.get("parameters"), method, fail, optional=bool(points))
+    clash = sorted({k for pt in points for k in pt} & {p.name for p in parsed})
+    if clash:
+        fail(f"points: {clash[0]!r} is also a parameter; give it in one place")
     command = _command(data, fail)
-    seeds, seeds_where = _seeds(data.get("seeds"), parsed, fail)
+    seeds, seeds_where = _seeds(data.get("seeds"), parsed, fail, {k for pt in points for k in pt})
     spec = SweepSpec(method=method, parameters=parsed, command=command, name=data.get("name"),
                      program=data.get("program"), project=data.get("project"), metric=metric,
-                     run_cap=run_cap, seeds=seeds, seeds_where=seeds_where, raw=data)
+                     run_cap=run_cap, seeds=seeds, seeds_where=seeds_where, points=points, raw=data)
     try:
         train_overrides(render_command(spec, {}))
     except UsageError as err:
@@ -166,7 +173,32 @@ def _run_cap(data: dict, method: str, fail) -> int | None:
     return run_cap
 
 
-def _seeds(value, parameters: tuple[Parameter, ...], fail) -> tuple[int, dict | None]:
+def _listed_points(value, method: str, fail) -> tuple[dict, ...]:
+    """`points: [{key: value, ...}, ...]`: configurations listed one by one (grid only)."""
+    if value is None:
+        return ()
+    if method != "grid":
+        fail("points: only with method: grid (the listed points are run as given)")
+    if not isinstance(value, list) or not value:
+        fail(f"points: expected a non-empty list of mappings such as {{params: 2.0e+4, flops_budget: 1.0e+11}}, "
+             f"got {value!r}")
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    out = []
+    for i, point in enumerate(value):
+        if not isinstance(point, dict) or not point:
+            fail(f"points[{i}]: expected a mapping of key: value, got {point!r}")
+        for key, v in point.items():
+            if key in RESERVED:
+                fail(f"points[{i}].{key}: set by the sweep engine ({RESERVED[key]}); remove it")
+            if key not in known:
+                fail(f"points[{i}].{key}: unknown key {key!r} (known keys: "
+                     f"{', '.join(sorted(k for k in known if k not in RESERVED))})")
+            _check_scalar(f"points[{i}].{key}", v, fail)
+        out.append(dict(point))
+    return tuple(out)
+
+
+def _seeds(value, parameters: tuple[Parameter, ...], fail, listed: set = frozenset()) -> tuple[int, dict | None]:
     """`seeds: K`, or `seeds: {count: K, where: {key: value or [values]}}` for some points only."""
     if value is None:
         return 1, None
@@ -178,10 +210,10 @@ def _seeds(value, parameters: tuple[Parameter, ...], fail) -> tuple[int, dict | 
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         fail(f"seeds: expected a positive number of replicates per point, or {{count: K, where: {{...}}}}, "
              f"got {count!r}")
-    if any(p.name == "seed" for p in parameters):
+    if any(p.name == "seed" for p in parameters) or "seed" in listed:
         fail("seeds: the parameters already sweep `seed`; give one or the other")
     if where is not None:
-        names = {p.name for p in parameters}
+        names = {p.name for p in parameters} | set(listed)
         if not isinstance(where, dict) or not where:
             fail(f"seeds.where: expected a mapping of parameter: value or [values], got {where!r}")
         for key in where:
@@ -207,7 +239,9 @@ def _metric(metric, fail) -> dict | None:
     return metric
 
 
-def _parameters(params, method: str, fail) -> tuple[Parameter, ...]:
+def _parameters(params, method: str, fail, optional: bool = False) -> tuple[Parameter, ...]:
+    if optional and params is None:
+        return ()
     if not isinstance(params, dict) or not params:
         fail("parameters: required, a mapping of key: {value | values | distribution}")
     parsed = tuple(_parse_parameter(name, entry, fail) for name, entry in params.items())

@@ -1,33 +1,67 @@
-"""The family's train-step speed: steady-state seconds per step of the compiled step, for `scaling bench`."""
+"""The family's train-step speed: steady-state seconds per step of the compiled step, for `scaling bench`
+and the benchmarks. A StepTimer keeps its state between measurements, so a benchmark can alternate it
+with another (the PyTorch peer) and compare the two under the same load."""
 from __future__ import annotations
 
 import time
 
-import jax.numpy as jnp
+import jax
 import numpy as np
 
-from scaling.train.step import compiled_fns
+from scaling.train.step import compiled_fns, packed_fns, use_compilation_cache
 
 
-def time_train_step(shape, batch_size: int, steps: int, dtype: str = "float32") -> dict:
-    """Steady-state seconds per optimizer step (compilation excluded) for one shape."""
-    init, train_step, _ = compiled_fns(shape, dtype, 0.9, 0.95, 0.1, 1.0)
-    params, opt_state = init(np.uint32(0))
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.integers(0, shape.vocab_size, (batch_size, shape.seq_len)), jnp.int32)
-    lr = jnp.float32(1e-3)
-    t0 = time.perf_counter()
-    params, opt_state, loss, _ = train_step(params, opt_state, x, x, lr)
-    loss.block_until_ready()
-    compile_s = time.perf_counter() - t0
-    for _ in range(2):  # warm caches and allocator
-        params, opt_state, loss, _ = train_step(params, opt_state, x, x, lr)
-    loss.block_until_ready()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        params, opt_state, loss, _ = train_step(params, opt_state, x, x, lr)
-    loss.block_until_ready()
-    step_s = (time.perf_counter() - t0) / steps
-    tokens = batch_size * shape.seq_len
-    return {"shape": shape.describe(), "params": shape.params, "step_ms": 1e3 * step_s, "compile_s": compile_s,
+class StepTimer:
+    """Times `pack` runs of one shape trained together (1: a single run), `steps_per_call` steps per call,
+    on random tokens of `batch_size` x seq_len."""
+
+    def __init__(self, shape, batch_size: int, steps_per_call: int = 1, pack: int = 1, dtype: str = "float32"):
+        use_compilation_cache()
+        self.shape, self.batch_size, self.k, self.pack = shape, batch_size, steps_per_call, pack
+        rng = np.random.default_rng(0)
+        lead = (steps_per_call, pack) if pack > 1 else (steps_per_call,)
+        if pack > 1:
+            fns = packed_fns(shape, dtype, 0.9, 0.95, 0.1, 1.0)
+            self.state = fns.init(np.arange(pack, dtype=np.uint32))
+            self.fn = fns.train_steps
+        else:
+            fns = compiled_fns(shape, dtype, 0.9, 0.95, 0.1, 1.0)
+            self.state = fns.init(np.uint32(0))
+            self.fn = fns.train_step if steps_per_call == 1 else fns.train_steps
+        tokens = rng.integers(0, shape.vocab_size, (*lead, batch_size, shape.seq_len))
+        self.x = jax.device_put(tokens[0] if steps_per_call == 1 and pack == 1 else tokens).astype(np.int32)
+        self.args = ((np.float32(1e-3),) if steps_per_call == 1 and pack == 1 else
+                     (np.full(lead, 1e-3, np.float32), np.ones(lead, bool)))
+        t0 = time.perf_counter()
+        self._call()
+        self.compile_s = time.perf_counter() - t0
+
+    def _call(self) -> None:
+        params, opt_state, loss, _ = self.fn(*self.state, self.x, self.x, *self.args)
+        self.state = (params, opt_state)
+        return loss
+
+    def seconds_per_step(self, steps: int) -> float:
+        """Wall seconds per optimizer step (of every run in the pack) over about `steps` steps."""
+        calls = max(1, round(steps / self.k))
+        self._call().block_until_ready()  # warm caches and the allocator
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            loss = self._call()
+        loss.block_until_ready()
+        return (time.perf_counter() - t0) / (calls * self.k)
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.pack * self.batch_size * self.shape.seq_len
+
+
+def time_train_step(shape, batch_size: int, steps: int, dtype: str = "float32", steps_per_call: int = 1,
+                    pack: int = 1) -> dict:
+    """Steady-state seconds per optimizer step (compilation excluded) for one shape; tokens/s counts every
+    run of a pack."""
+    timer = StepTimer(shape, batch_size, steps_per_call, pack, dtype)
+    step_s = timer.seconds_per_step(steps)
+    tokens = timer.tokens_per_step
+    return {"shape": shape.describe(), "params": shape.params, "step_ms": 1e3 * step_s, "compile_s": timer.compile_s,
             "tokens_per_s": tokens / step_s, "model_flops_per_s": shape.flops_per_token() * tokens / step_s}

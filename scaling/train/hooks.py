@@ -4,6 +4,9 @@ The loop only steps: batch, update, count. Everything else a run does between st
 evaluating, logging, progress, checkpoints, divergence, preemption) is a hook: a function of the loop's
 state with a schedule saying after which steps it runs. Sharded and packed runs change the step
 function and add hooks; the loop stays as it is.
+
+A compiled call may run several steps (`steps_per_call`, a lax.scan): the loop then ends each call at the
+next step where a hook is due, so every hook still sees exactly the steps it asked for.
 """
 from __future__ import annotations
 
@@ -50,12 +53,13 @@ class Clock:
         self.t_steady: float | None = None
         self.steady_steps = 0
 
-    def tick(self, loss) -> None:
+    def tick(self, loss, steps: int = 1) -> None:
         if self.t_steady is None:
-            loss.block_until_ready()
+            if hasattr(loss, "block_until_ready"):  # host values (a pack's) are ready already
+                loss.block_until_ready()
             self.t_steady = time.perf_counter()
         else:
-            self.steady_steps += 1
+            self.steady_steps += steps
 
     @property
     def wall_s(self) -> float:
@@ -76,7 +80,7 @@ class LoopState:
     opt_state: Any
     clock: Clock
     ceiling: float | None = None
-    losses: list = field(default_factory=list)  # device scalars since the last log point
+    losses: list = field(default_factory=list)  # device scalars (or vectors, several steps) since the last log point
     grad_norm: Any = None
     train_loss: float = math.nan
     eval_loss: float | None = None
@@ -89,24 +93,50 @@ class LoopState:
 
 @dataclass(frozen=True)
 class Hook:
-    """`run(state)` after every step for which `when(step)` is true."""
+    """`run(state)` after every step for which `when(step)` is true. A `boundary` hook ends a compiled
+    call at each such step; the others (a cheap check) run after whichever call covers the step."""
 
     run: Callable[[LoopState], None]
     when: Callable[[int], bool]
+    boundary: bool = True
 
 
-def run_loop(state: LoopState, step_fn: Callable, batch_fn: Callable[[int], tuple], lrs: np.ndarray,
-             hooks: Iterable[Hook]) -> str:
-    """Step until the plan's last step or a hook stops the run; returns the run's status."""
+def call_length(step: int, last: int, steps_per_call: int, hooks: list[Hook]) -> int:
+    """How many steps the next call takes from `step`: up to `steps_per_call`, ending at the run's last
+    step or at the first later step a boundary hook is due."""
+    n = 1
+    while n < steps_per_call and step + n < last and not any(h.boundary and h.when(step + n) for h in hooks):
+        n += 1
+    return n
+
+
+def run_loop(state: LoopState, step_fn: Callable, batch_fn: Callable, lrs: np.ndarray, hooks: Iterable[Hook],
+             steps_per_call: int = 1) -> str:
+    """Step until the plan's last step or a hook stops the run; returns the run's status.
+
+    With `steps_per_call` 1, `step_fn(params, opt_state, x, y, lr)` and `batch_fn(step) -> (x, y)`; above
+    1, the scanned `step_fn(params, opt_state, xs, ys, lrs, active)` and `batch_fn(step, n) -> (xs, ys)`
+    stacked to `steps_per_call` (rows past n are padding that `active` turns off)."""
     hooks = list(hooks)
+    k = steps_per_call
     try:
         while state.step < state.plan.steps:
-            x, y = batch_fn(state.step)
-            state.params, state.opt_state, loss, state.grad_norm = step_fn(
-                state.params, state.opt_state, x, y, lrs[state.step])
-            state.step += 1
+            if k == 1:
+                x, y = batch_fn(state.step)
+                state.params, state.opt_state, loss, state.grad_norm = step_fn(
+                    state.params, state.opt_state, x, y, lrs[state.step])
+                n = 1
+            else:
+                n = call_length(state.step, state.plan.steps, k, hooks)
+                xs, ys = batch_fn(state.step, n)
+                call_lrs = np.zeros(k, np.float32)
+                call_lrs[:n] = lrs[state.step:state.step + n]
+                state.params, state.opt_state, losses, norms = step_fn(
+                    state.params, state.opt_state, xs, ys, call_lrs, np.arange(k) < n)
+                loss, state.grad_norm = (losses if n == k else losses[:n]), norms[n - 1]
+            state.step += n
             state.losses.append(loss)
-            state.clock.tick(loss)
+            state.clock.tick(loss, n)
             for hook in hooks:
                 if hook.when(state.step):
                     hook.run(state)
@@ -121,7 +151,7 @@ def run_loop(state: LoopState, step_fn: Callable, batch_fn: Callable[[int], tupl
 def measure(lrs: np.ndarray) -> Callable[[LoopState], None]:
     """Start the step's metrics row: mean train loss since the last row, speed, accounting."""
     def run(state: LoopState) -> None:
-        state.train_loss = float(np.mean([to_float(loss) for loss in state.losses]))
+        state.train_loss = float(np.mean(np.concatenate([_values(loss) for loss in state.losses])))
         state.losses = []
         state.row = {"step": state.step, **_sizes(state.plan.accounting(state.step)), "loss": state.train_loss,
                      "grad_norm": to_float(state.grad_norm), "lr": float(lrs[state.step - 1]),
@@ -129,6 +159,14 @@ def measure(lrs: np.ndarray) -> Callable[[LoopState], None]:
         if not math.isfinite(state.train_loss):
             raise Diverged(f"train loss {state.train_loss} at step {state.step}")
     return run
+
+
+def _values(losses) -> np.ndarray:
+    """A device scalar or vector of losses as float64 values (one process's copy of a replicated array)."""
+    if getattr(losses, "ndim", 0) == 0:
+        return np.array([to_float(losses)])
+    local = losses.addressable_data(0) if hasattr(losses, "addressable_data") else losses
+    return np.asarray(local, dtype=np.float64).ravel()
 
 
 def _sizes(accounting: dict) -> dict:
@@ -174,7 +212,7 @@ def default_hooks(plan: RunPlan, lrs: np.ndarray, *, eval_fn: Callable, tracker,
                   on_progress: Callable[[Progress], None] | None = None,
                   stop_at_step: int | None = None) -> list[Hook]:
     """A run's hooks: a metrics row about 100 times a run and at every evaluation (log-spaced), a
-    checkpoint every `checkpoint_every` steps, preemption checked after every step."""
+    checkpoint every `checkpoint_every` steps, preemption checked after every call."""
     log_every = max(1, plan.steps // 100)
     eval_steps = frozenset(plan.eval_steps)
 
@@ -190,5 +228,5 @@ def default_hooks(plan: RunPlan, lrs: np.ndarray, *, eval_fn: Callable, tracker,
         hooks.append(Hook(save, lambda step: step % every == 0 and step < plan.steps))
     if stop_at_step is not None:
         hooks.append(Hook(stop_here, lambda step: stop_at_step <= step < plan.steps))
-    hooks.append(Hook(check_preemption, lambda step: True))
+    hooks.append(Hook(check_preemption, lambda step: True, boundary=False))
     return hooks

@@ -25,7 +25,14 @@ from scaling.train.limits import check_plan
 from scaling.train.plan import RunPlan
 from scaling.train.record import changed_keys, run_record
 from scaling.train.record import summary as run_summary
-from scaling.train.step import attention_implementation, compiled_fns, compute_dtype, placement
+from scaling.train.step import (
+    Layout,
+    attention_implementation,
+    compiled_fns,
+    compute_dtype,
+    placement,
+    use_compilation_cache,
+)
 
 
 def train_run(plan: RunPlan, home: RunHome | str | None = None, *,
@@ -47,87 +54,119 @@ def train_run(plan: RunPlan, home: RunHome | str | None = None, *,
         StorageError: the run home filled up or became read-only mid-run (recorded as `failed`).
         LeaseLost: another agent took the run over; nothing of the run was written after that.
     """
-    distributed.initialize(plan.config)
-    layout = plan.layout()  # refuses a mesh or batch the devices cannot take, before anything is written
-    check_plan(plan)
-    home = RunHome.of(home)
-    files = home.files(plan.run_id)
-    rec = run_record(plan, layout)
-    finished = _finished_result(plan, home, files, rec, fence)
-    if finished is not None:
-        return finished
-    _refuse_if_claimed(home, plan.run_id, fence)
+    session = Session.open(plan, home, on_progress=on_progress, stop_at_step=stop_at_step, trackers=trackers,
+                           fence=fence)
+    if isinstance(session, dict):
+        return session
+    fns, place, k = session.fns, session.place, plan.steps_per_call
+    if k == 1:
+        step_fn, batch = fns.train_step, lambda step: global_batch(plan, step, place)
+    else:
+        step_fn, batch = fns.train_steps, lambda step, n: global_batches(plan, step, n, k, place)
+    # The final save happens inside too: a SIGTERM arriving during it only sets the stop flag.
+    with preempt.sigterm_requests_stop():
+        return session.guarded(lambda: session.end(
+            run_loop(session.state, step_fn, batch, session.lrs, session.hooks, k)))
 
-    writer = distributed.is_writer()
-    if not writer:
-        trackers = []
-    tracker = RunWriter(home, plan.run_id, default_trackers(plan, files) if trackers is None else trackers,
-                        fence=fence, sweep_id=plan.config.sweep, index=writer)
-    try:
-        tracker.start(rec)
-    except Exception as err:
-        _raise_storage(err, f"run {plan.run_id} cannot start")
-        raise
 
-    cfg, shape = plan.config, plan.shape
-    dtype_name = np.dtype(compute_dtype(cfg.dtype)).name
-    attention = attention_implementation(cfg.attention, dtype_name)
-    init, train_step, eval_loss_fn = compiled_fns(shape, dtype_name, cfg.beta1, cfg.beta2, cfg.weight_decay,
-                                                  cfg.grad_clip, layout, attention)
-    place = placement(layout)
-    ceiling = hardware.run_ceiling(layout.mesh.devices)
-    lrs = plan.lr_schedule()
-    ckpt = Checkpoints(files.checkpoints)
-    state = _initial_state(plan, init, ckpt, ceiling, place)
+class Session:
+    """One run's session: its directory, trackers, checkpoints, loop state and hooks, whatever step function
+    moves its parameters (its own, or a pack's)."""
 
-    def evaluate(params) -> float:
+    def __init__(self, plan: RunPlan, home: RunHome, files: RunDir, tracker: RunWriter, layout: Layout,
+                 on_progress, stop_at_step: int | None):
+        cfg, shape = plan.config, plan.shape
+        self.plan, self.home, self.files, self.tracker = plan, home, files, tracker
+        dtype_name = np.dtype(compute_dtype(cfg.dtype)).name
+        self.attention = attention_implementation(cfg.attention, dtype_name)
+        self.fns = compiled_fns(shape, dtype_name, cfg.beta1, cfg.beta2, cfg.weight_decay, cfg.grad_clip, layout,
+                                self.attention)
+        self.place = placement(layout)
+        self.ceiling = hardware.run_ceiling(layout.mesh.devices)
+        self.lrs = plan.lr_schedule()
+        self.ckpt = Checkpoints(files.checkpoints)
+        self.state = _initial_state(plan, self.fns.init, self.ckpt, self.ceiling, self.place)
+        self.hooks = default_hooks(plan, self.lrs, eval_fn=self.evaluate, tracker=tracker, save=self.save,
+                                   on_progress=on_progress, stop_at_step=stop_at_step)
+
+    @classmethod
+    def open(cls, plan: RunPlan, home: RunHome | str | None = None, *, on_progress=None,
+             stop_at_step: int | None = None, trackers: list | None = None,
+             fence: Fence | None = None) -> Session | dict:
+        """A session ready to step, or the run's finished summary when it has one (see train_run)."""
+        use_compilation_cache()
+        distributed.initialize(plan.config)
+        layout = plan.layout()  # refuses a mesh or batch the devices cannot take, before anything is written
+        check_plan(plan)
+        home = RunHome.of(home)
+        files = home.files(plan.run_id)
+        rec = run_record(plan, layout)
+        finished = _finished_result(plan, home, files, rec, fence)
+        if finished is not None:
+            return finished
+        _refuse_if_claimed(home, plan.run_id, fence)
+
+        writer = distributed.is_writer()
+        if not writer:
+            trackers = []
+        tracker = RunWriter(home, plan.run_id, default_trackers(plan, files) if trackers is None else trackers,
+                            fence=fence, sweep_id=plan.config.sweep, index=writer)
+        try:
+            tracker.start(rec)
+        except Exception as err:
+            _raise_storage(err, f"run {plan.run_id} cannot start")
+            raise
+        return cls(plan, home, files, tracker, layout, on_progress, stop_at_step)
+
+    def evaluate(self, params) -> float:
+        plan, place = self.plan, self.place
         total, n = 0.0, 0
-        for x, y in data_lib.eval_batches(plan.corpus, cfg.eval_tokens, plan.batch_size, shape.seq_len):
+        for x, y in data_lib.eval_batches(plan.corpus, plan.config.eval_tokens, plan.batch_size, plan.shape.seq_len):
             gx, gy = (jax.make_array_from_callback(t.shape, place.replicated, lambda i, t=t: t[i]) for t in (x, y))
-            total += to_float(eval_loss_fn(params, gx, gy)) * len(x)
+            total += to_float(self.fns.eval_loss(params, gx, gy)) * len(x)
             n += len(x)
         return total / n
 
-    def save(s: LoopState) -> None:
-        tracker.check()
-        ckpt.save(s.step, checkpoint_state(s.params, s.opt_state, s.clock.wall_s, place.replicated))
+    def save(self, s: LoopState) -> None:
+        self.tracker.check()
+        self.ckpt.save(s.step, checkpoint_state(s.params, s.opt_state, s.clock.wall_s, self.place.replicated))
 
-    def batch(step: int):
-        return global_batch(plan, step, place)
-
-    hooks = default_hooks(plan, lrs, eval_fn=evaluate, tracker=tracker, save=save, on_progress=on_progress,
-                          stop_at_step=stop_at_step)
-    # The final save happens inside too: a SIGTERM arriving during it only sets the stop flag.
-    train_loss, tokens_per_s, reason = state.train_loss, None, None
-    try:
-        with preempt.sigterm_requests_stop():
-            status = run_loop(state, train_step, batch, lrs, hooks)
-            if status == "diverged" and state.row is not None:
-                tracker.log(state.row)
-            if status in ("complete", "interrupted"):
-                save(state)
-            if status == "diverged":
-                reason = _divergence(state)
-            if status == "complete" and state.eval_loss is None:
-                # Restored at the last step (its summary was lost): recompute the result, never record less.
-                state.eval_loss = evaluate(state.params)
-                train_loss, tokens_per_s = _final_row(files, plan.steps)
+    def end(self, status: str) -> dict:
+        """Record how the session ended (checkpoint, summary, index row); returns the summary."""
+        plan, state = self.plan, self.state
+        train_loss, tokens_per_s, reason = state.train_loss, None, None
+        if status == "diverged" and state.row is not None:
+            self.tracker.log(state.row)
+        if status in ("complete", "interrupted"):
+            self.save(state)
+        if status == "diverged":
+            reason = _divergence(state)
+        if status == "complete" and state.eval_loss is None:
+            # Restored at the last step (its summary was lost): recompute the result, never record less.
+            state.eval_loss = self.evaluate(state.params)
+            train_loss, tokens_per_s = _final_row(self.files, plan.steps)
         summary = run_summary(plan, status=status, step=state.step, eval_loss=state.eval_loss,
                               train_loss=train_loss if math.isfinite(train_loss) else state.train_loss,
-                              tokens_per_s=tokens_per_s or state.tokens_per_s, ceiling=ceiling,
+                              tokens_per_s=tokens_per_s or state.tokens_per_s, ceiling=self.ceiling,
                               wall_s=state.clock.wall_s)
-        ckpt.close()
-        return tracker.finish(summary, reason)
-    except LeaseLost:
-        ckpt.close()
-        tracker.abandon()
-        raise
-    except Exception as err:
-        fault = storage_error(err, f"run {plan.run_id} stopped at step {state.step}")
-        if fault is None:
+        self.ckpt.close()
+        return self.tracker.finish(summary, reason)
+
+    def guarded(self, work: Callable[[], dict]) -> dict:
+        """Run `work` (steps, then `end`): a lost lease abandons the run without writing; a storage fault
+        is recorded as `failed` where the disk allows, and raised."""
+        try:
+            return work()
+        except LeaseLost:
+            self.ckpt.close()
+            self.tracker.abandon()
             raise
-        _record_storage_fault(plan, tracker, ckpt, state, ceiling, str(fault))
-        raise fault from err
+        except Exception as err:
+            fault = storage_error(err, f"run {self.plan.run_id} stopped at step {self.state.step}")
+            if fault is None:
+                raise
+            _record_storage_fault(self.plan, self.tracker, self.ckpt, self.state, self.ceiling, str(fault))
+            raise fault from err
 
 
 def global_batch(plan: RunPlan, step: int, place) -> tuple:
@@ -145,6 +184,28 @@ def global_batch(plan: RunPlan, step: int, place) -> tuple:
     shape = (plan.batch_size, seq_len)
     return (jax.make_array_from_callback(shape, place.batch, lambda i: rows(i)[:, :-1]),
             jax.make_array_from_callback(shape, place.batch, lambda i: rows(i)[:, 1:]))
+
+
+def global_batches(plan: RunPlan, step: int, n: int, k: int, place) -> tuple:
+    """The batches of steps step..step+n-1 stacked as (k, batch, seq_len) arrays, rows sharded as
+    `global_batch` shards them; the k - n rows after them are zeros (steps the call leaves inactive)."""
+    cfg, seq_len = plan.config, plan.shape.seq_len
+    windows = {}
+
+    def rows(index) -> np.ndarray:
+        key = (index[1].start, index[1].stop)
+        if key not in windows:
+            first = data_lib.batch_windows(plan.corpus, cfg.seed, step, plan.batch_size, seq_len, index[1])
+            out = np.zeros((k,) + first.shape, np.int32)
+            out[0] = first
+            for i in range(1, n):
+                out[i] = data_lib.batch_windows(plan.corpus, cfg.seed, step + i, plan.batch_size, seq_len, index[1])
+            windows[key] = out
+        return windows[key]
+
+    shape = (k, plan.batch_size, seq_len)
+    return (jax.make_array_from_callback(shape, place.steps, lambda i: rows(i)[:, :, :-1]),
+            jax.make_array_from_callback(shape, place.steps, lambda i: rows(i)[:, :, 1:]))
 
 
 def _finished_result(plan: RunPlan, home: RunHome, files: RunDir, rec: dict, fence: Fence | None) -> dict | None:

@@ -97,6 +97,11 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(BATCH_AXES, None))
 
 
+def stacked_batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Several steps' batches (steps, rows, seq_len): each step's rows split as `batch_sharding` splits them."""
+    return NamedSharding(mesh, PartitionSpec(None, BATCH_AXES, None))
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 

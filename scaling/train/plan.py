@@ -26,6 +26,7 @@ class RunPlan:
     lr: float
     warmup_steps: int
     corpus: data_lib.Corpus
+    steps_per_call: int = 1
 
     @property
     def tokens_per_step(self) -> int:
@@ -97,7 +98,8 @@ class RunPlan:
         return {
             "run_id": self.run_id, "name": self.name, "shape": self.shape.to_dict(),
             "batch_size": self.batch_size, "steps": self.steps, "lr": self.lr,
-            "warmup_steps": self.warmup_steps, "tokens": self.tokens, "flops": self.flops,
+            "warmup_steps": self.warmup_steps, "steps_per_call": self.steps_per_call, "tokens": self.tokens,
+            "flops": self.flops,
             "flops_model": self.flops_model, "epochs": self.epochs, "eval_steps": self.eval_steps,
         }
 
@@ -135,4 +137,17 @@ def plan_run(cfg: RunConfig) -> RunPlan:
     warmup = min(steps - 1, max(1, round(cfg.warmup_fraction * steps))) if steps > 1 else 0
     run_id = cfg.run_id or f"{short(shape.params)}-{short(steps * tokens_per_step)}-s{cfg.seed}-{uuid.uuid4().hex[:6]}"
     cfg = cfg.replace(run_id=run_id)
-    return RunPlan(cfg, run_id, shape, batch_size, steps, lr, warmup, corpus)
+    steps_per_call = min(steps, cfg.steps_per_call or default_steps_per_call(shape, batch_size))
+    return RunPlan(cfg, run_id, shape, batch_size, steps, lr, warmup, corpus, steps_per_call)
+
+
+# Below this many model FLOPs per step, a step is short enough that launching it (Python, dispatch,
+# transfers) is a sizeable part of its time; scanning several steps per call pays that once.
+SCAN_BELOW_FLOPS_PER_STEP = 1e10
+DEFAULT_STEPS_PER_CALL = 8
+
+
+def default_steps_per_call(shape: ModelShape, batch_size: int) -> int:
+    """Steps per compiled call when the config leaves it open: several for small steps, one for large."""
+    flops = shape.flops_per_token() * batch_size * shape.seq_len
+    return DEFAULT_STEPS_PER_CALL if flops < SCAN_BELOW_FLOPS_PER_STEP else 1

@@ -15,7 +15,9 @@ from scaling.train.step import Layout, attention_implementation, compute_dtype
 # Keys that may change between attempts of the same run without changing what it computes.
 VOLATILE_KEYS = {"wandb", "wandb_project", "name", "checkpoint_every", "run_id", "sweep",
                  # where the arrays live: a run preempted on 8 devices may resume on 4 or 1
-                 "mesh", "devices", "microbatches", "coordinator", "num_processes", "process_id"}
+                 "mesh", "devices", "microbatches", "coordinator", "num_processes", "process_id",
+                 # how many steps one compiled call takes: the same steps either way
+                 "steps_per_call"}
 
 
 def git_sha() -> str | None:

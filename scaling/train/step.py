@@ -3,6 +3,7 @@ of one shape share XLA's compiled code."""
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -16,7 +17,32 @@ from jax.sharding import Mesh, NamedSharding
 from scaling.errors import UsageError
 from scaling.family import ModelShape
 from scaling.model import Transformer
-from scaling.train.mesh import MeshShape, batch_sharding, make_mesh, replicated, tree_shardings
+from scaling.train.mesh import MeshShape, batch_sharding, make_mesh, replicated, stacked_batch_sharding, tree_shardings
+
+
+def compilation_cache_dir() -> str | None:
+    """Where compiled steps persist across processes: $SCALING_COMPILATION_CACHE, else the user's cache
+    folder; `off` turns it off."""
+    setting = os.environ.get("SCALING_COMPILATION_CACHE")
+    if setting is not None:
+        return None if setting.strip().lower() in ("", "off", "0", "none") else setting
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "scaling", "jax")
+
+
+def use_compilation_cache() -> str | None:
+    """Turn on JAX's persistent compilation cache (a new process running a shape compiled before loads its
+    step from disk instead of compiling it: most of a small run's startup). Call before the first jit."""
+    if jax.config.jax_compilation_cache_dir:  # set already (here, or by the user): JAX reads it once
+        return jax.config.jax_compilation_cache_dir
+    directory = compilation_cache_dir()
+    if directory is None:
+        return None
+    jax.config.update("jax_compilation_cache_dir", directory)
+    # Every compilation, not only those over a second: a sweep's small models compile in well under one.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return directory
 
 
 def attention_implementation(setting: str, dtype_name: str) -> str:
@@ -57,27 +83,36 @@ class CompiledRun(NamedTuple):
     init: Callable  # seed -> (params, opt_state), placed by the rule table
     train_step: Callable  # (params, opt_state, x, y, lr) -> (params, opt_state, loss, grad_norm)
     eval_loss: Callable  # (params, x, y) -> mean loss
+    # (params, opt_state, xs, ys, lrs, active) -> (params, opt_state, losses, grad_norms): len(lrs) steps in
+    # one call (lax.scan); a step whose `active` is false leaves the state exactly as it was, so every call
+    # has one length (one compilation) however the run's log points cut its steps.
+    train_steps: Callable
 
 
 class Placement(NamedTuple):
     mesh: Mesh
     batch: NamedSharding  # token batches: rows over every device
     replicated: NamedSharding
+    steps: NamedSharding  # stacked batches (steps, rows, seq_len): rows over every device
 
 
 @functools.lru_cache(maxsize=16)
 def placement(layout: Layout) -> Placement:
     mesh = layout.make_mesh()
-    return Placement(mesh, batch_sharding(mesh), replicated(mesh))
+    return Placement(mesh, batch_sharding(mesh), replicated(mesh), stacked_batch_sharding(mesh))
+
+
+class StepFunctions(NamedTuple):
+    """The pure functions a run is made of, before any jit: the single and packed steps are built on them."""
+
+    init: Callable  # seed -> (params, opt_state)
+    update: Callable  # (params, opt_state, x, y, lr) -> (params, opt_state, loss, grad_norm)
+    loss: Callable  # (params, x, y) -> mean loss
 
 
 @functools.lru_cache(maxsize=16)
-def compiled_fns(shape: ModelShape, dtype_name: str, beta1: float, beta2: float, weight_decay: float,
-                 grad_clip: float, layout: Layout | None = None, attention: str = "xla") -> CompiledRun:
-    """The jitted init, train step and eval for one shape, optimizer and layout; cached so a sweep's
-    runs of the same shape reuse XLA's compiled code instead of tracing and compiling again."""
-    layout = layout or Layout.single()
-    mesh, batch, scalar = placement(layout)
+def step_functions(shape: ModelShape, dtype_name: str, beta1: float, beta2: float, weight_decay: float,
+                   grad_clip: float, microbatches: int = 1, attention: str = "xla") -> StepFunctions:
     dtype = jnp.dtype(dtype_name)
     abstract = nnx.eval_shape(lambda: Transformer(shape, rngs=nnx.Rngs(0), dtype=dtype, attention=attention))
     graphdef, _ = nnx.split(abstract)
@@ -97,19 +132,16 @@ def compiled_fns(shape: ModelShape, dtype_name: str, beta1: float, beta2: float,
         params = nnx.state(model, nnx.Param)
         return params, tx.init(params)
 
-    state = tree_shardings(jax.eval_shape(init, jnp.uint32(0)), mesh)
-    params_sharding, opt_sharding = state
-
     def loss_fn(params, x, y):
         logits = nnx.merge(graphdef, params)(x)
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
     def loss_and_grads(params, x, y):
-        if layout.microbatches == 1:
+        if microbatches == 1:
             return jax.value_and_grad(loss_fn)(params, x, y)
         # Microbatch j holds rows j, j + m, j + 2m, ...: every device keeps an equal share of each, so
         # accumulation adds no communication. Equal sizes make the mean of means the full mean.
-        m = layout.microbatches
+        m = microbatches
         xs, ys = (t.reshape(t.shape[0] // m, m, t.shape[1]).swapaxes(0, 1) for t in (x, y))
 
         def accumulate(carry, xy):
@@ -120,18 +152,99 @@ def compiled_fns(shape: ModelShape, dtype_name: str, beta1: float, beta2: float,
         (loss, grads), _ = jax.lax.scan(accumulate, zeros, (xs, ys))
         return jax.tree.map(lambda t: t / m, (loss, grads))
 
-    @functools.partial(jax.jit, donate_argnums=(0, 1),
-                       in_shardings=(params_sharding, opt_sharding, batch, batch, scalar),
-                       out_shardings=(params_sharding, opt_sharding, scalar, scalar))
-    def train_step(params, opt_state, x, y, lr):
+    def update(params, opt_state, x, y, lr):
         loss, grads = loss_and_grads(params, x, y)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
         return params, opt_state, loss, optax.global_norm(grads)
 
-    @functools.partial(jax.jit, in_shardings=(params_sharding, scalar, scalar), out_shardings=scalar)
-    def eval_loss(params, x, y):
-        return loss_fn(params, x, y)
+    return StepFunctions(init, update, loss_fn)
 
-    init_placed = jax.jit(init, out_shardings=state)
-    return CompiledRun(init_placed, train_step, eval_loss)
+
+def scanned(update: Callable) -> Callable:
+    """`update` over a call's stacked steps (lax.scan). Steps whose `active` is all false (the padding of
+    a short call) skip the computation; the state passes through them bit for bit."""
+    def steps(params, opt_state, xs, ys, lrs, active):
+        def one(carry, step):
+            x, y, lr, on = step
+            zeros = jnp.zeros(jnp.shape(on), jnp.float32)
+            skip = lambda p, o, *_: (p, o, zeros, zeros)  # noqa: E731
+            p, o, loss, norm = jax.lax.cond(jnp.any(on), update, skip, *carry, x, y, lr, on)
+            return (p, o), (loss, norm)
+
+        (params, opt_state), (losses, norms) = jax.lax.scan(one, (params, opt_state), (xs, ys, lrs, active))
+        return params, opt_state, losses, norms
+    return steps
+
+
+@functools.lru_cache(maxsize=16)
+def compiled_fns(shape: ModelShape, dtype_name: str, beta1: float, beta2: float, weight_decay: float,
+                 grad_clip: float, layout: Layout | None = None, attention: str = "xla") -> CompiledRun:
+    """The jitted init, train step and eval for one shape, optimizer and layout; cached so a sweep's
+    runs of the same shape reuse XLA's compiled code instead of tracing and compiling again."""
+    layout = layout or Layout.single()
+    mesh, batch, scalar, stacked = placement(layout)
+    fns = step_functions(shape, dtype_name, beta1, beta2, weight_decay, grad_clip, layout.microbatches, attention)
+    state = tree_shardings(jax.eval_shape(fns.init, jnp.uint32(0)), mesh)
+    params_sharding, opt_sharding = state
+
+    train_step = jax.jit(fns.update, donate_argnums=(0, 1),
+                         in_shardings=(params_sharding, opt_sharding, batch, batch, scalar),
+                         out_shardings=(params_sharding, opt_sharding, scalar, scalar))
+    train_steps = jax.jit(scanned(lambda p, o, x, y, lr, on: fns.update(p, o, x, y, lr)), donate_argnums=(0, 1),
+                          in_shardings=(params_sharding, opt_sharding, stacked, stacked, scalar, scalar),
+                          out_shardings=(params_sharding, opt_sharding, scalar, scalar))
+    eval_loss = jax.jit(fns.loss, in_shardings=(params_sharding, scalar, scalar), out_shardings=scalar)
+    init_placed = jax.jit(fns.init, out_shardings=state)
+    return CompiledRun(init_placed, train_step, eval_loss, train_steps)
+
+
+class PackedRun(NamedTuple):
+    """K runs of one shape in one compiled step, every array with a leading run axis of K."""
+
+    init: Callable  # seeds (K,) -> stacked (params, opt_state)
+    # (params, opt_state, xs, ys, lrs, active) with xs, ys (steps, K, batch, seq_len) and lrs, active
+    # (steps, K) -> (params, opt_state, losses (steps, K), grad_norms (steps, K)); a run whose `active`
+    # is false at a step keeps its state exactly (it has finished, or its slot is empty)
+    train_steps: Callable
+
+
+PACK_MODES = ("map", "vmap")
+
+
+def default_pack_mode() -> str:
+    """`vmap` on accelerators, where one small model leaves the device idle and K of them batch into
+    larger kernels; `map` on CPU, where a single small run already keeps the cores busy and XLA's batched
+    matmuls are slower than K plain ones (measured: README, Performance)."""
+    return "map" if jax.devices()[0].platform == "cpu" else "vmap"
+
+
+@functools.lru_cache(maxsize=16)
+def packed_fns(shape: ModelShape, dtype_name: str, beta1: float, beta2: float, weight_decay: float,
+               grad_clip: float, attention: str = "xla", mode: str | None = None) -> PackedRun:
+    """One run's step over a pack of runs on one device. `vmap` batches the K runs' arithmetic into one set
+    of kernels; `map` runs the single-run step for each in turn inside the call (lax.map), the same
+    operations a run does alone, so its results match the run's alone bit for bit. Either way no value
+    crosses the run axis, and a run whose `active` is false keeps its state exactly."""
+    mode = mode or default_pack_mode()
+    if mode not in PACK_MODES:
+        raise UsageError(f"pack mode {mode!r}: allowed {', '.join(PACK_MODES)}")
+    fns = step_functions(shape, dtype_name, beta1, beta2, weight_decay, grad_clip, 1, attention)
+
+    def keep_if(on, new, old):
+        return jax.tree.map(lambda n, o: jnp.where(on.reshape(on.shape + (1,) * (n.ndim - 1)), n, o), new, old)
+
+    def vmapped(params, opt_state, x, y, lr, on):
+        new_params, new_opt, loss, norm = jax.vmap(fns.update)(params, opt_state, x, y, lr)
+        return (keep_if(on, new_params, params), keep_if(on, new_opt, opt_state),
+                jnp.where(on, loss, 0.0), jnp.where(on, norm, 0.0))
+
+    def mapped(params, opt_state, x, y, lr, on):
+        def one(run):
+            p, o, xi, yi, lri, oni = run
+            skip = lambda p, o, *_: (p, o, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))  # noqa: E731
+            return jax.lax.cond(oni, fns.update, skip, p, o, xi, yi, lri)
+        return jax.lax.map(one, (params, opt_state, x, y, lr, on))
+
+    update = vmapped if mode == "vmap" else mapped
+    return PackedRun(jax.jit(jax.vmap(fns.init)), jax.jit(scanned(update), donate_argnums=(0, 1)))

@@ -114,7 +114,7 @@ def test_too_few_points(tmp_path, capsys):
 def test_too_few_budgets(tmp_path, capsys):
     df = isoflop_table(budgets=(1e18,))
     err = _error(capsys, ["fit", _csv(tmp_path, df), "--law", "isoflop"])
-    assert "needs at least 2 budgets with at least 3 model sizes each; the table has 1" in err
+    assert "needs at least 3 budgets with at least 3 model sizes each; the table has 1" in err
 
 
 def test_unreadable_files(tmp_path, capsys):

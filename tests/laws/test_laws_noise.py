@@ -81,7 +81,7 @@ def test_isoflop_parabola_goes_through_replicate_means_weighted_by_their_count()
     extra = pd.concat([extra.assign(run_id=f"x{k}", seed=k + 1, loss=extra["loss"] + rng.normal(0, 0.02))
                        for k in range(3)])
     table = load_runs(pd.concat([base, extra], ignore_index=True))
-    prof = fit_isoflop(table, bootstrap=0).budgets[0]
+    prof = fit_isoflop(table, bootstrap=0, min_budgets=0).budgets[0]
     rows = table.frame[table.frame["flops_budget"] == 1e18]
     means = rows.groupby("params")["loss"].agg(["mean", "size"])
     x = np.log(means.index.to_numpy()) - prof.parabola[3]

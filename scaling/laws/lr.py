@@ -1,0 +1,186 @@
+"""The optimal learning rate per model size, and its power law lr_opt(N) = c N^k.
+
+From an lr-by-size sweep (several peak learning rates at each size, and possibly at several budgets):
+for each (size, budget) group a parabola in log lr through the final losses (each point's mean over its
+seeds, weighted by its count, as the isoFLOP fit does) gives lr_opt at its vertex; a vertex outside the
+swept learning rates is flagged and left out of the power law, whose intervals come from a two-level
+bootstrap within groups (points, then all the seeds of each drawn point).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from scaling.errors import UsageError
+from scaling.laws._json import clean
+from scaling.laws.bootstrap import DEFAULT_RESAMPLES, interval, two_level_weights
+from scaling.laws.isoflop import _parabolas, _vertex, group_budgets
+from scaling.laws.powerlaw import PowerLaw, loglog_fit, power_law
+from scaling.laws.result import Estimate, Table, estimates_frame
+from scaling.laws.table import RunsTable, numeric_column
+
+MIN_LRS = 3  # a parabola needs three learning rates
+MIN_SIZES = 2  # interior groups of distinct sizes for the power law
+
+
+@dataclass(frozen=True)
+class SizeOptimum:
+    """One size (at one budget): the vertex of its parabola in log lr, and whether it is interior."""
+
+    params: float
+    flops: float
+    lr_opt: float | None
+    ci95: tuple[float, float] | None
+    loss_opt: float | None
+    interior: bool
+    lrs: tuple[float, ...]
+    parabola: tuple[float, float, float, float] | None  # loss = c0 + c1 x + c2 x^2, x = ln lr - centre
+
+    def to_json(self) -> dict:
+        return {"params": self.params, "flops": self.flops, "lr_opt": self.lr_opt,
+                "ci95": None if self.ci95 is None else list(self.ci95), "loss_opt": self.loss_opt,
+                "interior": self.interior, "lrs": list(self.lrs)}
+
+
+@dataclass(frozen=True)
+class LrFit:
+    """lr_opt per size and lr_opt(N) = c N^k."""
+
+    sizes: tuple[SizeOptimum, ...]
+    lr_opt: PowerLaw
+    n_points: int
+    dropped: Mapping[str, int]
+    n_resamples: int
+    optimal: None = None
+    law: str = field(default="lr")
+
+    title = "optimal learning rate per size: a parabola in log lr, then lr_opt = c N^k"
+    label = "learning rate"
+
+    def rule(self, params) -> np.ndarray:
+        """lr_opt at N from the power law (what `lr=fit:FIT.json` uses)."""
+        return self.lr_opt(params)
+
+    def method(self) -> str:
+        return (f"a parabola in log lr per size and budget through replicate means; {self.n_resamples} two-level "
+                f"bootstrap resamples within each size (points, each with all its seeds)")
+
+    def estimates(self) -> list[Estimate]:
+        return [Estimate("lr_opt = c N^k: c", self.lr_opt.coefficient, self.lr_opt.coefficient_ci95),
+                Estimate("lr_opt = c N^k: k", self.lr_opt.exponent, self.lr_opt.ci95)]
+
+    def details(self) -> list[Table]:
+        rows = tuple((s.params, s.flops, s.lr_opt, None if s.ci95 is None else s.ci95[0],
+                      None if s.ci95 is None else s.ci95[1], s.loss_opt,
+                      "yes" if s.interior else "NO (not used)", len(s.lrs)) for s in self.sizes)
+        return [Table(("N", "budget (FLOPs)", "lr_opt", "95% lo", "95% hi", "loss", "interior", "lrs"), rows)]
+
+    def notes(self) -> list[str]:
+        out = [f"N = {s.params:.4g} at C = {s.flops:.3g}: the best lr lies outside the swept "
+               f"{min(s.lrs):.3g}..{max(s.lrs):.3g}; widen the sweep there" for s in self.sizes if not s.interior]
+        out.append("a run takes the rule with lr=fit:FIT.json (evaluated at its params=N)")
+        return out
+
+    def exponents(self):
+        return None
+
+    def frontier(self, flops, which: str):
+        return None, None
+
+    def to_frame(self):
+        return estimates_frame(self.estimates())
+
+    def to_json(self) -> dict:
+        return clean({"law": self.law, "sizes": [s.to_json() for s in self.sizes], "lr_opt": self.lr_opt.to_json(),
+                      "n_points": self.n_points, "n_dropped": int(sum(self.dropped.values())),
+                      "dropped": dict(self.dropped), "bootstrap": self.n_resamples})
+
+    def plot(self, ax, **style):
+        """Loss against lr at each size, its parabola and vertex (a star inside the swept rates, an x
+        outside)."""
+        import matplotlib.pyplot as plt
+
+        cmap = plt.get_cmap(style.get("cmap", "viridis"))
+        for i, s in enumerate(self.sizes):
+            color = cmap(0.1 + 0.8 * i / max(1, len(self.sizes) - 1))
+            if s.parabola is not None:
+                c0, c1, c2, centre = s.parabola
+                x = np.linspace(np.log(min(s.lrs)) - 0.2, np.log(max(s.lrs)) + 0.2, 100) - centre
+                ax.plot(np.exp(x + centre), c0 + c1 * x + c2 * x**2, "-", color=color, label=f"N = {s.params:.3g}")
+            if s.lr_opt is not None:
+                ax.plot([s.lr_opt], [s.loss_opt], "*" if s.interior else "x", ms=11, color=color, mec="k")
+        ax.set_xscale("log")
+        ax.set_xlabel("peak learning rate")
+        ax.set_ylabel("final loss")
+        ax.legend(fontsize=7)
+        return ax
+
+
+def fit_lr(table: RunsTable, *, bootstrap: int = DEFAULT_RESAMPLES, seed: int = 0) -> LrFit:
+    """lr_opt per (size, budget) and the power law lr_opt(N) through the interior ones.
+
+    Args:
+        table: runs with an `lr` column, at least 3 learning rates for some size.
+        bootstrap: two-level resamples within each group (0 for none); seed: their seed.
+    Returns:
+        LrFit: each group's vertex with its interval, and lr_opt = c N^k with intervals.
+    Raises:
+        UsageError: no lr column, too few learning rates, or fewer than 2 sizes with an interior optimum.
+    """
+    if "lr" not in table.frame.columns:
+        raise UsageError("law lr needs an 'lr' column (the peak learning rate of each run): fit an lr-by-size "
+                         "sweep such as sweeps/lr-by-size.yaml")
+    lr = numeric_column(table.frame["lr"], "lr").to_numpy(dtype=np.float64)
+    if not np.all(np.isfinite(lr) & (lr > 0)):
+        raise UsageError("column 'lr' must be a positive number on every row for law lr")
+    budget, budget_flops = group_budgets(table)
+    params = table.column("params")
+    keys = np.array([f"{p!r}|{b}" for p, b in zip(params, budget)])
+    groups = [g for g in dict.fromkeys(keys) if len(np.unique(lr[keys == g])) >= MIN_LRS]
+    if not groups:
+        raise UsageError(f"law lr needs at least {MIN_LRS} learning rates at some size; the table has at most "
+                         f"{max(len(np.unique(lr[keys == g])) for g in set(keys))}")
+    loss = table.column("loss")
+    codes, point_of_run = table.run_points()
+    points, n_pts = table.point_codes()
+    group_of_point = np.zeros(n_pts, dtype=np.int64)
+    group_of_point[points] = np.unique(keys, return_inverse=True)[1]
+    resampled = (two_level_weights(codes, point_of_run, bootstrap, seed, strata=group_of_point)
+                 if bootstrap > 0 else np.zeros((0, len(loss))))
+    weights = np.vstack([np.ones((1, len(loss))), resampled])
+
+    sizes, xs_all, inside_all = [], [], []
+    for g in groups:
+        rows = keys == g
+        local, first = np.unique(points[rows], return_index=True)
+        member = (points[rows][:, None] == local[None, :]).astype(np.float64)
+        x = np.log(lr[rows][first])
+        centre = x.mean()
+        w_rows = weights[:, rows]
+        c0, c1, c2 = _parabolas(x - centre, (w_rows * loss[rows]) @ member, w_rows @ member)
+        xs, ls, inside = _vertex(c0, c1, c2, x.min() - centre, x.max() - centre)
+        xs_all.append(xs + centre)
+        inside_all.append(inside)
+        ci = interval(np.exp(xs[1:] + centre)) if bootstrap > 1 and np.isfinite(xs[1:]).sum() > 1 else None
+        sizes.append(SizeOptimum(
+            params=float(params[rows][0]), flops=float(budget_flops[budget[rows][0]]),
+            lr_opt=float(np.exp(xs[0] + centre)) if np.isfinite(xs[0]) else None, ci95=ci,
+            loss_opt=float(ls[0]) if np.isfinite(ls[0]) else None, interior=bool(inside[0]),
+            lrs=tuple(float(v) for v in np.unique(lr[rows])), parabola=(float(c0[0]), float(c1[0]), float(c2[0]),
+                                                                         float(centre))))
+    n = np.array([s.params for s in sizes])
+    xs_all, inside_all = np.array(xs_all).T, np.array(inside_all).T  # (R + 1, groups)
+    if len(np.unique(n[inside_all[0]])) < MIN_SIZES:
+        raise UsageError(f"law lr needs at least {MIN_SIZES} sizes whose best lr lies inside the swept learning "
+                         f"rates; {len(np.unique(n[inside_all[0]]))} do (widen the lr sweep)")
+    fits = []
+    for xs, inside in zip(xs_all[1:], inside_all[1:]):
+        ok = inside & np.isfinite(xs)
+        fits.append(loglog_fit(n[ok], np.exp(xs[ok])) if len(np.unique(n[ok])) >= MIN_SIZES else (np.nan, np.nan))
+    samples = np.array(fits) if len(fits) > 1 else None
+    ok0 = inside_all[0]
+    law = power_law(n[ok0], np.exp(xs_all[0][ok0]), samples)
+    return LrFit(sizes=tuple(sizes), lr_opt=law, n_points=table.n_points, dropped=dict(table.dropped),
+                 n_resamples=bootstrap)

@@ -1,0 +1,263 @@
+"""The isoFLOP planner: sizes centred on each budget's predicted optimum, and refinement past the edges.
+
+A product grid gives every budget the same sizes, so the smallest budget's minimum sits near the top of
+the range and the largest's near the bottom, or outside it. The planner instead spreads K sizes
+log-evenly over [N_opt / R, N_opt * R] around each budget's predicted N_opt (a prior: Chinchilla's
+published law, or a fit JSON of earlier runs), and writes them as a list of points (the `points:` key of
+the sweep spec). After the runs, `refine` reads the isoFLOP fit of the sweep and, for each budget whose
+minimum fell outside its sizes, lists K more sizes beyond that edge at the budget's own spacing.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from scaling.errors import UsageError
+from scaling.laws import chinchilla_allocation, fit_isoflop, load_runs
+from scaling.runs import RunHome, runs_table
+from scaling.sweep.spec import parse_spec
+
+PUBLISHED = Path(__file__).resolve().parents[2] / "analysis" / "published.yaml"
+PRIOR_LAW = "chinchilla_unrounded"
+# Keys that fix a run's size or length: the plan sets params and flops_budget, so a base spec's own are dropped.
+SIZE_KEYS = ("params", "d_model", "tokens", "flops_budget", "steps")
+DEFAULT_COMMAND = ["${env}", "${interpreter}", "-m", "scaling.cli", "train", "${args_no_hyphens}"]
+
+
+@dataclass(frozen=True)
+class Prior:
+    """N_opt(C) = coefficient * C^exponent, and where it comes from."""
+
+    coefficient: float
+    exponent: float
+    source: str
+
+    def n_opt(self, flops: float) -> float:
+        return self.coefficient * flops**self.exponent
+
+
+def chinchilla_prior(path: Path = PUBLISHED) -> Prior:
+    """Hoffmann et al.'s Approach 3 law (unrounded), as analysis/published.yaml holds it."""
+    with open(path) as fh:
+        ref = yaml.safe_load(fh)[PRIOR_LAW]
+    p = ref["params"]
+    alloc = chinchilla_allocation(p["A"], p["B"], p["alpha"], p["beta"])
+    a, G = float(alloc["a"]), float(alloc["G"])
+    return Prior(G / 6.0**a, a, ref["title"])  # N_opt = G (C/6)^a
+
+
+def prior_from(text: str) -> Prior:
+    """`chinchilla`, or a fit JSON: `scaling fit --json` of any law with N_opt(C), or a report's fit.json
+    (its isoFLOP fit first, then Approach 3, then the envelope)."""
+    if text == "chinchilla":
+        return chinchilla_prior()
+    path = Path(text)
+    if not path.is_file():
+        raise UsageError(f"--prior {text!r}: expected chinchilla or a fit JSON file (no such file)")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UsageError(f"--prior {text}: not a fit JSON ({str(err).splitlines()[0]})") from None
+    fits = [data] if isinstance(data, dict) and "law" in data else [
+        data.get(k) for k in ("isoflop", "chinchilla", "envelope") if isinstance(data, dict)]
+    for fit in fits:
+        prior = _prior_of_fit(fit, text)
+        if prior is not None:
+            return prior
+    raise UsageError(f"--prior {text}: the fit JSON has no N_opt(C) (fit --law isoflop, chinchilla or envelope)")
+
+
+def _prior_of_fit(fit, where: str) -> Prior | None:
+    if not isinstance(fit, dict):
+        return None
+    n_opt, opt = fit.get("n_opt"), fit.get("optimal") or {}
+    if isinstance(n_opt, dict) and _finite(n_opt.get("coefficient"), n_opt.get("exponent")):
+        return Prior(float(n_opt["coefficient"]), float(n_opt["exponent"]), f"{fit.get('law')} fit in {where}")
+    if _finite(opt.get("a"), opt.get("G")):
+        a = float(opt["a"])
+        return Prior(float(opt["G"]) / 6.0**a, a, f"{fit.get('law')} fit in {where}")
+    return None
+
+
+def _finite(*values) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+               for v in values)
+
+
+def sizes_around(n_opt: float, per_budget: int, span: float) -> list[float]:
+    """K sizes log-evenly from n_opt / span to n_opt * span (n_opt itself in the middle when K is odd)."""
+    if per_budget == 1:
+        return [n_opt]
+    return [n_opt * span ** (2.0 * i / (per_budget - 1) - 1.0) for i in range(per_budget)]
+
+
+def _round(x: float) -> float:
+    return float(f"{x:.3g}")
+
+
+def plan_points(budgets: Sequence[float], per_budget: int, span: float, prior: Prior,
+                shapes: Sequence[int] | None = None) -> list[dict]:
+    """{flops_budget, params} for each budget and each of its K sizes around the prior's N_opt, each
+    snapped to a distinct model of `shapes` (the recipe's parameter counts) when given."""
+    check_design(per_budget, span)
+    points = []
+    for c in budgets:
+        targets = sizes_around(prior.n_opt(c), per_budget, span)
+        sizes = snap(targets, shapes) if shapes else [_round(n) for n in targets]
+        points += [{"flops_budget": float(c), "params": n} for n in sizes]
+    return points
+
+
+def snap(targets: Sequence[float], shapes: Sequence[int]) -> list[int]:
+    """The shape nearest each target in log, distinct: the recipe's sizes are coarse among small models,
+    and two targets that round to one shape would be one run twice (moved to the next shape up, or down
+    at the top of the list)."""
+    shapes = sorted(set(shapes))
+    if len(shapes) < len(targets):
+        raise UsageError(f"the recipe has {len(shapes)} model sizes in reach; asked for {len(targets)} per budget")
+    logs = [math.log(n) for n in shapes]
+    idx = [min(range(len(shapes)), key=lambda i: abs(logs[i] - math.log(t))) for t in targets]
+    for k in range(1, len(idx)):
+        idx[k] = max(idx[k], idx[k - 1] + 1)
+    overflow = idx[-1] - (len(shapes) - 1)
+    if overflow > 0:
+        idx = [i - overflow for i in idx]
+        for k in range(len(idx) - 2, -1, -1):
+            idx[k] = min(idx[k], idx[k + 1] - 1)
+    return [int(shapes[i]) for i in idx]
+
+
+def recipe_shapes(constants: dict, up_to: float) -> list[int]:
+    """Every parameter count the recipe builds for these run settings (corpus, seq_len, mlp, ...), the
+    same way the trainer resolves `params=`, up to the first count above `up_to`."""
+    from scaling import data as data_lib
+    from scaling.config import RunConfig
+    from scaling.family import RECIPE, shape_for_width
+
+    cfg = RunConfig.from_dict({**constants, "d_model": RECIPE.min_width, "tokens": 1e9})
+    corpus = data_lib.load_corpus(cfg.corpus, cfg.vocab_size)
+    kwargs = dict(vocab_size=corpus.vocab_size, seq_len=cfg.seq_len, mlp=cfg.mlp, tied=cfg.tied,
+                  qk_norm=cfg.qk_norm, n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_ff=cfg.d_ff)
+    counts = []
+    for width in RECIPE.allowed_widths():
+        counts.append(shape_for_width(width, **kwargs).params)
+        if counts[-1] > up_to:
+            break
+    return counts
+
+
+def check_design(per_budget: int, span: float) -> None:
+    if per_budget < 3:
+        raise UsageError(f"--per-budget {per_budget}: at least 3 sizes per budget (a parabola needs 3)")
+    if not (span > 1 and math.isfinite(span)):
+        raise UsageError(f"--span {span}: a factor above 1 (sizes from N_opt/R to N_opt*R)")
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """New points past the edges, and one line per budget saying what was done."""
+
+    points: list[dict]
+    lines: list[str]
+    spec: dict  # the sweep's registered spec (its parameters and command are kept)
+    name: str
+
+
+def refine_points(home: RunHome | str | None, sweep_id: str, per_budget: int) -> Refinement:
+    """`refine_table` on a sweep's completed runs, with the sweep's registered spec to build on."""
+    from scaling.sweep.register import require_sweep
+
+    home = RunHome.of(home)
+    registered = require_sweep(home, sweep_id)
+    frame = runs_table(home, sweep_id)
+    if not len(frame):
+        raise UsageError(f"--refine {sweep_id}: no completed runs yet (see `scaling sweep status {sweep_id}`)")
+    points, lines = refine_table(frame, per_budget)
+    return Refinement(points, lines, registered["spec"], f"{registered['name']}-refine")
+
+
+def refine_table(frame, per_budget: int) -> tuple[list[dict], list[str]]:
+    """K sizes beyond the edge for each budget of a runs table whose isoFLOP minimum fell outside its
+    sizes (the fit's `interior` flag), and one line per budget saying what was done.
+
+    The direction is the vertex's side, or, for a curve with no minimum, the side of the lower edge; the
+    spacing is the budget's own (its sampled log-range over its sizes less one).
+    """
+    iso = fit_isoflop(load_runs(frame), bootstrap=0, min_budgets=0)
+    points, lines = [], []
+    for b in iso.budgets:
+        lo, hi = b.params_range
+        if b.interior:
+            lines.append(f"C = {b.flops:.3g}: minimum {b.n_opt:.3g} inside [{lo:.3g}, {hi:.3g}]: kept")
+            continue
+        up = (b.n_opt > hi) if b.n_opt is not None else _edge_loss(b.parabola, hi) < _edge_loss(b.parabola, lo)
+        sizes = len(frame.loc[_budget_rows(frame, b.flops), "params"].unique())
+        step = math.log(hi / lo) / max(sizes - 1, 1)
+        edge = hi if up else lo
+        new = [_round(edge * math.exp((k + 1) * step * (1 if up else -1))) for k in range(per_budget)]
+        points += [{"flops_budget": b.flops, "params": n} for n in new]
+        where = "no minimum (the loss keeps falling)" if b.n_opt is None else f"minimum {b.n_opt:.3g}"
+        lines.append(f"C = {b.flops:.3g}: {where} {'above' if up else 'below'} [{lo:.3g}, {hi:.3g}]: "
+                     f"adding {', '.join(f'{n:.3g}' for n in new)}")
+    return points, lines
+
+
+def _edge_loss(parabola, n: float) -> float:
+    c0, c1, c2, centre = parabola
+    x = math.log(n) - centre
+    return c0 + c1 * x + c2 * x * x
+
+
+def _budget_rows(frame, flops: float):
+    if "flops_budget" in frame.columns:
+        given = frame["flops_budget"].astype(float)
+        if (abs(given / flops - 1) < 1e-6).any():
+            return abs(given / flops - 1) < 1e-6
+    return (frame["flops"].astype(float) / flops).between(1 / 1.1, 1.1)
+
+
+def spec_dict(points: list[dict], *, name: str, base: dict | None = None, settings: dict | None = None) -> dict:
+    """A sweep spec (as a mapping) listing `points`, on the base spec's parameters, command and metric
+    (its size keys dropped) or this workbench's defaults, with `settings` as constant parameters."""
+    base = dict(base or {})
+    parameters = {k: v for k, v in (base.get("parameters") or {}).items() if k not in SIZE_KEYS}
+    parameters.update({k: {"value": v} for k, v in (settings or {}).items()})
+    spec = {"name": name, "program": base.get("program", "scaling/cli.py"), "method": "grid",
+            "metric": base.get("metric", {"name": "eval/loss", "goal": "minimize"})}
+    for key in ("project", "entity", "description"):
+        if key in base:
+            spec[key] = base[key]
+    if parameters:
+        spec["parameters"] = parameters
+    if "seeds" in base:
+        spec["seeds"] = base["seeds"]
+    spec["points"] = points
+    spec["command"] = base.get("command", DEFAULT_COMMAND)
+    return spec
+
+
+def render_spec(spec: dict, header: Sequence[str]) -> str:
+    """YAML text: the header as comments, then the spec, one point per line (checked by the spec parser
+    first, so `scaling sweep create` accepts what is written)."""
+    parse_spec(spec, where="the planned spec")
+    rest = {k: v for k, v in spec.items() if k not in ("points", "command")}
+    lines = [f"# {h}" for h in header]
+    lines.append(yaml.safe_dump(rest, sort_keys=False, default_flow_style=False).rstrip())
+    lines.append("points:")
+    lines += ["  - {" + ", ".join(f"{k}: {_yaml_value(v)}" for k, v in p.items()) + "}" for p in spec["points"]]
+    lines.append(yaml.safe_dump({"command": spec["command"]}, sort_keys=False, default_flow_style=False).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def _yaml_value(v) -> str:
+    # 1.0e+11 with a dot and a signed exponent: YAML 1.1 (PyYAML) reads 1e11 as text.
+    # Shortest digits that read back as the same float: a refined budget must equal its sweep's to the bit.
+    if isinstance(v, float):
+        return np.format_float_scientific(v, unique=True, exp_digits=2).replace(".e", ".0e")
+    return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()

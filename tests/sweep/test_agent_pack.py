@@ -1,0 +1,50 @@
+"""An agent with --pack trains free runs of one shape together; each run ends as it would alone."""
+import pytest
+import yaml
+
+from scaling import sweep
+from scaling.cli import main
+from scaling.runs import RunHome
+
+COMMAND = ["${env}", "${interpreter}", "-m", "scaling.cli", "train", "${args_no_hyphens}"]
+POINTS = {"seq_len": {"value": 16}, "batch_size": {"value": 2}, "corpus": {"value": "synthetic"},
+          "n_evals": {"value": 2}, "eval_tokens": {"value": 64}, "wandb": {"value": "off"},
+          # grid order puts the two shapes' runs in turn, so packing must pick runs out of order
+          "tokens": {"values": [3200, 4800, 6400]}, "d_model": {"values": [16, 32]},
+          "lr": {"values": [2.0e-3, 8.0e-3]}}
+
+
+def _sweep(tmp_path, home):
+    path = tmp_path / "pack.yaml"
+    path.write_text(yaml.safe_dump({"name": "pack", "method": "grid", "parameters": POINTS, "command": COMMAND}))
+    return sweep.create_sweep(home, str(path))["sweep_id"]
+
+
+def _losses(home, sid):
+    return {r.run_id.rsplit("-", 1)[1]: r.summary["eval_loss"] for r in RunHome(home).sweep_runs(sid)}
+
+
+def test_packing_agent_gives_each_run_the_result_it_has_alone(tmp_path):
+    alone_home, packed_home = str(tmp_path / "alone"), str(tmp_path / "packed")
+    alone_sid, packed_sid = _sweep(tmp_path, alone_home), _sweep(tmp_path, packed_home)
+    sweep.Agent(alone_home, alone_sid, pack=1).run()
+    packs = []
+    agent = sweep.Agent(packed_home, packed_sid, pack=4)
+    fill = agent._fill_pack
+    agent._fill_pack = lambda row: packs.append(fill(row)) or packs[-1]
+    results = agent.run()
+    assert sorted(len(p) for p in packs) == [2, 2, 4, 4]  # 6 runs of each shape: a pack of 4, then of 2
+    assert all(len({r.config["d_model"] for r in p}) == 1 for p in packs)
+    assert {r.status for r in results} == {"complete"} and len(results) == 12
+    runs = RunHome(packed_home).sweep_runs(packed_sid)
+    assert [r.attempts for r in runs] == [1] * 12
+    alone, packed = _losses(alone_home, alone_sid), _losses(packed_home, packed_sid)
+    assert packed.keys() == alone.keys()
+    for point, loss in alone.items():
+        assert packed[point] == pytest.approx(loss, abs=1e-5)
+
+
+def test_pack_flag_is_refused_with_isolate(tmp_path, home, capsys):
+    sid = _sweep(tmp_path, home)
+    assert main(["--home", home, "sweep", "agent", sid, "--pack", "2", "--isolate", "--quiet"]) == 2
+    assert "--pack 2" in capsys.readouterr().err
