@@ -103,8 +103,10 @@ def wandb_settings(setting: str):
 
     chosen = parse_wandb(setting)
     # create_new: packed runs (train.pack) keep several W&B runs open in one process at once.
+    # silent in the settings, not only WANDB_SILENT: once a process has a W&B session (a packed run, an
+    # agent's second run) later environment changes are ignored and every init prints its banner.
     return wandb.Settings(console="auto" if chosen.console else "off", x_disable_stats=not chosen.stats,
-                          reinit="create_new")
+                          reinit="create_new", silent=True)
 
 
 class WandbTracker:
