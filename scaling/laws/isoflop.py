@@ -154,9 +154,7 @@ class IsoflopFit:
                     ax.errorbar(means.index[replicated], means["mean"][replicated], yerr=se, fmt="none",
                                 ecolor=color, capsize=3)
             if prof.parabola is not None:
-                c0, c1, c2, centre = prof.parabola
-                x = np.linspace(np.log(lo) - 0.2, np.log(hi) + 0.2, 100) - centre
-                ax.plot(np.exp(x + centre), c0 + c1 * x + c2 * x**2, "-", color=color, lw=1,
+                ax.plot(*parabola_curve(prof.parabola, lo, hi), "-", color=color, lw=1,
                         label=None if runs is not None else f"C = {prof.flops:.2g}")
             if prof.n_opt is not None:
                 ax.plot([prof.n_opt], [prof.loss_opt], "*" if prof.interior else "x", ms=12, color=color, mec="k")
@@ -249,6 +247,13 @@ def _unique_indicator(x: np.ndarray) -> np.ndarray:
     ind = np.zeros((len(x), inv.max() + 1))
     ind[np.arange(len(x)), inv] = 1.0
     return ind
+
+
+def parabola_curve(parabola: tuple, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """Points (x, loss) of a fitted parabola in log x, from a little below `lo` to a little above `hi`."""
+    c0, c1, c2, centre = parabola
+    x = np.linspace(np.log(lo) - 0.2, np.log(hi) + 0.2, 100) - centre
+    return np.exp(x + centre), c0 + c1 * x + c2 * x**2
 
 
 def _vertex(c0, c1, c2, lo, hi):

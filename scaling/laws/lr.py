@@ -16,7 +16,7 @@ import numpy as np
 from scaling.errors import UsageError
 from scaling.laws._json import clean
 from scaling.laws.bootstrap import DEFAULT_RESAMPLES, interval, two_level_weights
-from scaling.laws.isoflop import _parabolas, _vertex, group_budgets
+from scaling.laws.isoflop import _parabolas, _vertex, group_budgets, parabola_curve
 from scaling.laws.powerlaw import PowerLaw, loglog_fit, power_law
 from scaling.laws.result import Estimate, Table, estimates_frame
 from scaling.laws.table import RunsTable, numeric_column
@@ -106,9 +106,8 @@ class LrFit:
         for i, s in enumerate(self.sizes):
             color = cmap(0.1 + 0.8 * i / max(1, len(self.sizes) - 1))
             if s.parabola is not None:
-                c0, c1, c2, centre = s.parabola
-                x = np.linspace(np.log(min(s.lrs)) - 0.2, np.log(max(s.lrs)) + 0.2, 100) - centre
-                ax.plot(np.exp(x + centre), c0 + c1 * x + c2 * x**2, "-", color=color, label=f"N = {s.params:.3g}")
+                ax.plot(*parabola_curve(s.parabola, min(s.lrs), max(s.lrs)), "-", color=color,
+                        label=f"N = {s.params:.3g}")
             if s.lr_opt is not None:
                 ax.plot([s.lr_opt], [s.loss_opt], "*" if s.interior else "x", ms=11, color=color, mec="k")
         ax.set_xscale("log")

@@ -23,8 +23,8 @@ class Fits:
 
 def fit_all(data: ReportData, spec: ReportSpec, progress=print) -> Fits:
     table = load_runs(data.runs)
-    if several_corpora(table):
-        return _fit_by_corpus(data, spec, table, progress)
+    # Runs on different corpora follow different laws: then every law once per corpus, nothing pooled.
+    by_corpus = several_corpora(table)
     results, errors = {}, {}
     for law in spec.laws:
         source = table
@@ -33,12 +33,18 @@ def fit_all(data: ReportData, spec: ReportSpec, progress=print) -> Fits:
                 errors[law] = "needs per-step evaluation rows"
                 continue
             source = load_runs(data.steps)
-        progress(f"fitting {law} ({spec.bootstrap} bootstrap resamples)")
+        progress(f"fitting {law}{' per corpus' if by_corpus else ''} ({spec.bootstrap} bootstrap resamples)")
+
+        def one(part, law=law):
+            return fit(part, law, huber_delta=spec.huber_delta, bootstrap=spec.bootstrap, seed=spec.seed,
+                       budgets=spec.budgets)
+
         try:
-            results[law] = fit(source, law, huber_delta=spec.huber_delta, bootstrap=spec.bootstrap, seed=spec.seed,
-                               budgets=spec.budgets)
+            results[law] = fit_by(source, "corpus", one) if by_corpus else one(source)
         except UsageError as err:
             errors[law] = str(err)
+    if by_corpus:
+        return Fits({}, errors, by_group=results)
     fits = Fits(results, errors)
     k = _holdout_runs(data.runs, spec.holdout)
     if "chinchilla" in results and k:
@@ -52,26 +58,6 @@ def fit_all(data: ReportData, spec: ReportSpec, progress=print) -> Fits:
         except UsageError as err:
             errors["holdout"] = str(err)
     return fits
-
-
-def _fit_by_corpus(data: ReportData, spec: ReportSpec, table, progress) -> Fits:
-    """Every law once per corpus and nothing pooled: runs on different corpora follow different laws."""
-    grouped, errors = {}, {}
-    for law in spec.laws:
-        source = table
-        if law == "envelope":
-            if data.steps is None or "step" not in data.steps.columns:
-                errors[law] = "needs per-step evaluation rows"
-                continue
-            source = load_runs(data.steps)
-        progress(f"fitting {law} per corpus ({spec.bootstrap} bootstrap resamples)")
-        try:
-            grouped[law] = fit_by(source, "corpus", lambda part, law=law: fit(
-                part, law, huber_delta=spec.huber_delta, bootstrap=spec.bootstrap, seed=spec.seed,
-                budgets=spec.budgets))
-        except UsageError as err:
-            errors[law] = str(err)
-    return Fits({}, errors, by_group=grouped)
 
 
 def _holdout_runs(runs: pd.DataFrame, setting) -> int:
