@@ -4,12 +4,36 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import socket
+import uuid
 from collections.abc import Callable
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
+
+_TMP = ".orbax-checkpoint-tmp"
+
+
+def _writer() -> str:
+    """This process, as named in its temporary folders (read at each save: a forked child is another)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+_SAVE_TRIES = 8
+
+
+class _PrivateTemporaryPath(ocp.path.atomicity.AtomicRenameTemporaryPath):
+    """orbax's atomic rename through a temporary folder named for this writer (host, pid, a nonce), not
+    orbax's one fixed `<step>.orbax-checkpoint-tmp` per step: an agent that lost its claim may still be
+    saving the same step of the same run (it is fenced only between writes), and two writers sharing one
+    temporary folder delete or rename it from under each other (FileNotFoundError in the chaos test)."""
+
+    @classmethod
+    def from_final(cls, final_path, **kwargs):
+        private = final_path.parent / f"{final_path.name}{_TMP}-{_writer()}-{uuid.uuid4().hex[:8]}"
+        return cls(private, final_path, **kwargs)
 
 
 class Checkpoints:
@@ -18,40 +42,73 @@ class Checkpoints:
     def __init__(self, directory: str):
         self.manager = ocp.CheckpointManager(
             os.path.abspath(directory),
-            # cleanup_tmp_directories: a save cut short (kill -9, a full disk) leaves a temporary folder.
+            # Not orbax's cleanup_tmp_directories: it deletes every temporary folder, a live writer's too
+            # (see _PrivateTemporaryPath); discard_dead() removes only what dead writers left.
             options=ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False, create=True,
-                                                 cleanup_tmp_directories=True),
+                                                 temporary_path_class=_PrivateTemporaryPath),
         )
+        self.discard_dead()
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
     def save(self, step: int, state: dict) -> None:
-        # Reread the folder: an agent that lost its claim may have finished a save here meanwhile; the
-        # state at a step is a pure function of the run's config, so its checkpoint serves as well.
-        self.manager.reload()
-        if step in self.manager.all_steps():
-            return
-        try:
-            self.manager.save(step, args=ocp.args.StandardSave(state))
-            self.manager.wait_until_finished()
-        except OSError as err:
-            self.discard_partial()
-            self.manager.reload()
-            # The same race, lost in its last instant: the stale agent's rename landed between the check
-            # above and ours (ENOTEMPTY, seen in the chaos test). Its checkpoint of this step serves.
-            if err.errno in (errno.ENOTEMPTY, errno.EEXIST) and step in self.manager.all_steps():
+        """Save `step` unless it is saved already. An agent that lost its claim (stopped past its lease,
+        then woken) may be finishing one save of this run while we save: its rename can beat ours, its
+        listing or pruning can delete a folder ours is reading, orbax's overwrite can remove a step just
+        renamed. Those collisions are retried; the state at a step is a pure function of the run's
+        config, so whichever writer's checkpoint of a step lands serves. A full or read-only disk is not
+        a collision and is raised at once."""
+        for tries_left in reversed(range(_SAVE_TRIES)):
+            if step in self._steps():
                 return
-            raise
-        except BaseException:
-            self.discard_partial()
-            raise
+            try:
+                self.manager.save(step, args=ocp.args.StandardSave(state))
+                self.manager.wait_until_finished()
+                return
+            except (OSError, ValueError) as err:
+                self.discard_partial()
+                if not _collision(err) or not tries_left:
+                    raise
+            except BaseException:
+                self.discard_partial()
+                raise
+
+    def _steps(self) -> list[int]:
+        """The saved steps, reread from the folder (another writer may have added or pruned one)."""
+        for _ in range(_SAVE_TRIES - 1):
+            try:
+                self.manager.reload()
+                return self.manager.all_steps()
+            except FileNotFoundError:  # a step folder vanished while orbax listed it: list again
+                pass
+        self.manager.reload()
+        return self.manager.all_steps()
 
     def discard_partial(self) -> None:
-        """Remove what a failed or interrupted save left behind (orbax's temporary folders)."""
+        """Remove what this process's failed or interrupted saves left behind (its temporary folders)."""
+        self._discard(lambda writer: writer.startswith(f"{_writer()}-"))
+
+    def discard_dead(self) -> None:
+        """Remove temporary folders of saves cut short (kill -9, a full disk) by writers that are gone: a
+        process of this host that no longer runs, or a name that is not a writer's. Another host's folder
+        stays (its process cannot be checked from here); it costs disk, never a result."""
+        host = socket.gethostname()
+
+        def dead(writer: str) -> bool:
+            name, _, _nonce = writer.rpartition("-")  # writer = host-pid-nonce; hosts may contain dashes
+            wrote_host, _, pid = name.rpartition("-")
+            if not pid.isdigit():
+                return True  # orbax's own fixed name, or damage: no live writer of ours uses it
+            return wrote_host == host and not _alive(int(pid))
+
+        self._discard(dead)
+
+    def _discard(self, which: Callable[[str], bool]) -> None:
         directory = str(self.manager.directory)
         for name in os.listdir(directory) if os.path.isdir(directory) else ():
-            if ".orbax-checkpoint-tmp" in name:
+            step, tmp, writer = name.partition(_TMP)
+            if tmp and which(writer.removeprefix("-")):
                 shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
 
     def restore_intact(self, template: dict, warn: Callable[[str], None]) -> tuple[int, dict] | None:
@@ -85,6 +142,27 @@ class Checkpoints:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def _collision(err: BaseException) -> bool:
+    """True for what another writer of the same checkpoint folder causes: a path that appeared (a lost
+    rename: ENOTEMPTY from the OS, etils' FileExistsError without an errno, orbax's "already exists") or
+    vanished (pruned or overwritten while read)."""
+    if isinstance(err, (FileExistsError, FileNotFoundError)):
+        return True
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT)
+    return "already exists" in str(err)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def checkpoint_state(params, opt_state, wall_s: float, replicated) -> dict:
