@@ -20,6 +20,7 @@ MAX_SEED = 2**32 - 1
 WANDB_PROJECT_FORBIDDEN = ("/", "\\", "#", "?", "%", ":")
 DTYPES = ("auto", "float32", "bfloat16")
 ATTENTION = ("auto", "xla", "cudnn")
+PARAMETRIZATIONS = ("standard", "mup")  # family.PARAMETRIZATIONS (config imports nothing of the model)
 MAX_STEPS_PER_CALL = 1024  # a call's batches are stacked in memory: (steps, batch, seq_len) tokens
 
 
@@ -47,12 +48,19 @@ class RunConfig:
     warmup_fraction: float = 0.05
     schedule: str = "cosine"
     decay_fraction: float = 0.2  # wsd only: the final fraction of steps spent decaying
+    warmup_tokens: float | None = None  # warmup fixed in tokens, not a fraction of the run (branches need it)
+    # wsd only: cooldown branches of this run, D1,D2,... in the unit of its length (tokens, or FLOPs when
+    # it has flops_budget); each continues this run's stable phase and decays to its own length
+    cooldowns: str | None = None
+    branch_of: str | None = None  # set by the trainer on a branch: the run whose checkpoint it starts from
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0
     dtype: str = "auto"  # auto: float32 on CPU, bfloat16 compute (float32 weights and loss) on accelerators
     attention: str = "auto"  # auto: cudnn's flash kernel on NVIDIA GPUs in bf16, XLA elsewhere
+    parametrization: str = "standard"  # mup: muP init, per-layer lr and output scale (family.Parametrization)
+    base_width: int | None = None  # mup only: the width lr is tuned at; default the recipe's mup_base_width (64)
     # placement: where the run's arrays live (scale-out); none of these changes what the run computes
     mesh: str | None = None  # data:N | fsdp:N | data:A,fsdp:B; default: every device on the data axis
     devices: str | None = None  # local device indices, e.g. 0,1 (an agent's share of a node); default all
@@ -80,8 +88,10 @@ class RunConfig:
         parse_wandb(self.wandb)  # MODE[,nostats][,noconsole]; refused with one line otherwise
         _check_choice("dtype", self.dtype, DTYPES)
         _check_choice("attention", self.attention, ATTENTION)
+        _check_choice("parametrization", self.parametrization, PARAMETRIZATIONS)
         for key in ("params", "tokens", "flops_budget", "lr", "d_model", "n_layers", "n_heads", "d_ff",
-                    "batch_size", "seq_len", "eval_tokens", "vocab_size"):
+                    "batch_size", "seq_len", "eval_tokens", "vocab_size", "warmup_tokens",
+                    "base_width"):
             value = getattr(self, key)
             if value is not None and not value > 0:
                 raise UsageError(f"{key}={_show(value)}: must be positive")
@@ -97,6 +107,8 @@ class RunConfig:
             raise UsageError("give the model size: params=N (a target count) or d_model=WIDTH")
         if self.params is not None and self.d_model is not None:
             raise UsageError("give params=N or d_model=WIDTH, not both")
+        if self.cooldowns is not None:
+            self._check_cooldowns()
         if self.microbatches < 1:
             raise UsageError(f"microbatches={self.microbatches}: must be at least 1")
         if self.steps_per_call is not None and not 1 <= self.steps_per_call <= MAX_STEPS_PER_CALL:
@@ -119,6 +131,32 @@ class RunConfig:
             raise UsageError(f"wandb_project={self.wandb_project!r}: allowed 1..{MAX_ID_LENGTH} characters "
                              f"without {' '.join(WANDB_PROJECT_FORBIDDEN)} (W&B refuses them)")
 
+    @property
+    def cooldown_lengths(self) -> tuple[float, ...]:
+        """The branch lengths of `cooldowns`, ascending (tokens, or FLOPs for a run given by flops_budget)."""
+        if self.cooldowns is None:
+            return ()
+        return tuple(sorted({float(part) for part in self.cooldowns.split(",")}))
+
+    def _check_cooldowns(self) -> None:
+        if self.schedule != "wsd":
+            raise UsageError(f"cooldowns={self.cooldowns}: branches need schedule=wsd (got {self.schedule}): "
+                             "only a constant stable phase can be shared")
+        try:
+            lengths = self.cooldown_lengths
+        except ValueError:
+            raise UsageError(f"cooldowns={self.cooldowns!r}: expected lengths like 1e6,2e6 "
+                             "(tokens, or FLOPs when the run has flops_budget)") from None
+        length = self.tokens if self.tokens is not None else self.flops_budget
+        unit = "tokens" if self.tokens is not None else "flops_budget"
+        if not all(math.isfinite(v) and v > 0 for v in lengths):
+            raise UsageError(f"cooldowns={self.cooldowns}: lengths must be positive")
+        if length is not None and lengths[-1] > length:
+            raise UsageError(f"cooldowns={self.cooldowns}: a branch longer than the run ({unit}={length:g}); "
+                             "the run trains the stable phase for the longest branch")
+        if self.branch_of is not None:
+            raise UsageError("cooldowns and branch_of together: a branch has no branches of its own")
+
     @classmethod
     def from_dict(cls, values: dict) -> RunConfig:
         known = {f.name: f for f in fields(cls)}
@@ -127,6 +165,8 @@ class RunConfig:
             raise UsageError(f"unknown key {unknown[0]!r} (known keys: {', '.join(known)})")
         hints = typing.get_type_hints(cls)
         values = _lr_from_fit(values)
+        if isinstance(values.get("cooldowns"), (list, tuple)):  # YAML's [1e6, 2e6]
+            values = {**values, "cooldowns": ",".join(str(v) for v in values["cooldowns"])}
         return cls(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})
 
     def to_dict(self) -> dict:

@@ -130,6 +130,48 @@ class ModelShape:
         return out
 
 
+# ---- the parametrization ------------------------------------------------------------------------
+PARAMETRIZATIONS = ("standard", "mup")
+
+
+@dataclass(frozen=True)
+class Parametrization:
+    """How initialisation, per-layer learning rates and the output scale depend on width.
+
+    `standard`: one init std (0.02) and one learning rate for every parameter, whatever the width.
+    `mup`: muP for Adam (Yang et al. 2022, Tensor Programs V; the `mup` package's MuReadout and MuAdamW)
+    relative to a base model `base_width` wide. With the width multiplier m = d_model / base_width:
+    - hidden matrices (attention qkv and output, MLP up and down): init std / sqrt(m), Adam lr / m;
+    - embedding, output layer and norm scales: the base init and lr;
+    - logits x 1/m (the readout multiplier; with tied embeddings the shared matrix keeps the embedding's
+      init and lr and only the readout is scaled, as the `mup` package's MuSharedReadout does);
+    - attention scores scaled by 1/d_head instead of 1/sqrt(d_head).
+    At m = 1 muP is the standard parametrization but for that attention scale (tests/train/test_mup.py)."""
+
+    name: str = "standard"
+    base_width: int | None = None  # mup only
+
+    @classmethod
+    def of(cls, name: str, base_width: int | None = None, recipe: Recipe | None = None) -> Parametrization:
+        """A run's parametrization from its config keys; base_width defaults to the recipe's and is
+        ignored under `standard` (so every standard run shares one compiled step)."""
+        if name not in PARAMETRIZATIONS:
+            raise UsageError(f"parametrization={name!r}: allowed {', '.join(PARAMETRIZATIONS)}")
+        if name == "standard":
+            return cls()
+        return cls(name, int(base_width or (recipe or RECIPE).mup_base_width))
+
+    @property
+    def mup(self) -> bool:
+        return self.name == "mup"
+
+    def width_multiplier(self, d_model: int) -> float:
+        return d_model / self.base_width if self.mup else 1.0
+
+
+STANDARD = Parametrization()
+
+
 # ---- the recipe --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Recipe:
@@ -167,6 +209,8 @@ class Recipe:
     """The learning-rate rule is clipped to [lr_min, lr_max]."""
     lr_max: float = 1e-2
     """Upper clip of the learning-rate rule."""
+    mup_base_width: int = 64
+    """parametrization=mup without base_width: the width whose hyperparameters transfer (cheap to tune on a CPU)."""
     batch_size: int = 16
     """Sequences per step below `batch_doubling_from` parameters (keeps small CPU runs many steps long)."""
     batch_doubling_from: float = 1e7
@@ -261,10 +305,14 @@ def shape_for_params(target: float, *, recipe: Recipe = RECIPE, **kwargs) -> Mod
     return best
 
 
-def default_lr(shape: ModelShape, recipe: Recipe = RECIPE) -> float:
+def default_lr(shape: ModelShape, recipe: Recipe = RECIPE, parametrization: Parametrization | None = None) -> float:
     """Peak AdamW learning rate: `lr_reference` at `lr_reference_width`, scaled as 1/sqrt(width) (muP for
-    Adam would be 1/width; the square root is the milder, commonly tuned compromise), clipped."""
-    lr = recipe.lr_reference * math.sqrt(recipe.lr_reference_width / shape.d_model)
+    Adam would be 1/width; the square root is the milder, commonly tuned compromise), clipped.
+
+    Under muP the rule is read at the base width, for every width: muP scales each layer's rate with
+    width itself (train.step), so the base model's rate is the one to give them all."""
+    width = parametrization.base_width if parametrization is not None and parametrization.mup else shape.d_model
+    lr = recipe.lr_reference * math.sqrt(recipe.lr_reference_width / width)
     return float(min(recipe.lr_max, max(recipe.lr_min, lr)))
 
 

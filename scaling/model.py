@@ -1,13 +1,17 @@
 """The Flax NNX decoder-only transformer: pre-norm RMSNorm, rotary positions, causal attention through
 `jax.nn.dot_product_attention`, SwiGLU or GELU MLP, no biases, tied or untied embeddings, optional
-QK-norm. Parameters are stored in float32; `dtype` is the compute dtype (bfloat16 on accelerators)."""
+QK-norm. Parameters are stored in float32; `dtype` is the compute dtype (bfloat16 on accelerators).
+Standard or muP parametrization (family.Parametrization): muP changes the hidden init, the attention
+scale and the readout multiplier here, and the per-layer learning rates in train.step."""
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scaling.family import ModelShape
+from scaling.family import STANDARD, ModelShape, Parametrization
 
 _INIT_STD = 0.02
 
@@ -33,33 +37,38 @@ def rotary(x: jax.Array, base: float = 10000.0) -> jax.Array:
 ATTENTION_IMPLEMENTATIONS = ("xla", "cudnn")
 
 
-def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, n_blocks: int, implementation: str = "xla") -> jax.Array:
+def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, n_blocks: int, implementation: str = "xla",
+                     scale: float | None = None) -> jax.Array:
     """Causal attention over (batch, seq, heads, head_dim), in `n_blocks` query blocks that each attend
     only to the keys up to their own end: the same result as the masked full square, without computing
     the key blocks that lie wholly above the diagonal. `cudnn` is the fused flash kernel on NVIDIA GPUs,
-    which skips the masked blocks itself."""
+    which skips the masked blocks itself. `scale` multiplies the scores (None: 1/sqrt(head_dim))."""
     if implementation == "cudnn":
-        return jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="cudnn")
+        return jax.nn.dot_product_attention(q, k, v, scale=scale, is_causal=True, implementation="cudnn")
     if n_blocks == 1:
-        return jax.nn.dot_product_attention(q, k, v, is_causal=True)
+        return jax.nn.dot_product_attention(q, k, v, scale=scale, is_causal=True)
     size = q.shape[1] // n_blocks
     outputs = []
     for i in range(n_blocks):
         end = (i + 1) * size
         mask = jnp.arange(end)[None, :] <= (i * size + jnp.arange(size))[:, None]
-        outputs.append(jax.nn.dot_product_attention(q[:, i * size:end], k[:, :end], v[:, :end],
+        outputs.append(jax.nn.dot_product_attention(q[:, i * size:end], k[:, :end], v[:, :end], scale=scale,
                                                     mask=mask[None, None]))
     return jnp.concatenate(outputs, axis=1)
 
 
 class Attention(nnx.Module):
-    def __init__(self, shape: ModelShape, dtype, rngs: nnx.Rngs, attention: str = "xla"):
+    def __init__(self, shape: ModelShape, dtype, rngs: nnx.Rngs, attention: str = "xla",
+                 parametrization: Parametrization = STANDARD):
         d = shape.d_model
         self.implementation = attention
         self.n_heads, self.head_dim, self.n_blocks = shape.n_heads, shape.head_dim, shape.attention_blocks
+        # muP: q and k move together during training, so their dot product grows as d_head, not its root.
+        self.scale = 1.0 / shape.head_dim if parametrization.mup else None
+        init = hidden_init_scale(shape, parametrization)
         # One fused QKV matmul: one large GEMM beats three small ones on CPU and GPU alike.
-        self.qkv = _dense(d, 3 * d, dtype, rngs)
-        self.proj = _dense(d, d, dtype, rngs, std=_INIT_STD / (2 * shape.n_layers) ** 0.5)
+        self.qkv = _dense(d, 3 * d, dtype, rngs, std=_INIT_STD * init)
+        self.proj = _dense(d, d, dtype, rngs, std=_INIT_STD / (2 * shape.n_layers) ** 0.5 * init)
         if shape.qk_norm:
             self.q_norm = nnx.RMSNorm(shape.head_dim, epsilon=1e-6, dtype=dtype, rngs=rngs)
             self.k_norm = nnx.RMSNorm(shape.head_dim, epsilon=1e-6, dtype=dtype, rngs=rngs)
@@ -73,15 +82,16 @@ class Attention(nnx.Module):
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = rotary(q), rotary(k)
-        return self.proj(causal_attention(q, k, v, self.n_blocks, self.implementation).reshape(tokens, d))
+        return self.proj(causal_attention(q, k, v, self.n_blocks, self.implementation, self.scale).reshape(tokens, d))
 
 
 class MLP(nnx.Module):
-    def __init__(self, shape: ModelShape, dtype, rngs: nnx.Rngs):
+    def __init__(self, shape: ModelShape, dtype, rngs: nnx.Rngs, parametrization: Parametrization = STANDARD):
         self.kind, self.d_ff = shape.mlp, shape.d_ff
         n_up = 2 * shape.d_ff if shape.mlp == "swiglu" else shape.d_ff  # gate and up fused
-        self.up = _dense(shape.d_model, n_up, dtype, rngs)
-        self.down = _dense(shape.d_ff, shape.d_model, dtype, rngs, std=_INIT_STD / (2 * shape.n_layers) ** 0.5)
+        init = hidden_init_scale(shape, parametrization)
+        self.up = _dense(shape.d_model, n_up, dtype, rngs, std=_INIT_STD * init)
+        self.down = _dense(shape.d_ff, shape.d_model, dtype, rngs, std=_INIT_STD / (2 * shape.n_layers) ** 0.5 * init)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         h = self.up(x)
@@ -94,11 +104,12 @@ class MLP(nnx.Module):
 
 
 class Block(nnx.Module):
-    def __init__(self, shape: ModelShape, dtype, rngs: nnx.Rngs, attention: str = "xla"):
+    def __init__(self, shape: ModelShape, dtype, rngs: nnx.Rngs, attention: str = "xla",
+                 parametrization: Parametrization = STANDARD):
         self.attn_norm = nnx.RMSNorm(shape.d_model, epsilon=1e-6, dtype=dtype, rngs=rngs)
-        self.attn = Attention(shape, dtype, rngs, attention)
+        self.attn = Attention(shape, dtype, rngs, attention, parametrization)
         self.mlp_norm = nnx.RMSNorm(shape.d_model, epsilon=1e-6, dtype=dtype, rngs=rngs)
-        self.mlp = MLP(shape, dtype, rngs)
+        self.mlp = MLP(shape, dtype, rngs, parametrization)
 
     def __call__(self, x: jax.Array, batch: int) -> jax.Array:
         x = x + self.attn(self.attn_norm(x), batch)
@@ -106,13 +117,16 @@ class Block(nnx.Module):
 
 
 class Transformer(nnx.Module):
-    def __init__(self, shape: ModelShape, *, rngs: nnx.Rngs, dtype=jnp.float32, attention: str = "xla"):
+    def __init__(self, shape: ModelShape, *, rngs: nnx.Rngs, dtype=jnp.float32, attention: str = "xla",
+                 parametrization: Parametrization = STANDARD):
         self.shape = shape
+        # muP's readout multiplier 1/m: without it the logits' change after an Adam step grows with width.
+        self.output_scale = 1.0 / parametrization.width_multiplier(shape.d_model) if parametrization.mup else None
         self.embed = nnx.Embed(
             shape.vocab_size, shape.d_model, dtype=dtype, param_dtype=jnp.float32,
             embedding_init=nnx.initializers.normal(_INIT_STD), rngs=rngs,
         )
-        self.blocks = nnx.List([Block(shape, dtype, rngs, attention) for _ in range(shape.n_layers)])
+        self.blocks = nnx.List([Block(shape, dtype, rngs, attention, parametrization) for _ in range(shape.n_layers)])
         self.final_norm = nnx.RMSNorm(shape.d_model, epsilon=1e-6, dtype=dtype, rngs=rngs)
         self.unembed = None if shape.tied else _dense(shape.d_model, shape.vocab_size, dtype, rngs)
 
@@ -126,9 +140,27 @@ class Transformer(nnx.Module):
         x = self.embed(tokens.reshape(batch * seq))
         for block in self.blocks:
             x = block(x, batch)
+        return self.readout(x).reshape(batch, seq, -1)
+
+    def readout(self, x: jax.Array) -> jax.Array:
+        """The residual stream (tokens, d_model) -> float32 logits (tokens, vocab)."""
         x = self.final_norm(x)
-        logits = self.embed.attend(x) if self.unembed is None else self.unembed(x)
-        return logits.astype(jnp.float32).reshape(batch, seq, -1)
+        logits = (self.embed.attend(x) if self.unembed is None else self.unembed(x)).astype(jnp.float32)
+        return logits if self.output_scale is None else logits * self.output_scale
+
+
+def hidden_init_scale(shape: ModelShape, parametrization: Parametrization) -> float:
+    """The hidden matrices' init std relative to the base model's: 1/sqrt(m) under muP (fan-in grows by m),
+    exactly 1 otherwise."""
+    return 1.0 / math.sqrt(parametrization.width_multiplier(shape.d_model))
+
+
+def hidden_matrices(params) -> object:
+    """True at muP's hidden weights, the matrices inside the blocks (both their dimensions grow with width),
+    False at the embedding, the output layer and the norm scales: the per-layer learning-rate mask."""
+    def hidden(path, leaf) -> bool:
+        return getattr(path[0], "key", None) == "blocks" and leaf.ndim >= 2
+    return jax.tree_util.tree_map_with_path(hidden, params)
 
 
 def count_params(model: nnx.Module) -> int:

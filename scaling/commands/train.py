@@ -11,12 +11,16 @@ EPILOG = """\
 keys (key=value, or the same keys in CONFIG.yaml; later wins, W&B sweep values win over all):
   size      params=N (target count) | d_model=W   [n_layers n_heads d_ff mlp=swiglu|gelu tied qk_norm seq_len]
   length    tokens=D | flops_budget=C (D = C/6N, rounded to whole steps)   [batch_size]
-  optimizer lr beta1 beta2 weight_decay grad_clip  schedule=cosine|wsd warmup_fraction min_lr_ratio decay_fraction
+  optimizer lr beta1 beta2 weight_decay grad_clip  schedule=cosine|wsd warmup_fraction|warmup_tokens min_lr_ratio
+            decay_fraction  cooldowns=D1,D2,... (wsd: branches that reuse this run's stable phase; see README)
+            parametrization=standard|mup  base_width (mup: the width whose lr transfers to every width; 64)
   data      corpus=stdlib|DIR|GLOB|FILE.bin|synthetic[:V[:SEED]]  seed eval_tokens n_evals
   tracking  run_id name sweep checkpoint_every wandb=auto|off|offline|online wandb_project dtype=auto|float32|bfloat16
 examples:
   scaling train params=1e5 tokens=3e5 wandb=off
   scaling train d_model=128 flops_budget=1e13 run_id=my-run checkpoint_every=50
+  scaling train d_model=64 tokens=4e6 schedule=wsd cooldowns=1e6,2e6 run_id=ladder
+      (three runs, D = 1e6, 2e6 and 4e6, for 4.6e6 tokens of training instead of 7e6)
 Running the same run_id again resumes it from its latest checkpoint (or prints its summary if done).
 SIGTERM (preemption) checkpoints and exits 130; the run resumes when started again.
 """
@@ -79,4 +83,16 @@ def _train(args) -> int:
         print(f"scaling train: {err}; stopped without writing", file=sys.stderr)
         return EXIT_LEASE_LOST
     print_summary(summary)
+    if summary["status"] == "complete" and fence is None:
+        # No agent shares this run's cooldown branches: train them here, each from its seed.
+        from scaling.train.branches import train_branches
+
+        def branch(branch_plan):
+            print(f"{branch_plan.run_id}: cooldown branch of {plan.run_id} from step {branch_plan.stable_end} "
+                  f"to {branch_plan.steps} (D={branch_plan.tokens:,})", file=sys.stderr)
+            done = train_run(branch_plan, args.home, on_progress=None if args.quiet else ProgressLine())
+            print_summary(done)
+            return done
+
+        summary = next((s for s in train_branches(plan, args.home, branch) if s["status"] != "complete"), summary)
     return {"complete": 0, "interrupted": 130}.get(summary["status"], 1)

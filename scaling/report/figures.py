@@ -203,6 +203,56 @@ def fig_holdout(data: ReportData, fits: Fits, published: dict, ax):
     ax.legend(fontsize=7)
 
 
+MIN_TRANSFER_WIDTHS = 3  # widths, each swept over at least two learning rates, for an LR-transfer figure
+
+
+@dataclass(frozen=True)
+class TransferPanel:
+    title: str
+    curves: dict  # d_model -> (learning rates ascending, mean final loss at each)
+
+
+def lr_transfer_panels(runs) -> list[TransferPanel]:
+    """What the LR-transfer figure draws: per parametrization (when the runs say; standard first), each
+    width's mean final loss (over seeds) at each learning rate, for the widths swept over two or more rates;
+    a panel only where MIN_TRANSFER_WIDTHS widths are. A sweep over several budgets is drawn at the largest
+    that qualifies (the figure is about the optimum's drift with width; budgets would add one of their own)."""
+    if not {"lr", "d_model", "loss"} <= set(runs.columns):
+        return []
+    runs = runs.dropna(subset=["lr", "d_model", "loss"])
+    kinds = runs["parametrization"].fillna("standard") if "parametrization" in runs.columns else None
+    panels = []
+    for kind in [None] if kinds is None else sorted(kinds.unique(), key=lambda k: (k != "standard", k)):
+        mine = runs if kind is None else runs[kinds == kind]
+        budgets = sorted(mine["flops_budget"].dropna().unique(), reverse=True) if "flops_budget" in mine else []
+        for budget in budgets or [None]:
+            rows = mine if budget is None else mine[mine["flops_budget"] == budget]
+            means = rows.groupby(["d_model", "lr"])["loss"].mean()
+            curves = {int(w): (means[w].index.to_numpy(float), means[w].to_numpy(float))
+                      for w in means.index.get_level_values(0).unique() if len(means[w]) >= 2}
+            if len(curves) >= MIN_TRANSFER_WIDTHS:
+                name = {"mup": "muP", "standard": "Standard parametrization", None: "Learning rate by width"}
+                where = f", C = {budget:.2g}" if len(budgets) > 1 else ""
+                panels.append(TransferPanel(f"{name.get(kind, kind)}{where}", curves))
+                break
+    return panels
+
+
+def fig_lr_transfer(data: ReportData, fits: Fits, published: dict, axes):
+    """Final loss against peak lr, one line per width: under muP the best lr should not move with width."""
+    panels = lr_transfer_panels(data.runs)
+    for panel, ax in zip(panels, np.atleast_1d(axes)):
+        mapper = cm.ScalarMappable(norm=colors.LogNorm(min(panel.curves) / 1.5, max(panel.curves)), cmap="viridis")
+        for width, (lrs, loss) in sorted(panel.curves.items()):
+            best = lrs[int(np.argmin(loss))]
+            ax.plot(lrs, loss, "o-", color=mapper.to_rgba(width), label=f"d_model {width} (best lr {best:.2g})")
+        ax.set_xscale("log")
+        ax.set_xlabel("peak learning rate")
+        ax.set_ylabel(f"final eval loss ({data.loss_unit})")
+        ax.set_title(panel.title)
+        ax.legend(fontsize=7)
+
+
 FIGURES = [
     ("training_curves", "Loss against FLOPs by model size, with the compute frontier", (7, 4.2), 1,
      lambda d, f, p: d.steps is not None and len(d.steps) > 0, fig_training_curves),
@@ -219,6 +269,10 @@ FIGURES = [
      lambda d, f, p: "chinchilla" in f.results, fig_residuals),
     ("holdout", "The held-out largest budget predicted against observed", (7, 4.2), 1,
      lambda d, f, p: f.holdout_rows is not None and len(f.holdout_rows) > 0, fig_holdout),
+    # a panel per parametrization: n_axes (and the width, one panel's here) from the runs
+    ("lr_transfer", "Learning-rate transfer: final loss against peak learning rate, one line per width (mean over "
+     "seeds); with muP the best rate should stay put as the width grows", (5.5, 4.2),
+     lambda d: len(lr_transfer_panels(d.runs)), lambda d, f, p: bool(lr_transfer_panels(d.runs)), fig_lr_transfer),
 ]
 
 
@@ -230,6 +284,9 @@ def draw_figures(data: ReportData, fits: Fits, published: dict, out_dir: str) ->
     for name, caption, size, n_axes, applies, draw in FIGURES:
         if not applies(data, fits, published):
             continue
+        if callable(n_axes):  # as many panels as the runs call for, each `size` large
+            n_axes = n_axes(data)
+            size = (size[0] * n_axes, size[1])
         fig, axes = plt.subplots(1, n_axes, figsize=size, constrained_layout=True)
         draw(data, fits, published, axes)
         png, svg = os.path.join(fig_dir, f"{name}.png"), os.path.join(fig_dir, f"{name}.svg")

@@ -93,6 +93,9 @@ def gather(home: RunHome | str | None, sweep: str | None = None, csv: str | None
         budget = {r.run_id: r.config.get("flops_budget") for r in runs}
         for frame in (table, steps):
             frame["flops_budget"] = frame["run_id"].map(budget).astype(float)
+    kind = {r.run_id: r.config.get("parametrization") or "standard" for r in runs}
+    if set(kind.values()) != {"standard"}:  # muP runs: the LR-transfer figure draws each parametrization apart
+        table["parametrization"] = table["run_id"].map(kind)
     return ReportData(runs=table, steps=steps, excluded=excluded, source=f"sweep {sweep} in {home.root}")
 
 

@@ -17,6 +17,7 @@ from scaling.report.spec import ReportSpec, load_published
 from scaling.report.tables import (
     allocation_table,
     by_group_table,
+    cost_table,
     difference_lines,
     exponent_table,
     headline,
@@ -113,6 +114,9 @@ def report_tables(data: ReportData, fits: Fits, published: dict) -> list[Table]:
               "move it to an edge."),
         Table("Compute-optimal allocation at the target budgets", *allocation_table(fits),
               "Extrapolations far beyond the sampled compute: read the intervals, and the holdout check below."),
+        Table("Compute spent", *cost_table(data),
+              "Of the runs used. A cooldown branch continues its parent's stable phase from a checkpoint, so "
+              "only its decay is spent on it; separate runs would each train from scratch."),
         Table(f"Runs used ({len(used)})", used_h, used),
         Table(f"Runs and budgets excluded ({len(excl)})", excl_h, excl),
     ]

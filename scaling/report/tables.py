@@ -192,3 +192,24 @@ def difference_lines(fits: Fits) -> list[str]:
     for law, gf in (fits.by_group or {}).items():
         out += [f"{law}: {d.describe(gf.column)}" for d in gf.differences()]
     return out
+
+
+def study_cost(runs) -> dict:
+    """What the report's runs cost in 6ND FLOPs: `spent` counts each cooldown branch from the step it
+    branched at (its stable phase was its parent's), `separate` what training every run from scratch costs."""
+    separate = float(runs["flops"].sum()) if len(runs) else 0.0
+    shared = 0.0
+    if "branch_step" in runs.columns:
+        branched = runs[runs["branch_step"].notna() & (runs["steps"] > 0)]
+        shared = float((branched["flops"] * branched["branch_step"] / branched["steps"]).sum())
+    n_branches = int(runs["branch_step"].notna().sum()) if "branch_step" in runs.columns else 0
+    return {"runs": len(runs), "branches": n_branches, "spent": separate - shared, "separate": separate}
+
+
+def cost_table(data: ReportData) -> tuple[list[str], list[list[str]]]:
+    """The study's compute: spent, and what separate runs would have cost (they differ with branches)."""
+    cost = study_cost(data.runs)
+    saving = cost["separate"] / cost["spent"] if cost["spent"] > 0 else None
+    return (["runs", "of them cooldown branches", "FLOPs spent (6ND)", "FLOPs as separate runs", "saving"],
+            [[str(cost["runs"]), str(cost["branches"]), fmt(cost["spent"]), fmt(cost["separate"]),
+              f"{saving:.2f}x" if saving else "–"]])

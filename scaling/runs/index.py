@@ -287,6 +287,17 @@ class RunHome:
                          json.dumps({"sweep_id": sweep_id, "name": name, "created": now, "spec": spec,
                                      "runs": runs}, indent=1))
 
+    def add_run(self, sweep_id: str, run_id: str, config: dict, plan: dict, after: str) -> None:
+        """Queue one more pending run in a sweep, ordered right after run `after`: a cooldown branch,
+        seeded by its parent while the parent trains. A run already indexed is left as it is."""
+        with self.db() as conn:
+            parent = conn.execute("SELECT seq FROM runs WHERE run_id=?", (after,)).fetchone()
+            conn.execute(
+                """INSERT INTO runs (run_id, sweep_id, status, config, plan, seq, updated)
+                   VALUES (?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT(run_id) DO NOTHING""",
+                (run_id, sweep_id, json.dumps(config), json.dumps(plan), parent["seq"] if parent else None,
+                 time.time()))
+
     def sweep(self, sweep_id: str) -> dict | None:
         rows = self.read("SELECT * FROM sweeps WHERE sweep_id = ?", (sweep_id,))
         if not rows:

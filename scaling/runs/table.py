@@ -12,7 +12,8 @@ from scaling.runs.index import RunHome
 # The columns `scaling fit` reads (DESIGN.md "The runs table"), then context useful for filtering.
 RUN_COLUMNS = ["run_id", "sweep_id", "params", "params_nonembed", "tokens", "flops", "flops_model", "loss",
                "eval_bpb", "train_loss", "lr", "batch_size", "seq_len", "seed", "status", "epochs", "d_model",
-               "n_layers", "n_heads", "steps", "wall_s", "tokens_per_s", "mfu", "corpus", "corpus_fingerprint"]
+               "n_layers", "n_heads", "steps", "wall_s", "tokens_per_s", "mfu", "corpus", "corpus_fingerprint",
+               "branch_of", "branch_step"]
 
 
 def runs_table(home: RunHome | str | None, sweep_id: str | None = None, steps: bool = False) -> pd.DataFrame:
@@ -50,6 +51,8 @@ def runs_table(home: RunHome | str | None, sweep_id: str | None = None, steps: b
             if "eval_loss" in m and _finite(m["eval_loss"]):
                 evals[int(m["step"])] = m
         for step in sorted(evals):
+            if step <= (s.get("branch_step") or 0):  # a cooldown branch's rows up to its start are its parent's
+                continue
             m = evals[step]
             # bits per byte scale with the loss: the final row's ratio holds at every checkpoint
             bpb = m["eval_loss"] * s["eval_bpb"] / s["eval_loss"] if _finite(s.get("eval_bpb")) else None

@@ -210,9 +210,10 @@ def check_preemption(state: LoopState) -> None:
 
 def default_hooks(plan: RunPlan, lrs: np.ndarray, *, eval_fn: Callable, tracker, save: Callable[[LoopState], None],
                   on_progress: Callable[[Progress], None] | None = None,
-                  stop_at_step: int | None = None) -> list[Hook]:
+                  stop_at_step: int | None = None, save_at: frozenset[int] = frozenset()) -> list[Hook]:
     """A run's hooks: a metrics row about 100 times a run and at every evaluation (log-spaced), a
-    checkpoint every `checkpoint_every` steps, preemption checked after every call."""
+    checkpoint every `checkpoint_every` steps and at the `save_at` steps (where cooldown branches start),
+    preemption checked after every call."""
     log_every = max(1, plan.steps // 100)
     eval_steps = frozenset(plan.eval_steps)
 
@@ -224,8 +225,11 @@ def default_hooks(plan: RunPlan, lrs: np.ndarray, *, eval_fn: Callable, tracker,
     if on_progress is not None:
         hooks.append(Hook(progress(on_progress), log_point))
     every = plan.config.checkpoint_every
-    if every:
-        hooks.append(Hook(save, lambda step: step % every == 0 and step < plan.steps))
+    if every or save_at:
+        def save_point(step: int) -> bool:
+            return step < plan.steps and (step in save_at or bool(every) and step % every == 0)
+
+        hooks.append(Hook(save, save_point))
     if stop_at_step is not None:
         hooks.append(Hook(stop_here, lambda step: stop_at_step <= step < plan.steps))
     hooks.append(Hook(check_preemption, lambda step: True, boundary=False))

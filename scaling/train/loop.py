@@ -3,6 +3,7 @@ the plan with the default hooks, and record the summary."""
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -14,10 +15,12 @@ from scaling import data as data_lib
 from scaling import hardware, preempt
 from scaling.config import RunConfig
 from scaling.errors import UsageError
+from scaling.family import Parametrization
 from scaling.runs import Fence, LeaseLost, LocalTracker, RunDir, RunHome, RunWriter, is_result
 from scaling.runs.files import storage_error
 from scaling.track import WandbTracker, wandb_mode
 from scaling.train import distributed
+from scaling.train.branches import branch_plans, queue_branch, seed_branch
 from scaling.train.checkpoints import Checkpoints, checkpoint_state
 from scaling.train.distributed import to_float
 from scaling.train.hooks import Clock, LoopState, Progress, default_hooks, run_loop
@@ -74,20 +77,31 @@ class Session:
     moves its parameters (its own, or a pack's)."""
 
     def __init__(self, plan: RunPlan, home: RunHome, files: RunDir, tracker: RunWriter, layout: Layout,
-                 on_progress, stop_at_step: int | None):
+                 on_progress, stop_at_step: int | None, fence: Fence | None = None):
         cfg, shape = plan.config, plan.shape
-        self.plan, self.home, self.files, self.tracker = plan, home, files, tracker
+        self.plan, self.home, self.files, self.tracker, self.fence = plan, home, files, tracker, fence
         dtype_name = np.dtype(compute_dtype(cfg.dtype)).name
         self.attention = attention_implementation(cfg.attention, dtype_name)
         self.fns = compiled_fns(shape, dtype_name, cfg.beta1, cfg.beta2, cfg.weight_decay, cfg.grad_clip, layout,
-                                self.attention)
+                                self.attention, Parametrization.of(cfg.parametrization, cfg.base_width))
         self.place = placement(layout)
         self.ceiling = hardware.run_ceiling(layout.mesh.devices)
         self.lrs = plan.lr_schedule()
         self.ckpt = Checkpoints(files.checkpoints)
         self.state = _initial_state(plan, self.fns.init, self.ckpt, self.ceiling, self.place)
+        self.branches: dict[int, list[RunPlan]] = {}
+        unshared = []
+        for branch in branch_plans(plan):
+            if branch.config.branch_of is None:
+                unshared.append(branch)
+            else:
+                self.branches.setdefault(branch.stable_end, []).append(branch)
+        if fence is not None and plan.config.sweep and distributed.is_writer():
+            for branch in unshared:  # nothing to wait for: the agents may start them now
+                queue_branch(home, branch, after=plan.run_id)
         self.hooks = default_hooks(plan, self.lrs, eval_fn=self.evaluate, tracker=tracker, save=self.save,
-                                   on_progress=on_progress, stop_at_step=stop_at_step)
+                                   on_progress=on_progress, stop_at_step=stop_at_step, save_at=frozenset(self.branches))
+        self.seed_branches(upto=self.state.step)  # a crash between a cut's save and its seeding
 
     @classmethod
     def open(cls, plan: RunPlan, home: RunHome | str | None = None, *, on_progress=None,
@@ -116,7 +130,7 @@ class Session:
         except Exception as err:
             _raise_storage(err, f"run {plan.run_id} cannot start")
             raise
-        return cls(plan, home, files, tracker, layout, on_progress, stop_at_step)
+        return cls(plan, home, files, tracker, layout, on_progress, stop_at_step, fence)
 
     def evaluate(self, params) -> float:
         plan, place = self.plan, self.place
@@ -130,6 +144,21 @@ class Session:
     def save(self, s: LoopState) -> None:
         self.tracker.check()
         self.ckpt.save(s.step, checkpoint_state(s.params, s.opt_state, s.clock.wall_s, self.place.replicated))
+        if s.step in self.branches:
+            self.seed_branches(upto=s.step)
+
+    def seed_branches(self, upto: int) -> None:
+        """Seed the cooldown branches whose decay starts at or before `upto` from this run's checkpoints
+        (each once); under a sweep's agent, queue each for the agents at once."""
+        if not distributed.is_writer():
+            return
+        for step, branches in self.branches.items():
+            if step > upto or not os.path.isdir(os.path.join(self.files.checkpoints, str(step))):
+                continue
+            for branch in branches:
+                if seed_branch(self.files.checkpoints, branch, self.home, self.files.read_metrics()) and (
+                        self.fence is not None and branch.config.sweep):
+                    queue_branch(self.home, branch, after=self.plan.run_id)
 
     def end(self, status: str) -> dict:
         """Record how the session ended (checkpoint, summary, index row); returns the summary."""

@@ -20,6 +20,7 @@ from scaling import data as data_lib
 from scaling import preempt
 from scaling.config import RunConfig
 from scaling.errors import UsageError
+from scaling.family import Parametrization
 from scaling.runs import Fence, LeaseLost, RunHome
 from scaling.train.hooks import Diverged, Interrupted, Progress, call_length
 from scaling.train.loop import Session, train_run
@@ -28,7 +29,7 @@ from scaling.train.step import compute_dtype, packed_fns
 
 # Config keys that must agree for runs to share one compiled step (all else may differ).
 PACK_KEYS = ("beta1", "beta2", "weight_decay", "grad_clip", "dtype", "attention", "microbatches", "mesh",
-             "devices", "coordinator", "num_processes")
+             "devices", "coordinator", "num_processes", "parametrization", "base_width")
 
 
 def pack_key(plan: RunPlan) -> tuple:
@@ -97,7 +98,8 @@ def _train(members: list[tuple[int, Member]]) -> None:
     first = sessions[0]
     cfg, plan = first.plan.config, first.plan
     dtype_name = np.dtype(compute_dtype(cfg.dtype)).name
-    fns = packed_fns(plan.shape, dtype_name, cfg.beta1, cfg.beta2, cfg.weight_decay, cfg.grad_clip, first.attention)
+    fns = packed_fns(plan.shape, dtype_name, cfg.beta1, cfg.beta2, cfg.weight_decay, cfg.grad_clip, first.attention,
+                     parametrization=Parametrization.of(cfg.parametrization, cfg.base_width))
     device = first.place.mesh.devices.flat[0]
     stack = lambda *leaves: jax.device_put(jnp.stack(leaves), device)  # noqa: E731
     params = jax.tree.map(stack, *[s.state.params for s in sessions])

@@ -11,7 +11,14 @@ from scaling import data as data_lib
 from scaling.config import RunConfig
 from scaling.display import short
 from scaling.errors import UsageError
-from scaling.family import ModelShape, default_batch_size, default_lr, shape_for_params, shape_for_width
+from scaling.family import (
+    ModelShape,
+    Parametrization,
+    default_batch_size,
+    default_lr,
+    shape_for_params,
+    shape_for_width,
+)
 from scaling.train.mesh import MeshShape, check_batch, run_devices
 from scaling.train.step import Layout
 
@@ -66,6 +73,13 @@ class RunPlan:
     def name(self) -> str:
         return self.config.name or f"N{short(self.shape.params)}-D{short(self.tokens)}"
 
+    @property
+    def stable_end(self) -> int:
+        """WSD: the last step of the stable phase (the decay takes the final decay_fraction of the steps).
+        A cooldown branch of a longer run starts from that run's checkpoint at exactly this step."""
+        n_decay = max(1, round(self.config.decay_fraction * self.steps))
+        return max(self.warmup_steps, self.steps - n_decay)
+
     def lr_schedule(self) -> np.ndarray:
         """Learning rate of each optimizer step 1..steps: linear warmup, then cosine (or WSD) to
         min_lr_ratio x peak, reached exactly at the last step."""
@@ -78,11 +92,10 @@ class RunPlan:
             sched = optax.warmup_cosine_decay_schedule(0.0, peak, w, max(self.steps, w + 1), end)
         else:
             n_decay = max(1, round(cfg.decay_fraction * self.steps))
-            stable_end = max(w, self.steps - n_decay)
             sched = optax.join_schedules(
                 [optax.linear_schedule(0.0, peak, max(w, 1)), optax.constant_schedule(peak),
                  optax.linear_schedule(peak, end, n_decay)],
-                [w, stable_end],
+                [w, self.stable_end],
             )
         return np.asarray(sched(np.arange(1, self.steps + 1)), dtype=np.float32)
 
@@ -133,12 +146,33 @@ def plan_run(cfg: RunConfig) -> RunPlan:
     if data_lib.windows_per_epoch(corpus, shape.seq_len) < 1:
         raise UsageError(f"corpus={cfg.corpus!r} is shorter than one sequence of {shape.seq_len + 1} tokens")
     check_batch(batch_size, cfg.microbatches, MeshShape.parse(cfg.mesh, None))
-    lr = cfg.lr if cfg.lr is not None else default_lr(shape)
-    warmup = min(steps - 1, max(1, round(cfg.warmup_fraction * steps))) if steps > 1 else 0
+    lr = cfg.lr if cfg.lr is not None else default_lr(shape, parametrization=Parametrization.of(cfg.parametrization,
+                                                                                               cfg.base_width))
+    warmup = _warmup_steps(cfg, steps, tokens_per_step)
+    if cfg.cooldowns is not None and cfg.warmup_tokens is None:
+        # Every branch must warm up exactly as its parent did: fix the warmup in tokens, sized for the
+        # shortest branch, and record it so that the branches' configs (and a rerun) carry it.
+        cfg = cfg.replace(warmup_tokens=float(warmup * tokens_per_step))
     run_id = cfg.run_id or f"{short(shape.params)}-{short(steps * tokens_per_step)}-s{cfg.seed}-{uuid.uuid4().hex[:6]}"
     cfg = cfg.replace(run_id=run_id)
     steps_per_call = min(steps, cfg.steps_per_call or default_steps_per_call(shape, batch_size))
     return RunPlan(cfg, run_id, shape, batch_size, steps, lr, warmup, corpus, steps_per_call)
+
+
+def _warmup_steps(cfg: RunConfig, steps: int, tokens_per_step: int) -> int:
+    """warmup_tokens when given, else warmup_fraction of the run (of its shortest cooldown branch)."""
+    if steps <= 1:
+        return 0
+    if cfg.warmup_tokens is not None:
+        wanted = cfg.warmup_tokens / tokens_per_step
+    else:
+        shortest = steps
+        if cfg.cooldowns is not None:
+            first = cfg.cooldown_lengths[0]
+            length = cfg.tokens if cfg.tokens is not None else cfg.flops_budget
+            shortest = max(1, round(steps * first / length))
+        wanted = cfg.warmup_fraction * shortest
+    return min(steps - 1, max(1, round(wanted)))
 
 
 # Below this many model FLOPs per step, a step is short enough that launching it (Python, dispatch,

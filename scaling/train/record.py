@@ -2,6 +2,7 @@
 summary at its end."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 
@@ -9,6 +10,8 @@ import jax
 import numpy as np
 
 from scaling import hardware
+from scaling.config import RunConfig
+from scaling.family import Parametrization
 from scaling.train.plan import RunPlan
 from scaling.train.step import Layout, attention_implementation, compute_dtype
 
@@ -33,6 +36,10 @@ def run_record(plan: RunPlan, layout: Layout | None = None) -> dict:
     """What config.yaml holds: the config as given, what the recipe resolved, where it runs, the corpus,
     the code."""
     resolved = plan.describe()
+    parametrization = Parametrization.of(plan.config.parametrization, plan.config.base_width)
+    if parametrization.mup:  # the base width the recipe chose when the config left it open
+        resolved.update(base_width=parametrization.base_width,
+                        width_multiplier=parametrization.width_multiplier(plan.shape.d_model))
     if layout is not None:
         dtype = np.dtype(compute_dtype(plan.config.dtype)).name
         resolved.update(mesh=layout.mesh.describe(), n_devices=layout.mesh.devices, microbatches=layout.microbatches,
@@ -49,9 +56,12 @@ def run_record(plan: RunPlan, layout: Layout | None = None) -> dict:
 
 
 def changed_keys(old: dict, new: dict) -> list[str]:
-    """Config keys whose values differ between two records, ignoring those that do not change the run."""
+    """Config keys whose values differ between two records, ignoring those that do not change the run. A
+    key missing from a record (written before the key existed) holds its default there."""
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
     a, b = old.get("config", {}), new["config"]
-    return sorted(k for k in set(a) | set(b) if k not in VOLATILE_KEYS and a.get(k) != b.get(k))
+    return sorted(k for k in set(a) | set(b)
+                  if k not in VOLATILE_KEYS and a.get(k, defaults.get(k)) != b.get(k, defaults.get(k)))
 
 
 def summary(plan: RunPlan, *, status: str, step: int, eval_loss: float | None, train_loss: float,
@@ -71,4 +81,8 @@ def summary(plan: RunPlan, *, status: str, step: int, eval_loss: float | None, t
         "d_model": shape.d_model, "n_layers": shape.n_layers, "n_heads": shape.n_heads,
         "corpus": plan.corpus.name, "corpus_fingerprint": plan.corpus.fingerprint,
         "unigram_entropy": plan.corpus.unigram_entropy,
+        # a cooldown branch: the run it continues, and the step it starts from (its own compute is
+        # the steps after it; the report counts the study's real cost with this)
+        "branch_of": plan.config.branch_of,
+        "branch_step": plan.stable_end if plan.config.branch_of is not None else None,
     }

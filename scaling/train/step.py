@@ -15,8 +15,8 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
 from scaling.errors import UsageError
-from scaling.family import ModelShape
-from scaling.model import Transformer
+from scaling.family import STANDARD, ModelShape, Parametrization
+from scaling.model import Transformer, hidden_matrices
 from scaling.train.mesh import MeshShape, batch_sharding, make_mesh, replicated, stacked_batch_sharding, tree_shardings
 
 
@@ -110,25 +110,36 @@ class StepFunctions(NamedTuple):
     loss: Callable  # (params, x, y) -> mean loss
 
 
-@functools.lru_cache(maxsize=16)
-def step_functions(shape: ModelShape, dtype_name: str, beta1: float, beta2: float, weight_decay: float,
-                   grad_clip: float, microbatches: int = 1, attention: str = "xla") -> StepFunctions:
-    dtype = jnp.dtype(dtype_name)
-    abstract = nnx.eval_shape(lambda: Transformer(shape, rngs=nnx.Rngs(0), dtype=dtype, attention=attention))
-    graphdef, _ = nnx.split(abstract)
+def adamw(beta1: float, beta2: float, weight_decay: float, grad_clip: float, width_multiplier: float | None = None):
+    """AdamW with the learning rate left out: it is applied in the step from an argument, so the
+    schedule (which depends on the run's length) does not force a recompilation.
 
-    # AdamW with the learning rate left out: it is applied in the step from an argument, so the
-    # schedule (which depends on the run's length) does not force a recompilation.
+    `width_multiplier` (muP's m): the hidden matrices' Adam update is scaled by 1/m, because an update of
+    Theta(1) per coordinate moves a matrix's output by Theta(fan-in). It is scaled before the weight decay,
+    so lr x weight_decay, the decay's timescale, is the same at every width (the `mup` package's MuAdamW)."""
     decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)  # no decay on norm scales
-    tx = optax.chain(
+    per_layer = [] if width_multiplier is None else [optax.masked(optax.scale(1.0 / width_multiplier), hidden_matrices)]
+    return optax.chain(
         optax.clip_by_global_norm(grad_clip) if grad_clip > 0 else optax.identity(),
         optax.scale_by_adam(b1=beta1, b2=beta2, eps=1e-8),
+        *per_layer,
         optax.add_decayed_weights(weight_decay, mask=decay_mask),
     )
 
+
+@functools.lru_cache(maxsize=16)
+def step_functions(shape: ModelShape, dtype_name: str, beta1: float, beta2: float, weight_decay: float,
+                   grad_clip: float, microbatches: int = 1, attention: str = "xla",
+                   parametrization: Parametrization = STANDARD) -> StepFunctions:
+    dtype = jnp.dtype(dtype_name)
+    model_of = functools.partial(Transformer, shape, dtype=dtype, attention=attention, parametrization=parametrization)
+    graphdef, _ = nnx.split(nnx.eval_shape(lambda: model_of(rngs=nnx.Rngs(0))))
+    m = parametrization.width_multiplier(shape.d_model) if parametrization.mup else None
+    tx = adamw(beta1, beta2, weight_decay, grad_clip, m)
+
     def init(seed):
         # The seed is traced (not static), so runs that differ only in seed share one compilation.
-        model = Transformer(shape, rngs=nnx.Rngs(jax.random.key(seed)), dtype=dtype, attention=attention)
+        model = model_of(rngs=nnx.Rngs(jax.random.key(seed)))
         params = nnx.state(model, nnx.Param)
         return params, tx.init(params)
 
@@ -179,12 +190,14 @@ def scanned(update: Callable) -> Callable:
 
 @functools.lru_cache(maxsize=16)
 def compiled_fns(shape: ModelShape, dtype_name: str, beta1: float, beta2: float, weight_decay: float,
-                 grad_clip: float, layout: Layout | None = None, attention: str = "xla") -> CompiledRun:
+                 grad_clip: float, layout: Layout | None = None, attention: str = "xla",
+                 parametrization: Parametrization = STANDARD) -> CompiledRun:
     """The jitted init, train step and eval for one shape, optimizer and layout; cached so a sweep's
     runs of the same shape reuse XLA's compiled code instead of tracing and compiling again."""
     layout = layout or Layout.single()
     mesh, batch, scalar, stacked = placement(layout)
-    fns = step_functions(shape, dtype_name, beta1, beta2, weight_decay, grad_clip, layout.microbatches, attention)
+    fns = step_functions(shape, dtype_name, beta1, beta2, weight_decay, grad_clip, layout.microbatches, attention,
+                         parametrization)
     state = tree_shardings(jax.eval_shape(fns.init, jnp.uint32(0)), mesh)
     params_sharding, opt_sharding = state
 
@@ -221,7 +234,8 @@ def default_pack_mode() -> str:
 
 @functools.lru_cache(maxsize=16)
 def packed_fns(shape: ModelShape, dtype_name: str, beta1: float, beta2: float, weight_decay: float,
-               grad_clip: float, attention: str = "xla", mode: str | None = None) -> PackedRun:
+               grad_clip: float, attention: str = "xla", mode: str | None = None,
+               parametrization: Parametrization = STANDARD) -> PackedRun:
     """One run's step over a pack of runs on one device. `vmap` batches the K runs' arithmetic into one set
     of kernels; `map` runs the single-run step for each in turn inside the call (lax.map), the same
     operations a run does alone, so its results match the run's alone bit for bit. Either way no value
@@ -229,7 +243,7 @@ def packed_fns(shape: ModelShape, dtype_name: str, beta1: float, beta2: float, w
     mode = mode or default_pack_mode()
     if mode not in PACK_MODES:
         raise UsageError(f"pack mode {mode!r}: allowed {', '.join(PACK_MODES)}")
-    fns = step_functions(shape, dtype_name, beta1, beta2, weight_decay, grad_clip, 1, attention)
+    fns = step_functions(shape, dtype_name, beta1, beta2, weight_decay, grad_clip, 1, attention, parametrization)
 
     def keep_if(on, new, old):
         return jax.tree.map(lambda n, o: jnp.where(on.reshape(on.shape + (1,) * (n.ndim - 1)), n, o), new, old)

@@ -73,9 +73,31 @@ def step_rows(runs: pd.DataFrame, fractions=(0.1, 0.3, 0.6, 1.0), seed=0) -> pd.
     return pd.DataFrame(rows).sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 
+LRS = (1e-3, 3e-3, 1e-2, 3e-2)
+
+
+def lr_sweep(widths=(64, 128, 256), lrs=LRS, kinds=("mup", "standard"), budgets=(None,), seeds=2) -> pd.DataFrame:
+    """Final losses of an lr sweep at several widths (and flops_budget values; None: none), a parabola in ln lr
+    around each width's optimum (fixed under muP, as 1/width under standard), `seeds` replicates, shuffled."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for kind in kinds:
+        for budget in budgets:
+            for w in widths:
+                best = 1e-2 if kind == "mup" else 1e-2 * 64 / w
+                for lr in lrs:
+                    for seed in range(seeds):
+                        loss = 2.0 + 0.05 * np.log(lr / best) ** 2 + 0.01 * rng.normal() - 0.1 * np.log(w)
+                        rows.append({"d_model": w, "lr": lr, "seed": seed, "loss": loss, "parametrization": kind,
+                                     "flops_budget": budget})
+    frame = pd.DataFrame(rows)
+    return frame.sample(frac=1.0, random_state=1).reset_index(drop=True)
+
+
 def fits_of(**results) -> Fits:
     return Fits(results=dict(results), errors={})
 
 
 __all__ = ["LAW", "chinchilla_loss", "allocation_of", "law_fit", "isoflop_fit", "envelope_fit", "isoflop_runs",
-           "step_rows", "fits_of", "Allocation", "BudgetPoint", "BudgetProfile", "Holdout", "PowerLaw"]
+           "step_rows", "lr_sweep", "LRS", "fits_of", "Allocation", "BudgetPoint", "BudgetProfile", "Holdout",
+           "PowerLaw"]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from handmade_fits import (
     LAW,
+    LRS,
     BudgetProfile,
     Holdout,
     PowerLaw,
@@ -17,18 +18,23 @@ from handmade_fits import (
     isoflop_fit,
     isoflop_runs,
     law_fit,
+    lr_sweep,
     step_rows,
 )
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
+from matplotlib.image import imread
 
 from scaling.report.figures import (
+    draw_figures,
     fig_contours,
     fig_holdout,
     fig_isoflop,
+    fig_lr_transfer,
     fig_optimal,
     fig_residuals,
     fig_training_curves,
+    lr_transfer_panels,
 )
 from scaling.report.gather import ReportData
 from scaling.report.spec import load_published
@@ -181,3 +187,45 @@ def test_holdout_figure_sets_each_held_out_run_beside_its_prediction():
     np.testing.assert_array_equal(observed, held[["params", "loss"]].to_numpy())
     np.testing.assert_array_equal(predicted, held[["params", "predicted"]].to_numpy())
     assert "1.00% over 5 runs" in ax.get_title() and ax.get_xscale() == "log"
+
+
+def test_lr_transfer_draws_a_line_per_width_of_mean_loss_against_lr_in_a_panel_per_parametrization():
+    runs = lr_sweep()
+    axes = _axes(2)
+    fig_lr_transfer(ReportData(runs=runs), fits_of(), {}, axes)
+    for ax, kind in zip(axes, ("standard", "mup")):  # standard first, as muP papers set them
+        assert ax.get_title() == {"standard": "Standard parametrization", "mup": "muP"}[kind]
+        assert ax.get_xscale() == "log"
+        lines = ax.get_lines()
+        assert len(lines) == 3
+        for line, width in zip(lines, (64, 128, 256)):
+            rows = runs[(runs.parametrization == kind) & (runs.d_model == width)]
+            mean = rows.groupby("lr")["loss"].mean()
+            np.testing.assert_array_equal(line.get_xdata(), LRS)
+            np.testing.assert_allclose(line.get_ydata(), mean.loc[list(LRS)], rtol=1e-12)
+            assert line.get_label() == f"d_model {width} (best lr {mean.idxmin():.2g})"
+    assert [t.get_text() for t in axes[1].get_legend().get_texts()] == [
+        f"d_model {w} (best lr 0.01)" for w in (64, 128, 256)]  # muP: the optimum stays put
+
+
+def test_lr_transfer_needs_three_widths_each_swept_over_two_rates():
+    assert len(lr_transfer_panels(lr_sweep())) == 2
+    assert lr_transfer_panels(lr_sweep(widths=(64, 128))) == []
+    assert lr_transfer_panels(lr_sweep(lrs=(1e-2,))) == []
+    assert lr_transfer_panels(RUNS) == []  # an isoFLOP sweep without lr or d_model
+    no_kind = lr_sweep(kinds=("standard",)).drop(columns=["parametrization", "flops_budget"])
+    (panel,) = lr_transfer_panels(no_kind)
+    assert panel.title == "Learning rate by width" and sorted(panel.curves) == [64, 128, 256]
+    # several budgets: the largest one's runs, named in the title
+    (panel,) = lr_transfer_panels(lr_sweep(kinds=("mup",), budgets=(1e12, 3e12)))
+    assert panel.title == "muP, C = 3e+12"
+    runs = lr_sweep(kinds=("mup",), budgets=(1e12, 3e12))
+    mean = runs[(runs.flops_budget == 3e12) & (runs.d_model == 128)].groupby("lr")["loss"].mean()
+    np.testing.assert_allclose(panel.curves[128][1], mean.to_numpy(), rtol=1e-12)
+
+
+def test_report_draws_the_lr_transfer_figure_with_a_panel_per_parametrization(tmp_path):
+    (figure,) = [f for f in draw_figures(ReportData(runs=lr_sweep()), fits_of(), {}, str(tmp_path))
+                 if f.name == "lr_transfer"]
+    assert imread(figure.png).shape[:2] == (round(4.2 * 110), round(2 * 5.5 * 110))  # two panels side by side
+    assert [f.name for f in draw_figures(ReportData(runs=RUNS), fits_of(), {}, str(tmp_path))] == []

@@ -7,6 +7,7 @@ import subprocess
 
 import pandas as pd
 import pytest
+from handmade_fits import lr_sweep
 from laws_synth import TRUE, chinchilla_loss, isoflop_table
 from matplotlib.image import imread
 
@@ -57,6 +58,16 @@ def test_report_writes_html_markdown_json_csv_and_every_figure(report_dir):
     page = (report_dir / "index.html").read_text()
     assert page.count("data:image/png;base64,") == len(FIGURES)
     assert "http://" not in page and "https://" not in page  # opens offline: nothing to fetch
+
+
+def test_report_on_an_lr_sweep_at_three_widths_shows_the_lr_transfer_figure(tmp_path):
+    runs = lr_sweep().assign(params=lambda r: 1000.0 * r.d_model, tokens=1e6)
+    runs["run_id"] = [f"r{i}" for i in range(len(runs))]
+    runs.to_csv(tmp_path / "lr.csv", index=False)
+    assert main(["report", str(tmp_path / "lr.csv"), "--out", str(tmp_path / "out"), "--bootstrap", "0",
+                 "--wandb", "off"]) == 0
+    page, md = (tmp_path / "out" / "index.html").read_text(), (tmp_path / "out" / "report.md").read_text()
+    assert "<figure id='lr_transfer'><img" in page and "](figures/lr_transfer.png)" in md
 
 
 def _md_rows(md: str, title: str) -> list[list[str]]:

@@ -1,0 +1,104 @@
+"""Cooldown branches (Hägele et al. 2024): a WSD run with `cooldowns=D1,D2,...` trains the stable phase
+once; at each branch's decay point its checkpoint seeds a branch run `<run_id>-cd<tokens>` that decays to
+its own length. With the warmup fixed in tokens, a branch is the same computation as a WSD run of its
+length trained from scratch (tests/train/test_branches.py pins that), for the cost of its decay alone.
+
+A branch is seeded by one atomic rename: a folder holding the parent's checkpoint at the branch's decay
+point, the parent's metrics up to it, and the branch's config.yaml appears as the branch's run directory,
+or nothing does. Who trains it: the sweep's agents, when the parent runs under one (its row is queued the
+moment it is seeded, so branches train in parallel with their parent); otherwise the parent's own process,
+after the parent (`train_branches`)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+
+from scaling.runs import RunHome
+from scaling.runs.files import CHECKPOINTS, METRICS, write_atomic
+from scaling.train.plan import RunPlan, plan_run
+from scaling.train.record import run_record
+
+# Config keys a branch inherits unchanged (beyond the ones it sets): everything but its length, its id and
+# its own name.
+_OWN_KEYS = ("tokens", "flops_budget", "cooldowns", "run_id", "name", "branch_of")
+
+
+def branch_plans(plan: RunPlan) -> list[RunPlan]:
+    """The plans of a run's cooldown branches, shortest first (none without `cooldowns`). A length that
+    rounds to the run's own steps is the run itself and gets no branch; two that round alike get one.
+    A length within the warmup gives a plain run (`branch_of` unset): it cannot start from the parent."""
+    cfg = plan.config
+    if cfg.cooldowns is None:
+        return []
+    unit = "tokens" if cfg.tokens is not None else "flops_budget"
+    inherited = {k: v for k, v in cfg.to_dict().items() if k not in _OWN_KEYS}
+    # Pinned, so the branch resolves exactly as its parent did even where the recipe would guess.
+    inherited.update(batch_size=plan.batch_size, lr=plan.lr, warmup_tokens=cfg.warmup_tokens)
+    out, seen = [], {plan.steps}
+    for length in cfg.cooldown_lengths:
+        branch = plan_run(cfg.replace(**{**{k: None for k in _OWN_KEYS}, **inherited, unit: length,
+                                         "branch_of": plan.run_id, "run_id": plan.run_id}))
+        if branch.steps in seen:
+            continue
+        seen.add(branch.steps)
+        if branch.warmup_steps != plan.warmup_steps:
+            # Shorter than the shared warmup (clamped to its own length): no checkpoint of the parent is
+            # a state of this run, so it is a plain WSD run of that length, trained from scratch.
+            branch = plan_run(branch.config.replace(branch_of=None))
+        run_id = f"{plan.run_id}-cd{branch.tokens}"
+        out.append(dataclasses.replace(branch, run_id=run_id, config=branch.config.replace(run_id=run_id)))
+    return out
+
+
+def seed_branch(parent_checkpoints: str, branch: RunPlan, home: RunHome, parent_metrics: list[dict]) -> bool:
+    """Make the branch's run directory from the parent's checkpoint at the branch's decay point; False when
+    it exists already (seeded before, by this writer or another) or that checkpoint is not there."""
+    step = branch.stable_end
+    source = os.path.join(parent_checkpoints, str(step))
+    target = home.run_dir(branch.run_id)
+    if os.path.exists(target) or not os.path.isdir(source):
+        return False
+    staging = f"{target}.seed-tmp-{uuid.uuid4().hex[:8]}"  # not a run id: ids cannot contain '.seed-tmp-'
+    try:
+        shutil.copytree(source, os.path.join(staging, CHECKPOINTS, str(step)))
+        rows = [r for r in parent_metrics if isinstance(r.get("step"), int) and r["step"] <= step]
+        write_atomic(os.path.join(staging, METRICS), "".join(json.dumps(r) + "\n" for r in rows))
+        write_atomic(os.path.join(staging, "config.yaml"), _record_text(branch))
+        os.rename(staging, target)  # fails if another writer's seed landed first: theirs serves
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if os.path.isdir(target):
+            return False
+        raise
+    return True
+
+
+def _record_text(branch: RunPlan) -> str:
+    import yaml
+
+    return yaml.safe_dump(json.loads(json.dumps(run_record(branch), default=str)), sort_keys=False)
+
+
+def queue_branch(home: RunHome, branch: RunPlan, after: str) -> None:
+    """Put a seeded branch in its sweep's queue, right after its parent `after`, for the agents to claim."""
+    plan = {"params": branch.shape.params, "tokens": branch.tokens, "flops": branch.flops,
+            "flops_model": branch.flops_model, "steps": branch.steps, "batch_size": branch.batch_size,
+            "lr": branch.lr, "shape": branch.shape.describe()}
+    home.add_run(branch.config.sweep, branch.run_id, _given(branch), plan, after=after)
+
+
+def _given(branch: RunPlan) -> dict:
+    """The branch's config with defaults left out, as a sweep row holds a point's config."""
+    defaults = type(branch.config).__dataclass_fields__
+    return {k: v for k, v in branch.config.to_dict().items()
+            if v is not None and (k not in defaults or defaults[k].default != v)}
+
+
+def train_branches(plan: RunPlan, home: RunHome | str | None, train: Callable[[RunPlan], dict]) -> list[dict]:
+    """Train a finished run's branches one after another (`train` is train_run with the caller's options):
+    what the parent's process does when no agents share the work. Each resumes from its seed."""
+    return [train(branch) for branch in branch_plans(plan)]
