@@ -17,7 +17,7 @@ from scaling.sweep import enumerate_points, load_spec, parse_spec
 from scaling.sweep import plan as plan_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEMO = os.path.join(ROOT, "sweeps", "demo.yaml")
+DEMO = os.path.join(ROOT, "sweeps", "demo-grid.yaml")  # a plain product grid as the base
 COMMAND = ["${env}", "${interpreter}", "-m", "scaling.cli", "train", "${args_no_hyphens}"]
 
 
