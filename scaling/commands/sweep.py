@@ -13,7 +13,8 @@ from scaling.errors import UsageError
 SWEEP_EPILOG = """\
 examples:
   scaling sweep create sweeps/demo.yaml          # prints the sweep id
-  scaling sweep plan --budgets 2.5e11,5e11,1e12 --per-budget 5 --span 3 --base sweeps/demo.yaml --out plan.yaml
+  scaling sweep plan --budgets 2.5e11,5e11,1e12 --per-budget 5 --span 3 --base sweeps/demo-grid.yaml --out plan.yaml
+  scaling sweep plan --budgets 2.5e11,5e11,1e12 --per-budget 5 --span 3 --branches --out plan.yaml  (cooldown branches)
   scaling sweep agent SWEEP                      # run it here; start more agents to share the work
   scaling sweep status SWEEP                     # counts, runs in flight, ETA
   scaling sweep slurm SWEEP --parallel 8 --partition gpu --gpus 1 --time 120
@@ -55,6 +56,8 @@ def cmd_plan(args) -> int:
     from scaling.runs import write_atomic
     from scaling.sweep import plan
 
+    if args.branches and args.refine is not None:
+        raise UsageError("--branches plans a new sweep (with --budgets); a refinement adds sizes to one budget each")
     if (args.budgets is None) == (args.refine is None):
         raise UsageError("give --budgets C1,C2,... (a new plan) or --refine SWEEP (sizes past the edges), one of them")
     settings = {k: _typed(v) for k, v in parse_overrides(args.settings).items()}
@@ -82,12 +85,18 @@ def cmd_plan(args) -> int:
         constants = {k: v["value"] for k, v in spec.get("parameters", {}).items() if "value" in v}
         shapes = plan.recipe_shapes(constants, up_to=4 * args.span * max(prior.n_opt(c) for c in budgets))
         spec["points"] = points = plan.plan_points(budgets, args.per_budget, args.span, prior, shapes)
+        if args.branches:
+            spec["points"] = plan.as_branches(points)
+            spec.setdefault("parameters", {})["schedule"] = {"value": "wsd"}
         header = [f"isoFLOP plan: {args.per_budget} sizes per budget, log-evenly from N_opt/{args.span:g} to "
                   f"N_opt*{args.span:g}, each the recipe's nearest model (distinct within a budget)",
                   f"N_opt(C) = {prior.coefficient:.4g} C^{prior.exponent:.4g} ({prior.source})",
                   "`points` is this workbench's key, not W&B's (a list of configurations, not a product grid)",
                   f"written by: scaling sweep plan --budgets {args.budgets} --per-budget {args.per_budget} "
-                  f"--span {args.span:g} --prior {args.prior}"]
+                  f"--span {args.span:g} --prior {args.prior}" + (" --branches" if args.branches else "")]
+        if args.branches:
+            header.insert(1, f"as cooldown branches: {len(spec['points'])} WSD runs, each to the largest budget its "
+                             f"size is planned at, branching at the others ({len(points)} points in all)")
         for c in budgets:
             sizes = [p["params"] for p in points if p["flops_budget"] == c]
             print(f"C = {c:.3g}: N_opt {prior.n_opt(c):.3g}; sizes {', '.join(f'{n:.3g}' for n in sizes)}",
@@ -344,6 +353,9 @@ def add_parser(sub) -> None:
     q.add_argument("--prior", default="chinchilla", metavar="chinchilla|FIT.json",
                    help="N_opt(C): Hoffmann et al.'s law (default) or a fit JSON (`scaling fit --json`, or a "
                         "report's fit.json)")
+    q.add_argument("--branches", action="store_true",
+                   help="one WSD run per size, to the largest budget it is planned at, with cooldown branches "
+                        "at its other budgets (the same points for the cost of the longest runs and the decays)")
     q.add_argument("--refine", metavar="SWEEP",
                    help="instead of a new plan: sizes past the edge for this sweep's off-edge budgets")
     q.add_argument("--base", metavar="SPEC.yaml",

@@ -114,6 +114,23 @@ def plan_points(budgets: Sequence[float], per_budget: int, span: float, prior: P
     return points
 
 
+def as_branches(points: Sequence[dict]) -> list[dict]:
+    """The same (size, budget) points as cooldown branches: per size, one run to the largest budget it
+    is planned at, with `cooldowns` at its others (in FLOPs, as the run is given by flops_budget); the
+    longest runs first, as they bound the wall time. Each such run needs schedule=wsd (see spec_dict)."""
+    budgets: dict[float, list[float]] = {}
+    for p in points:
+        budgets.setdefault(p["params"], []).append(float(p["flops_budget"]))
+    out = []
+    for n, cs in budgets.items():
+        cs = sorted(set(cs))
+        point = {"params": n, "flops_budget": cs[-1]}
+        if len(cs) > 1:
+            point["cooldowns"] = ",".join(np.format_float_scientific(c, trim="-") for c in cs[:-1])
+        out.append(point)
+    return sorted(out, key=lambda p: (-p["flops_budget"], p["params"]))
+
+
 def snap(targets: Sequence[float], shapes: Sequence[int]) -> list[int]:
     """The shape nearest each target in log, distinct: the recipe's sizes are coarse among small models,
     and two targets that round to one shape would be one run twice (moved to the next shape up, or down
@@ -260,4 +277,6 @@ def _yaml_value(v) -> str:
     # Shortest digits that read back as the same float: a refined budget must equal its sweep's to the bit.
     if isinstance(v, float):
         return np.format_float_scientific(v, unique=True, exp_digits=2).replace(".e", ".0e")
+    if isinstance(v, str):  # quoted: a plain scalar inside {...} ends at its first comma (cooldowns)
+        return json.dumps(v)
     return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()

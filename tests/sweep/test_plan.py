@@ -201,3 +201,29 @@ def test_an_isoflop_exponent_needs_three_interior_budgets():
     assert sum(b.interior for b in profiles.budgets) == 2 and math.isnan(profiles.n_opt.exponent)
     three = fit_isoflop(load_runs(isoflop_table(budgets=(1e18, 1e19, 1e20))), bootstrap=0)
     assert three.n_opt.exponent == pytest.approx(0.4516, abs=0.03)
+
+
+def test_plan_as_branches_gives_each_size_one_wsd_run_whose_branches_cover_its_planned_budgets(tmp_path, capsys):
+    from scaling.config import RunConfig
+    from scaling.train import plan_run
+    from scaling.train.branches import branch_plans
+
+    grid, branched = tmp_path / "grid.yaml", tmp_path / "branches.yaml"
+    common = ["sweep", "plan", "--budgets", "2.5e11,5e11,1e12", "--per-budget", "4", "--span", "3", "--base", DEMO]
+    assert main([*common, "--out", str(grid)]) == 0
+    assert main([*common, "--branches", "--out", str(branched)]) == 0
+    planned = {(p["params"], p["flops_budget"]) for p in load_spec(str(grid)).points}
+    spec = load_spec(str(branched))
+    assert {p.name: p.settings.get("value") for p in spec.parameters}["schedule"] == "wsd"
+    assert len(spec.points) == len({n for n, _ in planned}) < len(planned)  # one run per size
+    assert [p["flops_budget"] for p in spec.points] == sorted((p["flops_budget"] for p in spec.points), reverse=True)
+    covered = set()
+    constants = {p.name: p.settings["value"] for p in spec.parameters if "value" in p.settings}
+    for point in spec.points:
+        plan = plan_run(RunConfig.from_dict({**constants, **point, "wandb": "off"}))
+        covered.add((point["params"], point["flops_budget"]))
+        for branch in branch_plans(plan):
+            assert branch.config.branch_of == plan.run_id  # shares the parent's warmup: a real branch
+            covered.add((point["params"], branch.config.flops_budget))
+    assert covered == planned
+    assert main([*common, "--branches", "--refine", "x", "--out", str(branched)]) == 2
