@@ -62,7 +62,9 @@ def seed_branch(parent_checkpoints: str, branch: RunPlan, home: RunHome, parent_
     target = home.run_dir(branch.run_id)
     if os.path.exists(target) or not os.path.isdir(source):
         return False
-    staging = f"{target}.seed-tmp-{uuid.uuid4().hex[:8]}"  # not a run id: ids cannot contain '.seed-tmp-'
+    # Staged under a hidden folder of the home: `reindex` reads */config.yaml, and a seed cut short by a
+    # crash must not look like a run.
+    staging = os.path.join(home.root, ".seeding", f"{branch.run_id}-{uuid.uuid4().hex[:8]}")
     try:
         shutil.copytree(source, os.path.join(staging, CHECKPOINTS, str(step)))
         rows = [r for r in parent_metrics if isinstance(r.get("step"), int) and r["step"] <= step]

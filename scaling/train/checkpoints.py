@@ -13,6 +13,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from scaling.runs.files import storage_error
+
 _TMP = ".orbax-checkpoint-tmp"
 
 
@@ -22,6 +24,8 @@ def _writer() -> str:
 
 
 _SAVE_TRIES = 8
+# A disk that is full, read-only or refuses us: raised at once, never retried as a collision.
+_DISK_FAULTS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
 
 
 class _PrivateTemporaryPath(ocp.path.atomicity.AtomicRenameTemporaryPath):
@@ -80,8 +84,9 @@ class Checkpoints:
             try:
                 self.manager.reload()
                 return self.manager.all_steps()
-            except FileNotFoundError:  # a step folder vanished while orbax listed it: list again
-                pass
+            except (OSError, ValueError) as err:  # a step folder changed while orbax listed it: list again
+                if not _collision(err):
+                    raise
         self.manager.reload()
         return self.manager.all_steps()
 
@@ -145,14 +150,16 @@ class Checkpoints:
 
 
 def _collision(err: BaseException) -> bool:
-    """True for what another writer of the same checkpoint folder causes: a path that appeared (a lost
-    rename: ENOTEMPTY from the OS, etils' FileExistsError without an errno, orbax's "already exists") or
-    vanished (pruned or overwritten while read)."""
-    if isinstance(err, (FileExistsError, FileNotFoundError)):
-        return True
-    if isinstance(err, OSError):
-        return err.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT)
-    return "already exists" in str(err)
+    """True for what another writer of the same checkpoint folder can cause: a path that appeared (a lost
+    rename: ENOTEMPTY, etils' FileExistsError, orbax's "already exists") or vanished or changed while
+    orbax read it (FileNotFoundError, NotADirectoryError, a missing metadata file: pruned or overwritten
+    by the other writer). orbax raises these as many types; a storage fault (full, read-only, no
+    permission) is never one."""
+    if isinstance(err, OSError) and err.errno in _DISK_FAULTS:
+        return False
+    if storage_error(err, "") is not None and not isinstance(err, OSError):  # tensorstore's, in its message
+        return False
+    return isinstance(err, (OSError, ValueError))
 
 
 def _alive(pid: int) -> bool:

@@ -152,3 +152,28 @@ def test_a_cooldown_within_the_warmup_is_a_plain_run_from_scratch_not_a_branch(h
     assert not os.path.exists(os.path.join(home, short.run_id))  # not seeded: it trains from step 0
     summary = train_run(short, home)
     assert summary["branch_of"] is None and summary["branch_step"] is None and summary["status"] == "complete"
+
+
+def test_a_seed_cut_short_leaves_nothing_that_reindex_takes_for_a_run(home, monkeypatch):
+    from scaling.train import branches as branches_lib
+
+    parent = _plan(tokens=5120, cooldowns="2048", run_id="torn")
+    calls = []
+    real_rename = os.rename
+
+    def crash(source, target, *args, **kwargs):  # the seed's rename into place never happens: killed there
+        if ".seeding" not in str(source):
+            return real_rename(source, target, *args, **kwargs)
+        calls.append(source)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(branches_lib.os, "rename", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(parent, home)
+    monkeypatch.setattr(branches_lib.os, "rename", real_rename)
+    assert calls and not os.path.exists(os.path.join(home, "torn-cd2048"))
+    RunHome(home).reindex()
+    assert RunHome(home).indexed_run("torn-cd2048") is None
+    assert not [r for r in RunHome(home).read("SELECT run_id FROM runs") if "seed" in r["run_id"]]
+    assert train_run(parent, home)["status"] == "complete"  # resumed: the seed is made this time
+    assert os.path.isdir(os.path.join(home, "torn-cd2048", "checkpoints", "12"))
