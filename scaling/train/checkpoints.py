@@ -44,14 +44,19 @@ class Checkpoints:
     """orbax CheckpointManager over {params, opt_state, meta}; keeps the latest two."""
 
     def __init__(self, directory: str):
+        # One process: private temporary folders, and not orbax's cleanup_tmp_directories, which deletes
+        # every temporary folder, a live writer's too (see _PrivateTemporaryPath); discard_dead() removes
+        # only what dead writers left. Several processes of one run (jax.distributed) write one checkpoint
+        # together, into one temporary folder all of them must name alike: orbax's own naming and cleanup.
+        private = jax.process_count() == 1
         self.manager = ocp.CheckpointManager(
             os.path.abspath(directory),
-            # Not orbax's cleanup_tmp_directories: it deletes every temporary folder, a live writer's too
-            # (see _PrivateTemporaryPath); discard_dead() removes only what dead writers left.
-            options=ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False, create=True,
-                                                 temporary_path_class=_PrivateTemporaryPath),
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=2, enable_async_checkpointing=False, create=True, cleanup_tmp_directories=not private,
+                temporary_path_class=_PrivateTemporaryPath if private else None),
         )
-        self.discard_dead()
+        if private:
+            self.discard_dead()
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
