@@ -50,10 +50,7 @@ def plan_sweep_runs(spec: SweepSpec, sweep_id: str) -> list[dict]:
         except UsageError as err:
             row.update(status="skipped", reason=str(err))
         else:
-            row.update(status="pending", plan={
-                "params": plan.shape.params, "tokens": plan.tokens, "flops": plan.flops,
-                "flops_model": plan.flops_model, "steps": plan.steps, "batch_size": plan.batch_size,
-                "lr": plan.lr, "shape": plan.shape.describe()})
+            row.update(status="pending", plan=plan.queue_row())
         runs.append(row)
     return runs
 

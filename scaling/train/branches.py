@@ -17,7 +17,7 @@ import shutil
 import uuid
 from collections.abc import Callable
 
-from scaling.runs import RunHome
+from scaling.runs import RunDir, RunHome
 from scaling.runs.files import CHECKPOINTS, METRICS, write_atomic
 from scaling.train.plan import RunPlan, plan_run
 from scaling.train.record import run_record
@@ -69,7 +69,7 @@ def seed_branch(parent_checkpoints: str, branch: RunPlan, home: RunHome, parent_
         shutil.copytree(source, os.path.join(staging, CHECKPOINTS, str(step)))
         rows = [r for r in parent_metrics if isinstance(r.get("step"), int) and r["step"] <= step]
         write_atomic(os.path.join(staging, METRICS), "".join(json.dumps(r) + "\n" for r in rows))
-        write_atomic(os.path.join(staging, "config.yaml"), _record_text(branch))
+        RunDir(staging).write_record(run_record(branch))  # as the trainer writes it at start
         os.rename(staging, target)  # fails if another writer's seed landed first: theirs serves
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)
@@ -79,18 +79,9 @@ def seed_branch(parent_checkpoints: str, branch: RunPlan, home: RunHome, parent_
     return True
 
 
-def _record_text(branch: RunPlan) -> str:
-    import yaml
-
-    return yaml.safe_dump(json.loads(json.dumps(run_record(branch), default=str)), sort_keys=False)
-
-
 def queue_branch(home: RunHome, branch: RunPlan, after: str) -> None:
     """Put a seeded branch in its sweep's queue, right after its parent `after`, for the agents to claim."""
-    plan = {"params": branch.shape.params, "tokens": branch.tokens, "flops": branch.flops,
-            "flops_model": branch.flops_model, "steps": branch.steps, "batch_size": branch.batch_size,
-            "lr": branch.lr, "shape": branch.shape.describe()}
-    home.add_run(branch.config.sweep, branch.run_id, _given(branch), plan, after=after)
+    home.add_run(branch.config.sweep, branch.run_id, _given(branch), branch.queue_row(), after=after)
 
 
 def _given(branch: RunPlan) -> dict:

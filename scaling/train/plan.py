@@ -107,6 +107,12 @@ class RunPlan:
         check_batch(self.batch_size, self.config.microbatches, shape)
         return Layout(shape, tuple(d.id for d in devices), self.config.microbatches)
 
+    def queue_row(self) -> dict:
+        """What a sweep's queue keeps of a planned run (its `plan` column): N, D, C, steps, batch, lr, shape."""
+        return {"params": self.shape.params, "tokens": self.tokens, "flops": self.flops,
+                "flops_model": self.flops_model, "steps": self.steps, "batch_size": self.batch_size,
+                "lr": self.lr, "shape": self.shape.describe()}
+
     def describe(self) -> dict:
         return {
             "run_id": self.run_id, "name": self.name, "shape": self.shape.to_dict(),
