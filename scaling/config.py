@@ -58,7 +58,7 @@ class RunConfig:
     beta2: float = 0.95
     grad_clip: float = 1.0
     dtype: str = "auto"  # auto: float32 on CPU, bfloat16 compute (float32 weights and loss) on accelerators
-    attention: str = "auto"  # auto: cudnn's flash kernel on NVIDIA GPUs in bf16, XLA elsewhere
+    attention: str = "auto"  # auto: XLA's (block-causal); cudnn: the fused flash kernel, NVIDIA GPUs in bf16
     parametrization: str = "standard"  # mup: muP init, per-layer lr and output scale (family.Parametrization)
     base_width: int | None = None  # mup only: the width lr is tuned at; default the recipe's mup_base_width (64)
     # placement: where the run's arrays live (scale-out); none of these changes what the run computes
