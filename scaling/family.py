@@ -145,8 +145,10 @@ class Parametrization:
     - embedding, output layer and norm scales: the base init and lr;
     - logits x 1/m (the readout multiplier; with tied embeddings the shared matrix keeps the embedding's
       init and lr and only the readout is scaled, as the `mup` package's MuSharedReadout does);
-    - attention scores scaled by 1/d_head instead of 1/sqrt(d_head).
-    At m = 1 muP is the standard parametrization but for that attention scale (tests/train/test_mup.py)."""
+    - attention scores scaled by sqrt(d_head0)/d_head, d_head0 the base width's head size: 1/d_head as
+      heads widen (q and k move together in training, so their dot product grows as d_head), and exactly
+      the standard 1/sqrt(d_head) at the base width.
+    At m = 1 muP is therefore the standard parametrization exactly (tests/train/test_mup.py)."""
 
     name: str = "standard"
     base_width: int | None = None  # mup only
@@ -167,6 +169,13 @@ class Parametrization:
 
     def width_multiplier(self, d_model: int) -> float:
         return d_model / self.base_width if self.mup else 1.0
+
+    def attention_scale(self, head_dim: int, recipe: Recipe | None = None) -> float | None:
+        """The attention scores' multiplier (None: the standard 1/sqrt(head_dim))."""
+        if not self.mup:
+            return None
+        recipe = recipe or RECIPE
+        return math.sqrt(self.base_width // recipe.n_heads(self.base_width)) / head_dim
 
 
 STANDARD = Parametrization()
@@ -220,6 +229,12 @@ class Recipe:
 
     def width_multiple(self, d_model: int) -> int:
         return self.small_width_multiple if d_model < self.large_width else self.large_width_multiple
+
+    def n_heads(self, d_model: int) -> int:
+        """The head count at a width (heads of `large_head_dim` from `large_width`, else a few small ones)."""
+        if d_model >= self.large_width and d_model % self.large_head_dim == 0:
+            return d_model // self.large_head_dim
+        return max(1, min(self.small_max_heads, d_model // self.small_min_head_dim))
 
     def allowed_widths(self) -> list[int]:
         step = self.small_width_multiple
@@ -280,10 +295,7 @@ def shape_for_width(
     if n_layers is None:
         n_layers = min(recipe.max_layers, max(1, round(d_model / recipe.width_per_layer)))
     if n_heads is None:
-        if d_model >= recipe.large_width and d_model % recipe.large_head_dim == 0:
-            n_heads = d_model // recipe.large_head_dim
-        else:
-            n_heads = max(1, min(recipe.small_max_heads, d_model // recipe.small_min_head_dim))
+        n_heads = recipe.n_heads(d_model)
     if d_ff is None:
         ratio = recipe.swiglu_hidden_ratio if mlp == "swiglu" else recipe.gelu_hidden_ratio
         d_ff = _round_up(ratio * d_model, recipe.width_multiple(d_model))

@@ -63,8 +63,7 @@ class Attention(nnx.Module):
         d = shape.d_model
         self.implementation = attention
         self.n_heads, self.head_dim, self.n_blocks = shape.n_heads, shape.head_dim, shape.attention_blocks
-        # muP: q and k move together during training, so their dot product grows as d_head, not its root.
-        self.scale = 1.0 / shape.head_dim if parametrization.mup else None
+        self.scale = parametrization.attention_scale(shape.head_dim)
         init = hidden_init_scale(shape, parametrization)
         # One fused QKV matmul: one large GEMM beats three small ones on CPU and GPU alike.
         self.qkv = _dense(d, 3 * d, dtype, rngs, std=_INIT_STD * init)

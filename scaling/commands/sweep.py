@@ -377,13 +377,9 @@ def add_parser(sub) -> None:
     q.add_argument("--max-attempts", type=positive_int, default=3, metavar="N",
                    help="a run whose agents died N times (its lease lapsed each time) is marked failed (default 3)")
     q.add_argument("--devices", metavar="I,J", help="local device indices this agent's runs use (default all)")
-    # Off by default: a pack's writes are not yet fenced per run like a single run's (a packed agent
-    # suspended past its lease can append to a run another agent took over), so the fault guarantees
-    # in README "Reliability" hold for unpacked agents only.
-    q.add_argument("--pack", type=positive_int, default=1, metavar="K",
-                   help="train up to K free runs of one shape together in one compiled step (default 1: off; "
-                        "faster for small models, but not yet fenced against takeovers, so use it where "
-                        "agents are not suspended or killed)")
+    q.add_argument("--pack", type=positive_int, default=None, metavar="K",
+                   help="train up to K free runs of one shape together in one compiled step, each fenced by its "
+                        "own claim (default: by size, 4 for steps under 1e10 FLOPs and 1 above; --pack 1: off)")
     add_home(q)
     q.set_defaults(func=cmd_agent)
 

@@ -59,7 +59,8 @@ def train_pack(plans: list[RunPlan], home: RunHome | str | None = None, *,
         fences: each run's claim (the agent's); every write of a run's state checks its own.
         stop_at_step: end each run's session after that step as a preemption would.
     Returns:
-        The runs' summaries, in the order of `plans`.
+        The runs' summaries, in the order of `plans`; None for a run another agent took over (its fence
+        lost), which leaves the pack alone while the others train on.
     Raises:
         UsageError: the runs cannot share a step (different shapes, batch sizes, optimizer constants, or a
             mesh over several devices).
@@ -67,7 +68,10 @@ def train_pack(plans: list[RunPlan], home: RunHome | str | None = None, *,
     if len(plans) == 1:  # nothing to pack with: the run as it trains alone, on whatever mesh it has
         plan, fence = plans[0], (fences or [None])[0]
         progress = (lambda p: on_progress(plan.run_id, p)) if on_progress else None
-        return [train_run(plan, home, on_progress=progress, fence=fence, stop_at_step=stop_at_step)]
+        try:
+            return [train_run(plan, home, on_progress=progress, fence=fence, stop_at_step=stop_at_step)]
+        except LeaseLost:
+            return [None]
     if len({pack_key(p) for p in plans}) > 1:
         raise UsageError("packed runs need one shape, batch size and optimizer: "
                          + ", ".join(f"{p.run_id} ({p.shape.describe()}, batch {p.batch_size})" for p in plans))
@@ -80,7 +84,10 @@ def train_pack(plans: list[RunPlan], home: RunHome | str | None = None, *,
     members: list[tuple[int, Member]] = []
     for i, (plan, fence) in enumerate(zip(plans, fences)):
         progress = (lambda p, run_id=plan.run_id: on_progress(run_id, p)) if on_progress else None
-        opened = Session.open(plan, home, on_progress=progress, stop_at_step=stop_at_step, fence=fence)
+        try:
+            opened = Session.open(plan, home, on_progress=progress, stop_at_step=stop_at_step, fence=fence)
+        except LeaseLost:  # taken over before it opened (this agent was suspended past its lease): not ours
+            continue
         if isinstance(opened, dict):
             results[i] = opened
             continue

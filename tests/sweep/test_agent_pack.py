@@ -1,4 +1,7 @@
 """An agent with --pack trains free runs of one shape together; each run ends as it would alone."""
+import os
+import time
+
 import pytest
 import yaml
 
@@ -48,3 +51,25 @@ def test_pack_flag_is_refused_with_isolate(tmp_path, home, capsys):
     sid = _sweep(tmp_path, home)
     assert main(["--home", home, "sweep", "agent", sid, "--pack", "2", "--isolate", "--quiet"]) == 2
     assert "--pack 2" in capsys.readouterr().err
+
+
+def test_a_packed_run_taken_over_before_its_pack_opened_is_lost_alone_and_the_rest_train(tmp_path):
+    # The agent claims a pack, is suspended past its lease (here: a lease that lapses at once), and another
+    # agent takes one run over before the pack opens. That run is the other agent's: this one reports it
+    # lost and writes nothing to it; its pack-mates train and complete (before: the takeover's LeaseLost
+    # escaped the pack and every run of it was released as failed).
+    home = str(tmp_path / "home")
+    path = tmp_path / "two.yaml"
+    points = {**POINTS, "tokens": {"value": 3200}, "d_model": {"value": 16}}
+    path.write_text(yaml.safe_dump({"name": "two", "method": "grid", "parameters": points, "command": COMMAND}))
+    sid = sweep.create_sweep(home, str(path))["sweep_id"]
+    agent, index = sweep.Agent(home, sid, pack=2, lease_s=30), RunHome(home)
+    rows = [index.claim(sid, agent.name, lease_s=0.01) for _ in range(2)]
+    time.sleep(0.05)
+    taken = index.claim(sid, "other-agent", lease_s=60)
+    assert taken.run_id in {r.run_id for r in rows}
+    results = {r.run_id: r.status for r in agent._run_pack(rows)}
+    kept = next(r.run_id for r in rows if r.run_id != taken.run_id)
+    assert results == {taken.run_id: "lost", kept: "complete"}
+    assert index.indexed_run(taken.run_id).status == "running" and index.indexed_run(taken.run_id).attempts == 2
+    assert not os.path.exists(os.path.join(home, taken.run_id, "metrics.jsonl"))

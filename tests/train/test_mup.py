@@ -96,21 +96,24 @@ def _train(shape, parametrization, steps=3, lr=1e-2):
     return params, losses
 
 
-def test_mup_at_the_base_width_is_standard_but_for_the_attention_scale():
-    # One token per sequence: its only key gets all the attention, whatever the scale; so m = 1 muP must
-    # reproduce standard exactly (init, per-layer rates and readout all reduce to the identity at m = 1).
-    one = shape_for_width(BASE, n_layers=1, seq_len=1)
-    p_std, l_std = _train(one, STANDARD)
-    p_mup, l_mup = _train(one, MUP)
+def test_mup_at_the_base_width_trains_exactly_as_standard():
+    # Init, per-layer rates, readout and the attention scale sqrt(d_head0)/d_head all reduce to the
+    # identity at m = 1, so the base model is the standard one bit for bit, attention over 16 tokens included.
+    shape = shape_for_width(BASE, n_layers=1, seq_len=16)
+    p_std, l_std = _train(shape, STANDARD)
+    p_mup, l_mup = _train(shape, MUP)
     assert l_mup == l_std
     jax.tree.map(np.testing.assert_array_equal, p_mup, p_std)
-    # with longer sequences the 1/d_head attention scale is the difference, from the first forward pass
-    longer = shape_for_width(BASE, n_layers=1, seq_len=16)
-    w = jnp.asarray(data_lib.batch_windows(data_lib.load_corpus("stdlib"), 0, 0, 4, 16))
-    loss = {p.name: step_functions(longer, "float32", 0.9, 0.95, 0.1, 1.0, parametrization=p).loss
-            for p in (STANDARD, MUP)}
-    losses = [loss["standard"](p_std, w[:, :-1], w[:, 1:]), loss["mup"](p_mup, w[:, :-1], w[:, 1:])]
-    assert float(losses[0]) != float(losses[1])
+
+
+def test_mup_attention_scale_is_one_over_d_head_as_heads_widen_and_standard_at_the_base():
+    base = shape_for_width(BASE).head_dim
+    assert MUP.attention_scale(base) == pytest.approx(base ** -0.5)
+    for m in (2, 4):  # the recipe keeps 4 heads at these widths, so d_head grows with m
+        head = shape_for_width(m * BASE).head_dim
+        assert head == m * base and MUP.attention_scale(head) == pytest.approx(base ** -0.5 / m)
+    assert MUP.attention_scale(64) == pytest.approx(base ** 0.5 / 64)  # wider models add heads of 64
+    assert STANDARD.attention_scale(base) is None
 
 
 # ---- the mechanism, layer by layer ----------------------------------------------------------------------
@@ -123,7 +126,8 @@ def test_mup_scales_hidden_init_by_root_m_and_their_adam_rate_by_m_and_the_reado
     wide = shape_for_width(m * BASE, n_layers=1, seq_len=16)
     base = _leaves(nnx.state(Transformer(shape_for_width(BASE, n_layers=1, seq_len=16), rngs=nnx.Rngs(0)), nnx.Param))
     model = Transformer(wide, rngs=nnx.Rngs(0), parametrization=MUP)
-    assert model.output_scale == 1 / m and model.blocks[0].attn.scale == 1 / wide.head_dim
+    assert model.output_scale == 1 / m and model.blocks[0].attn.scale == pytest.approx(
+        shape_for_width(BASE).head_dim ** -0.5 / m)
     init = nnx.state(model, nnx.Param)
     hidden = _leaves(hidden_matrices(init))
     assert sorted(k for k, h in hidden.items() if h) == [
