@@ -199,7 +199,9 @@ def print_status(home, sweep_id: str) -> None:
     refresh_index(home, sweep_id)
     st = sweep.sweep_status(home, sweep_id)
     print(f"sweep {st.sweep_id} ({st.name}): {st.total} runs, "
-          + ", ".join(f"{st.counts[k]} {k}" for k in STATUSES if st.counts.get(k)))
+          + ", ".join(f"{st.counts[k]} {k}" for k in STATUSES if st.counts.get(k))
+          + (f"; {len(st.to_come)} cooldown branch(es) to come as their parents reach their cuts"
+             if st.to_come else ""))
     print(f"  done {st.finished}/{st.runnable}; {st.agents} agent(s) active; "
           f"elapsed {duration(time.time() - st.created)}; "
           f"ETA {duration(st.eta_s) if st.eta_s is not None else '? (no finished run to time yet)'}"
