@@ -58,7 +58,7 @@ def test_demo_runs_the_sweep_fits_and_writes_the_report(tmp_path, capsys, monkey
     # A second run reuses every finished run: nothing is trained or rewritten. (Not timed: its second
     # agent process alone spends seconds importing before it finds the queue empty.)
     summaries = {p: p.read_bytes() for p in (tmp_path / "runs").glob("*/summary.json")}
-    assert len(summaries) == 22  # sweeps/demo.yaml: 5 long runs, their 11 cooldown branches, 6 seed replicates
+    assert len(summaries) == 23  # sweeps/demo.yaml: 5 long runs, their 12 cooldown branches, 6 seed replicates
     assert main(["--home", str(tmp_path / "runs"), "demo", "--out", str(tmp_path / "report")]) == 0
-    assert "continuing, 22 runs already done" in capsys.readouterr().err
+    assert "continuing, 23 runs already done" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in (tmp_path / "runs").glob("*/summary.json")} == summaries
