@@ -170,12 +170,11 @@ class Parametrization:
     def width_multiplier(self, d_model: int) -> float:
         return d_model / self.base_width if self.mup else 1.0
 
-    def attention_scale(self, head_dim: int, recipe: Recipe | None = None) -> float | None:
+    def attention_scale(self, head_dim: int) -> float | None:
         """The attention scores' multiplier (None: the standard 1/sqrt(head_dim))."""
         if not self.mup:
             return None
-        recipe = recipe or RECIPE
-        return math.sqrt(self.base_width // recipe.n_heads(self.base_width)) / head_dim
+        return math.sqrt(self.base_width // RECIPE.n_heads(self.base_width)) / head_dim
 
 
 STANDARD = Parametrization()

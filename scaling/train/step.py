@@ -49,9 +49,9 @@ def attention_implementation(setting: str, dtype_name: str) -> str:
     """`auto` is XLA's attention everywhere; cuDNN's fused flash kernel is opt-in. On an H200 (bf16, d128-L2,
     244 steps, same seed and data) cuDNN's run was 1.25x faster but ended at eval loss 2.078 against XLA's
     2.048 and CPU float32's 2.024: a law fitted across runs must not move with the kernel that ran them."""
-    platform = jax.devices()[0].platform
     if setting == "auto":
         return "xla"
+    platform = jax.devices()[0].platform
     if setting == "cudnn" and (platform != "gpu" or dtype_name not in ("bfloat16", "float16")):
         raise UsageError(f"attention=cudnn needs an NVIDIA GPU and dtype=bfloat16 (this run: {platform}, {dtype_name})")
     return setting
