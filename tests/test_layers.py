@@ -17,6 +17,7 @@ LAYERS = (
               "scaling.hardware", "scaling.track", "scaling.preempt")),
     ("engines", ("scaling.train", "scaling.laws", "scaling.runs")),
     ("workflows", ("scaling.sweep", "scaling.report")),
+    ("execution", ("scaling.agents",)),
     ("commands", ("scaling.commands",)),
     ("cli", ("scaling.cli",)),
 )
@@ -125,7 +126,9 @@ def test_an_upward_import_inside_a_function_is_caught(copy):
     _append(copy / "scaling" / "family.py", "\n\ndef _late():\n    from scaling.train import plan_run\n")
     found = violations(str(copy))
     assert found[0] == "scaling.family (core) imports scaling.train (engines)"
-    assert all(f.startswith("import cycle: scaling.family -> scaling.train") for f in found[1:])
+    # The cycle is reported from whichever of its modules the walk meets first.
+    assert found[1:] and all(f.startswith("import cycle: ") and "scaling.family -> scaling.train" in f
+                             for f in found[1:])
 
 
 def test_laws_importing_the_workbench_is_caught(copy):

@@ -238,7 +238,8 @@ def test_a_sweep_over_a_byte_and_a_bpe_corpus_reports_on_bits_per_byte(tmp_path)
                        "n_evals": {"value": 2}, "eval_tokens": {"value": 512}, "wandb": {"value": "off"}},
         "command": ["${env}", "${interpreter}", "-m", "scaling.cli", "train", "${args_no_hyphens}"]}))
     home = str(tmp_path / "runs")
-    from scaling.sweep import Agent, create_sweep
+    from scaling.agents import Agent
+    from scaling.sweep import create_sweep
 
     sid = create_sweep(home, str(spec))["sweep_id"]
     assert {r.status for r in Agent(home, sid).run()} == {"complete"}

@@ -31,9 +31,10 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from scaling import report
+    from scaling.agents import Agent
     from scaling.commands.progress import AgentDisplay
     from scaling.runs import RunHome
-    from scaling.sweep import Agent, find_or_create_sweep
+    from scaling.sweep import find_or_create_sweep
 
     t0 = time.perf_counter()
     home = RunHome(args.home)

@@ -46,7 +46,7 @@ def print_summary(s: dict) -> None:
 
 class AgentDisplay:
     """Live on a terminal (rich): runs done/total, and the current run's step, loss and speed. In a log
-    file: one line per run. Called with the agent's event records (scaling.sweep.events)."""
+    file: one line per run. Called with the agent's event records (scaling.agents.events)."""
 
     def __init__(self, stream=None):
         self.stream = stream = stream or sys.stderr

@@ -119,7 +119,7 @@ def _typed(text: str):
 
 # ---- agent ----------------------------------------------------------------------------------------
 def cmd_agent(args) -> int:
-    from scaling import sweep
+    from scaling.agents import Agent
     from scaling.commands.progress import AgentDisplay
 
     overrides = {"wandb": args.wandb} if args.wandb else {}
@@ -129,8 +129,8 @@ def cmd_agent(args) -> int:
         overrides["devices"] = args.devices
     if args.count is not None and args.count < 1:
         raise UsageError(f"--count {args.count}: must be at least 1")
-    agent = sweep.Agent(args.home, args.sweep, lease_s=args.lease, isolate=args.isolate, overrides=overrides,
-                        wait=not args.no_wait, max_attempts=args.max_attempts, pack=args.pack)
+    agent = Agent(args.home, args.sweep, lease_s=args.lease, isolate=args.isolate, overrides=overrides,
+                  wait=not args.no_wait, max_attempts=args.max_attempts, pack=args.pack)
     display = None if args.quiet else AgentDisplay()
     if display:
         agent.on_event = display
@@ -155,9 +155,9 @@ def cmd_agents(args) -> int:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # before JAX starts, here and in agents
     import jax
 
+    from scaling.agents.fleet import device_groups, run_fleet
     from scaling.runs import RunHome
     from scaling.sweep import require_sweep
-    from scaling.sweep.fleet import device_groups, run_fleet
 
     home = RunHome(args.home)
     require_sweep(home, args.sweep)
@@ -225,7 +225,7 @@ def print_status(home, sweep_id: str) -> None:
 
 # ---- slurm ----------------------------------------------------------------------------------------
 def cmd_slurm(args) -> int:
-    from scaling.sweep import slurm
+    from scaling.agents import slurm
 
     if args.per_point:
         return _slurm_per_point(args)
@@ -251,8 +251,8 @@ def cmd_slurm(args) -> int:
 
 
 def _slurm_per_point(args) -> int:
+    from scaling.agents import slurm
     from scaling.runs import RunHome
-    from scaling.sweep import slurm
 
     if args.parallel != 1 or args.count is not None or args.isolate:
         raise UsageError("--parallel, --count and --isolate are for agents; --per-point submits one task per "
@@ -283,8 +283,8 @@ def _slurm_per_point(args) -> int:
 
 # ---- ray ------------------------------------------------------------------------------------------
 def cmd_ray(args) -> int:
+    from scaling.agents.ray_engine import run_on_ray
     from scaling.runs import RunHome
-    from scaling.sweep.ray_engine import run_on_ray
 
     overrides = {"wandb": args.wandb} if args.wandb else {}
     results = run_on_ray(args.home, args.sweep, address=args.address, cpus_per_run=args.cpus_per_run,

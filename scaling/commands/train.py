@@ -54,7 +54,7 @@ def run(args) -> int:
 
 def _train(args) -> int:
     if args.die_with_parent:
-        from scaling.sweep.isolated import die_with_parent
+        from scaling.agents.isolated import die_with_parent
 
         die_with_parent(args.die_with_parent)
     from scaling.commands.progress import ProgressLine, print_summary

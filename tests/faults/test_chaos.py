@@ -10,8 +10,8 @@ import time
 import pytest
 from faultlib import kill, make_sweep, row, start
 
+from scaling.agents import Agent
 from scaling.runs import read_metrics, runs_table
-from scaling.sweep import Agent
 
 GRID = {"tokens": {"values": [960, 1152, 1344, 1536, 1728, 1920]},  # 30..60 steps of 32 tokens
         "lr": {"values": [1.0e-3, 2.0e-3, 4.0e-3, 8.0e-3]}, "checkpoint_every": {"value": 10}}

@@ -85,8 +85,8 @@ def test_a_fit_of_a_sweep_counts_its_diverged_failed_and_pending_runs_as_dropped
 
 
 def test_the_report_says_at_which_step_a_run_diverged(tmp_path, home, capsys):
+    from scaling.agents import Agent
     from scaling.report import gather
-    from scaling.sweep import Agent
 
     # the shape of conftest's tiny run, compiled once per session
     tiny = {"seq_len": {"value": 32}, "batch_size": {"value": 4}, "corpus": {"value": "stdlib"},

@@ -19,11 +19,11 @@ import shutil
 import signal
 
 from scaling import preempt
+from scaling.agents import pointwise
+from scaling.agents.agent import Agent, agent_name
 from scaling.config import RunConfig
 from scaling.errors import UsageError
 from scaling.runs import IndexedRun, RunHome
-from scaling.sweep import pointwise
-from scaling.sweep.agent import Agent, agent_name
 from scaling.sweep.register import require_sweep
 
 

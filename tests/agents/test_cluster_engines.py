@@ -13,9 +13,10 @@ import pytest
 import yaml
 
 from scaling import sweep
+from scaling.agents import Agent
+from scaling.agents.pointwise import train_point
 from scaling.cli import main
 from scaling.runs import RunHome, read_metrics, runs_table
-from scaling.sweep.pointwise import train_point
 
 COMMAND = ["${env}", "${interpreter}", "-m", "scaling.cli", "train", "${args_no_hyphens}"]
 TINY = {"d_model": {"value": 16}, "seq_len": {"value": 16}, "batch_size": {"value": 2},
@@ -157,7 +158,7 @@ def undisturbed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("baseline")
     home = str(tmp / "runs")
     sid = _create(tmp, home, KILLABLE, name="kill")
-    assert [r.status for r in sweep.Agent(home, sid, lease_s=30).run()] == ["complete", "complete"]
+    assert [r.status for r in Agent(home, sid, lease_s=30).run()] == ["complete", "complete"]
     return runs_table(home, sid)
 
 
@@ -247,7 +248,7 @@ def test_ray_runs_the_sweep_through_a_killed_worker_to_the_undisturbed_result(tm
 def test_slurm_per_point_requeues_a_warned_task_which_resumes_to_the_undisturbed_result(tmp_path, home, undisturbed,
                                                                                          capsys):
     pytest.importorskip("submitit")
-    from scaling.sweep import slurm
+    from scaling.agents import slurm
 
     sid = _create(tmp_path, home, KILLABLE, name="kill")
     victim_run = f"{sid}-000"

@@ -15,11 +15,11 @@ import traceback
 from collections.abc import Callable
 
 from scaling import preempt
+from scaling.agents.events import Claimed, Event, Finished, RunProgress, RunResult, Stopped, Waiting
+from scaling.agents.isolated import train_isolated
 from scaling.config import RunConfig
 from scaling.errors import UsageError
 from scaling.runs import Fence, IndexedRun, LeaseLost, RunHome
-from scaling.sweep.events import Claimed, Event, Finished, RunProgress, RunResult, Stopped, Waiting
-from scaling.sweep.isolated import train_isolated
 from scaling.sweep.register import require_sweep
 from scaling.train import Interrupted, plan_run, train_run
 from scaling.train.pack import default_pack_size, pack_config, pack_key, train_pack

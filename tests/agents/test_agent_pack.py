@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from scaling import sweep
+from scaling.agents import Agent
 from scaling.cli import main
 from scaling.runs import RunHome
 
@@ -30,9 +31,9 @@ def _losses(home, sid):
 def test_packing_agent_gives_each_run_the_result_it_has_alone(tmp_path):
     alone_home, packed_home = str(tmp_path / "alone"), str(tmp_path / "packed")
     alone_sid, packed_sid = _sweep(tmp_path, alone_home), _sweep(tmp_path, packed_home)
-    sweep.Agent(alone_home, alone_sid, pack=1).run()
+    Agent(alone_home, alone_sid, pack=1).run()
     packs = []
-    agent = sweep.Agent(packed_home, packed_sid, pack=4)
+    agent = Agent(packed_home, packed_sid, pack=4)
     fill = agent._fill_pack
     agent._fill_pack = lambda row: packs.append(fill(row)) or packs[-1]
     results = agent.run()
@@ -63,7 +64,7 @@ def test_a_packed_run_taken_over_before_its_pack_opened_is_lost_alone_and_the_re
     points = {**POINTS, "tokens": {"value": 3200}, "d_model": {"value": 16}}
     path.write_text(yaml.safe_dump({"name": "two", "method": "grid", "parameters": points, "command": COMMAND}))
     sid = sweep.create_sweep(home, str(path))["sweep_id"]
-    agent, index = sweep.Agent(home, sid, pack=2, lease_s=30), RunHome(home)
+    agent, index = Agent(home, sid, pack=2, lease_s=30), RunHome(home)
     rows = [index.claim(sid, agent.name, lease_s=0.01) for _ in range(2)]
     time.sleep(0.05)
     taken = index.claim(sid, "other-agent", lease_s=60)

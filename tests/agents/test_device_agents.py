@@ -7,8 +7,8 @@ import sys
 import pytest
 import yaml
 
+from scaling.agents.fleet import device_groups
 from scaling.runs import RunHome
-from scaling.sweep.fleet import device_groups
 
 
 def test_devices_split_into_consecutive_groups_and_leftovers_stay_idle():

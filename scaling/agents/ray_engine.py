@@ -19,12 +19,12 @@ import time
 from collections.abc import Callable
 
 from scaling import preempt
+from scaling.agents.agent import agent_name
+from scaling.agents.events import Claimed, Event, Finished, RunResult, Stopped
+from scaling.agents.pointwise import progress, record_outcome, train_point
 from scaling.config import RunConfig
 from scaling.errors import UsageError
 from scaling.runs import Fence, IndexedRun, RunHome
-from scaling.sweep.agent import agent_name
-from scaling.sweep.events import Claimed, Event, Finished, RunResult, Stopped
-from scaling.sweep.pointwise import progress, record_outcome, train_point
 from scaling.sweep.register import require_sweep
 
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from scaling import sweep
+from scaling.agents import Agent
 from scaling.runs import RunHome, read_metrics
 
 COMMAND = ["${env}", "${interpreter}", "-m", "scaling.cli", "train", "${args_no_hyphens}"]
@@ -74,7 +75,7 @@ def test_an_agent_killed_mid_run_leaves_its_run_to_be_taken_over_and_resumed(tmp
     row = RunHome(home).sweep_runs(sid)[0]
     assert row.status == "running" and row.attempts == 1  # the dead agent's claim, not yet lapsed
 
-    results = sweep.Agent(home, sid, lease_s=3).run()  # waits for the lease to lapse, then takes over
+    results = Agent(home, sid, lease_s=3).run()  # waits for the lease to lapse, then takes over
     assert [(r.run_id, r.status, r.resumed) for r in results] == [(run_id, "complete", True)]
     row = RunHome(home).sweep_runs(sid)[0]
     assert row.status == "complete" and row.attempts == 2
@@ -116,7 +117,7 @@ def test_a_lapsed_claim_is_lost_to_its_holder_and_repeated_deaths_fail_the_run(h
 
 @pytest.mark.slow
 def test_slurm_job_array_through_submitit_local_executor(tmp_path, home):
-    from scaling.sweep import slurm
+    from scaling.agents import slurm
 
     sid = _create(tmp_path, home, {"tokens": {"values": [320, 352, 384, 416]}}, name="array")
     jobs = slurm.submit_agents(home, sid, parallel=2, executor="local", time_min=10, lease_s=30, wandb="off")
