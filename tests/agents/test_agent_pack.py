@@ -8,7 +8,7 @@ import yaml
 from scaling import sweep
 from scaling.agents import Agent
 from scaling.cli import main
-from scaling.runs import RunHome
+from scaling.runs import RunHome, queue
 
 COMMAND = ["${env}", "${interpreter}", "-m", "scaling.cli", "train", "${args_no_hyphens}"]
 POINTS = {"seq_len": {"value": 16}, "batch_size": {"value": 2}, "corpus": {"value": "synthetic"},
@@ -65,9 +65,9 @@ def test_a_packed_run_taken_over_before_its_pack_opened_is_lost_alone_and_the_re
     path.write_text(yaml.safe_dump({"name": "two", "method": "grid", "parameters": points, "command": COMMAND}))
     sid = sweep.create_sweep(home, str(path))["sweep_id"]
     agent, index = Agent(home, sid, pack=2, lease_s=30), RunHome(home)
-    rows = [index.claim(sid, agent.name, lease_s=0.01) for _ in range(2)]
+    rows = [queue.claim(index, sid, agent.name, lease_s=0.01) for _ in range(2)]
     time.sleep(0.05)
-    taken = index.claim(sid, "other-agent", lease_s=60)
+    taken = queue.claim(index, sid, "other-agent", lease_s=60)
     assert taken.run_id in {r.run_id for r in rows}
     results = {r.run_id: r.status for r in agent._run_pack(rows)}
     kept = next(r.run_id for r in rows if r.run_id != taken.run_id)
