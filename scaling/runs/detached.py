@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 
 from scaling.runs.files import RunDir
-from scaling.runs.index import Fence, IndexedRun, resolve_home
+from scaling.runs.index import resolve_home
+from scaling.runs.records import Fence, IndexedRun
 
 
 class FilesOnlyHome:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 
 from scaling.runs.files import LocalTracker, RunDir
-from scaling.runs.index import Fence, LeaseLost
+from scaling.runs.records import Fence, LeaseLost
 from scaling.runs.store import RunStore
 
 

@@ -22,18 +22,13 @@ import os
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from urllib.parse import quote
 
 from scaling.errors import UsageError
 from scaling.runs.files import RunDir, StorageError, raise_storage_error, write_atomic
+from scaling.runs.records import Fence, IndexedRun
 
 DEFAULT_HOME = "runs"
-
-# Terminal states are never claimed again; `interrupted` is resumable, `running` is resumable once its
-# lease lapses.
-TERMINAL = ("complete", "diverged", "failed", "skipped")
-STATUSES = ("pending", "running", "interrupted") + TERMINAL
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -69,53 +64,8 @@ def resolve_home(home: str | None = None) -> str:
     return os.path.abspath(home or os.environ.get("SCALING_HOME") or DEFAULT_HOME)
 
 
-@dataclass(frozen=True)
-class Fence:
-    """A claim's fencing token: the agent that claimed the run and the attempt number its claim got."""
-
-    agent: str
-    token: int
-
-    def __str__(self) -> str:
-        return f"attempt {self.token} by {self.agent}"
-
-
-class LeaseLost(Exception):
-    """Another agent holds the run now (this agent's lease lapsed and the run was taken over): the holder
-    of the old token must stop without writing anything of the run."""
-
-
 # SQLite's words for a storage fault (as opposed to a bug in a query).
 _SQLITE_STORAGE = ("readonly", "read-only", "unable to open", "disk is full", "disk i/o error")
-
-
-@dataclass(frozen=True)
-class IndexedRun:
-    """One row of the index: a run's status, its config and plan, its claim and live progress."""
-
-    run_id: str
-    sweep_id: str | None
-    status: str
-    config: dict
-    summary: dict | None = None
-    plan: dict | None = None
-    progress: dict | None = None
-    reason: str | None = None
-    claimed_by: str | None = None
-    lease_until: float | None = None
-    attempts: int = 0
-    seq: int | None = None
-    updated: float = 0.0
-    resumed: bool = False  # set on a claim: the run was started before and resumes from a checkpoint
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row, **extra) -> IndexedRun:
-        values = dict(row)
-        for key in ("config", "summary", "plan", "progress"):
-            values[key] = json.loads(values[key]) if values.get(key) else None
-        values["config"] = values["config"] or {}
-        values.update(extra)
-        return cls(**values)
 
 
 class RunHome:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import time
 
-from scaling.runs.index import IndexedRun, RunHome
+from scaling.runs.index import RunHome
+from scaling.runs.records import IndexedRun
 
 # The one definition of a free run, which `claim` and `take_for_engine` both take from: never started,
 # or left behind by its holder (interrupted, or still running under a lease nobody renewed). A run held by

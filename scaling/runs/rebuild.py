@@ -14,7 +14,8 @@ import time
 
 from scaling.runs.fence import is_result
 from scaling.runs.files import RunDir, last_metrics_row, read_json
-from scaling.runs.index import IndexedRun, RunHome
+from scaling.runs.index import RunHome
+from scaling.runs.records import IndexedRun
 
 
 def refresh_from_files(home: RunHome, sweep_id: str | None = None) -> int:

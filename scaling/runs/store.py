@@ -11,7 +11,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from scaling.runs.files import RunDir
-from scaling.runs.index import Fence, IndexedRun, RunHome
+from scaling.runs.index import RunHome
+from scaling.runs.records import Fence, IndexedRun
 
 
 class RunStore(Protocol):
