@@ -19,7 +19,7 @@ from scaling.agents.events import Claimed, Event, Finished, RunProgress, RunResu
 from scaling.agents.isolated import train_isolated
 from scaling.config import RunConfig
 from scaling.errors import UsageError
-from scaling.runs import Fence, IndexedRun, LeaseLost, RunHome
+from scaling.runs import Fence, IndexedRun, LeaseLost, RunHome, queue
 from scaling.sweep.register import require_sweep
 from scaling.train import Interrupted, plan_run, train_run
 from scaling.train.pack import default_pack_size, pack_config, pack_key, train_pack
@@ -43,7 +43,7 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         while not self._stop_event.wait(self.lease_s / 4):
             try:
-                if not self.home.renew(self.run_id, self.fence.agent, self.lease_s, self.progress(),
+                if not queue.renew(self.home, self.run_id, self.fence.agent, self.lease_s, self.progress(),
                                        token=self.fence.token):
                     self.lost = True
                     return
@@ -89,9 +89,9 @@ class Agent:
         failures = 0
         with preempt.sigterm_requests_stop():
             while not self._should_stop() and (count is None or len(self.results) < count):
-                row = self.home.claim(self.sweep_id, self.name, self.lease_s, self.max_attempts)
+                row = queue.claim(self.home, self.sweep_id, self.name, self.lease_s, self.max_attempts)
                 if row is None:
-                    busy = self.home.held(self.sweep_id)
+                    busy = queue.count_in_flight(self.home, self.sweep_id)
                     if self.wait and busy:
                         self.on_event(Waiting(busy))
                         time.sleep(min(5.0, self.lease_s / 2))
@@ -146,7 +146,7 @@ class Agent:
             beat.stop()
             # Failed runs record why; any other status was written by the trainer itself. A claim that was
             # taken over is left alone (the token no longer matches, so this would change nothing anyway).
-            if not beat.lost and not self.home.release(row.run_id, self.name, "failed" if status == "failed"
+            if not beat.lost and not queue.release(self.home, row.run_id, self.name, "failed" if status == "failed"
                                                        else None, reason, token=fence.token):
                 beat.lost = True
         if status == "interrupted" and not beat.lost:
@@ -184,7 +184,7 @@ class Agent:
                  if r.run_id != first.run_id and pack_config({**r.config, **self.overrides}) == key]
         rows = [first]
         while among and len(rows) < size:
-            row = self.home.claim(self.sweep_id, self.name, self.lease_s, self.max_attempts, among=among)
+            row = queue.claim(self.home, self.sweep_id, self.name, self.lease_s, self.max_attempts, among=among)
             if row is None:
                 break
             rows.append(row)
@@ -245,7 +245,7 @@ class Agent:
             for run_id, run in runs.items():
                 beat, status = run["beat"], run["status"]
                 beat.stop()
-                if not beat.lost and not self.home.release(run_id, self.name, "failed" if status == "failed"
+                if not beat.lost and not queue.release(self.home, run_id, self.name, "failed" if status == "failed"
                                                            else None, run["reason"], token=run["fence"].token):
                     beat.lost = True
                 if status == "interrupted" and not beat.lost:

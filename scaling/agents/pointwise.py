@@ -13,7 +13,7 @@ import traceback
 
 from scaling.config import RunConfig
 from scaling.errors import UsageError
-from scaling.runs import Fence, IndexedRun, RunHome, is_result
+from scaling.runs import Fence, IndexedRun, RunHome, RunStore, is_result, queue
 from scaling.runs.detached import FilesOnlyHome
 from scaling.runs.files import last_metrics_row
 from scaling.train import plan_run, train_run
@@ -35,7 +35,7 @@ def train_point(home_root: str, run_id: str, config: dict) -> dict:
         return _record_failure(home, run_id, config, reason)
 
 
-def _record_failure(home: RunHome, run_id: str, config: dict, reason: str) -> dict:
+def _record_failure(home: RunStore, run_id: str, config: dict, reason: str) -> dict:
     files = home.files(run_id)
     kept = files.read_summary()
     if is_result(kept):  # a finished result is never replaced by less
@@ -74,9 +74,9 @@ def record_outcome(home: RunHome, run: IndexedRun, fence: Fence,
                                  fence=fence):
             return "lost", None, summary
         # The row's status is set above; the release only ends the claim.
-        home.release(run.run_id, fence.agent, token=fence.token)
+        queue.release(home, run.run_id, fence.agent, token=fence.token)
         return status, reason, summary
     reason = error or "the task ended without recording the run"
-    if not home.release(run.run_id, fence.agent, "failed" if error else None, reason, token=fence.token):
+    if not queue.release(home, run.run_id, fence.agent, "failed" if error else None, reason, token=fence.token):
         return "lost", None, None
     return ("failed" if error else "interrupted"), reason, None

@@ -24,7 +24,7 @@ from scaling.agents.events import Claimed, Event, Finished, RunResult, Stopped
 from scaling.agents.pointwise import progress, record_outcome, train_point
 from scaling.config import RunConfig
 from scaling.errors import UsageError
-from scaling.runs import Fence, IndexedRun, RunHome
+from scaling.runs import Fence, IndexedRun, RunHome, queue
 from scaling.sweep.register import require_sweep
 
 
@@ -65,7 +65,7 @@ class Leases(threading.Thread):
                 held = list(self.claims.values())
             for run, fence in held:
                 try:
-                    if not self.home.renew(run.run_id, fence.agent, self.lease_s, progress(self.home, run),
+                    if not queue.renew(self.home, run.run_id, fence.agent, self.lease_s, progress(self.home, run),
                                            token=fence.token):
                         with self._lock:
                             self.lost.add(run.run_id)
@@ -155,14 +155,14 @@ def _drive(ray, submit, home: RunHome, sweep_id: str, limit: int, lease_s: float
         with preempt.sigterm_requests_stop():
             while True:
                 while len(in_flight) < limit and not preempt.stop_requested():
-                    run = home.claim(sweep_id, name, lease_s, max_attempts)
+                    run = queue.claim(home, sweep_id, name, lease_s, max_attempts)
                     if run is None:
                         break
                     fence = Fence(name, run.attempts)
                     try:
                         ref = submit(run)
                     except BaseException:
-                        home.release(run.run_id, name, token=fence.token)
+                        queue.release(home, run.run_id, name, token=fence.token)
                         raise
                     leases.add(run, fence)
                     in_flight[ref] = (run, fence, time.perf_counter())
@@ -195,7 +195,7 @@ def _drive(ray, submit, home: RunHome, sweep_id: str, limit: int, lease_s: float
         for ref, (run, fence, _) in in_flight.items():
             ray.cancel(ref, force=True)
             if leases.remove(run.run_id):
-                home.release(run.run_id, fence.agent, token=fence.token)
+                queue.release(home, run.run_id, fence.agent, token=fence.token)
         leases.stop()
     return results
 

@@ -10,7 +10,7 @@ task trains its one run by the run directory alone and takes no lock (`pointwise
 warned before its time limit or preemption (submitit asks SLURM for USR2) checkpoints at the next step
 and is requeued through submitit's checkpointing protocol (`PointTask.checkpoint`); the requeued task
 resumes from that checkpoint. `sweep status` and `scaling runs` read each finished run's end from its
-directory (`RunHome.refresh_from_files`). This mode works wherever the home is shared, NFS included.
+directory (`rebuild.refresh_from_files`). This mode works wherever the home is shared, NFS included.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from scaling.agents import pointwise
 from scaling.agents.agent import Agent, agent_name
 from scaling.config import RunConfig
 from scaling.errors import UsageError
-from scaling.runs import IndexedRun, RunHome
+from scaling.runs import IndexedRun, RunHome, queue
 from scaling.sweep.register import require_sweep
 
 
@@ -146,14 +146,14 @@ def submit_points(home, sweep_id: str, *, array_parallelism: int | None = None, 
     ex = _executor(home, sweep_id, executor=executor, partition=partition, time_min=time_min, gpus=gpus, cpus=cpus,
                    mem_gb=mem_gb, account=account, qos=qos, parallelism=array_parallelism, folder=folder)
     holder = "slurm:" + agent_name()
-    runs = home.hold(sweep_id, holder)
+    runs = queue.take_for_engine(home, sweep_id, holder)
     if not runs:
         return [], []
     try:
         jobs = ex.map_array(PointTask(), [home.root] * len(runs), [r.run_id for r in runs],
                             [{**r.config, **overrides} for r in runs])
     except BaseException:
-        home.release_held(holder, {r.run_id: r.status for r in runs})
+        queue.release_engine_runs(home, holder, {r.run_id: r.status for r in runs})
         raise
     return jobs, runs
 

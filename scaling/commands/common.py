@@ -69,12 +69,12 @@ def refresh_index(home, sweep_id: str | None = None) -> None:
     read-only mount), is read as it stands."""
     import os
 
-    from scaling.runs import RunHome, StorageError
+    from scaling.runs import RunHome, StorageError, rebuild
 
     home = RunHome.of(home)
     if not os.path.exists(home.db_path):
         return
     try:
-        home.refresh_from_files(sweep_id)
+        rebuild.refresh_from_files(home, sweep_id)
     except StorageError:
         pass

@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from scaling.runs import RunHome, runs_table
+    from scaling.runs import RunHome, rebuild, runs_table
     from scaling.sweep import require_sweep
 
     if args.csv:
@@ -32,7 +32,7 @@ def run(args) -> int:
         return _from_wandb(args)
     home = RunHome(args.home)
     if args.reindex:
-        counts = home.reindex()
+        counts = rebuild.reindex(home)
         print(f"reindexed {home.root}: {counts['runs']} run dirs, {counts['sweeps']} sweep(s) restored, "
               f"{counts['reset']} reset to pending, {counts['dropped']} dropped", file=sys.stderr)
     if args.sweep is not None:

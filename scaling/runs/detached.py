@@ -5,36 +5,43 @@ On a cluster the home usually sits on a network file system whose locks SQLite c
 tasks on many nodes would contend for one database file. A task owns exactly one run directory (the
 engine gave the point to it alone), so it needs no lock: it writes config.yaml, metrics.jsonl,
 checkpoints and summary.json as any run does, and whoever launched it brings the index up to date from
-that directory afterwards (the Ray driver as each task returns; `RunHome.refresh_from_files` at the
+that directory afterwards (the Ray driver as each task returns; `rebuild.refresh_from_files` at the
 next `sweep status` or `scaling runs` for SLURM).
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+import os
 
-from scaling.runs.index import RunHome
+from scaling.runs.files import RunDir
+from scaling.runs.index import resolve_home
+from scaling.runs.records import Fence, IndexedRun
 
 
-class FilesOnlyHome(RunHome):
-    """A RunHome whose index is out of reach: reads find nothing, state writes only write the files."""
+class FilesOnlyHome:
+    """A run store (store.RunStore) whose index is out of reach: it knows no row and no claim, and a
+    state write writes only the files."""
 
-    def read(self, query: str, args: tuple = ()) -> list:
-        return []
+    def __init__(self, home: str | None = None):
+        self.root = resolve_home(home)
 
-    @contextmanager
-    def db(self):
-        raise RuntimeError(f"{self.root}: a run trained for another engine must not write the index")
-        yield  # pragma: no cover - makes this a generator for contextmanager
+    def run_dir(self, run_id: str) -> str:
+        return os.path.join(self.root, run_id)
 
-    def holds(self, run_id: str, fence) -> bool:
+    def files(self, run_id: str) -> RunDir:
+        return RunDir(self.run_dir(run_id))
+
+    def indexed_run(self, run_id: str) -> IndexedRun | None:
+        return None
+
+    def owns(self, run_id: str, fence: Fence | None) -> bool:
         return True  # the engine gave this task the run; there is no claim to lose
 
     def record_state(self, run_id: str, status: str, config: dict, summary: dict | None = None, *,
-                     sweep_id: str | None = None, reason: str | None = None, fence=None, write=None) -> bool:
+                     sweep_id: str | None = None, reason: str | None = None, fence: Fence | None = None,
+                     write=None) -> bool:
         if write is not None:
             write()
         return True
 
-    def index_run(self, run_id: str, status: str, config: dict, summary: dict | None = None,
-                  sweep_id: str | None = None) -> None:
-        return None
+    def add_run(self, sweep_id: str, run_id: str, config: dict, plan: dict, after: str) -> None:
+        raise RuntimeError(f"{self.root}: a run trained for another engine must not write the index")

@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 
 from scaling.runs.files import LocalTracker, RunDir
-from scaling.runs.index import Fence, LeaseLost, RunHome
+from scaling.runs.records import Fence, LeaseLost
+from scaling.runs.store import RunStore
 
 
 def is_result(summary: dict | None) -> bool:
@@ -29,7 +30,7 @@ class RunWriter:
     """The trackers of one run (its directory first, then W&B), with the run's row in the index and the
     claim's fence checked before each write. Used as the training loop's tracker."""
 
-    def __init__(self, home: RunHome, run_id: str, trackers: list, *, fence: Fence | None = None,
+    def __init__(self, home: RunStore, run_id: str, trackers: list, *, fence: Fence | None = None,
                  sweep_id: str | None = None, index: bool = True):
         self.home, self.run_id, self.fence, self.sweep_id, self.index = home, run_id, fence, sweep_id, index
         self.local = [t for t in trackers if isinstance(t, LocalTracker)]
@@ -43,7 +44,7 @@ class RunWriter:
 
     def check(self) -> None:
         """Raise LeaseLost (and remember it) when the claim was taken over."""
-        if self.lost or not self.home.holds(self.run_id, self.fence):
+        if self.lost or not self.home.owns(self.run_id, self.fence):
             self.lost = True
             raise LeaseLost(f"run {self.run_id}: {self.fence} was taken over by another agent")
 

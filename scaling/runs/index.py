@@ -1,44 +1,34 @@
 """The run home: one directory per run (the source of truth, see files.py) and an SQLite index over
-them, which is also the queue that sweep agents claim runs from.
+them: the sweeps, each run's row, and the fencing checks every write of a run's state goes through.
 
     <home>/scaling.db            sweeps, runs, status, claims (an index: rebuildable from the files)
     <home>/<run_id>/             the run directory (files.py)
     <home>/.sweeps/<id>.json     each registered sweep's spec and planned rows, so the index can be
-                                 rebuilt with its queue
+                                 rebuilt with its queue (rebuild.py)
 
-A claim is exactly-once because it is a read-then-write inside one `BEGIN IMMEDIATE` transaction: SQLite
-lets one writer at a time in, so two agents can never both see a run as free. A claim holds a lease; the
-agent renews it while the run lives, and a run whose lease has lapsed (its agent died) is free again.
-
-A claim also carries a fencing token, its attempt number (`attempts`, raised by every claim). Whoever
-writes a run's state (metrics, checkpoints, the summary, its row here) presents the token first; once
-another agent has taken the run over the old token no longer matches, so an agent that was suspended
-past its lease wakes up to find it can write nothing (`Fence`, `holds`, `record_state`).
+The index is also the queue agents claim runs from (queue.py). A claim carries a fencing token, its
+attempt number (`attempts`, raised by every claim). Whoever writes a run's state (metrics, checkpoints,
+the summary, its row here) presents the token first; once another agent has taken the run over the old
+token no longer matches, so an agent that was suspended past its lease wakes up to find it can write
+nothing (`Fence`, `RunHome.owns`, `RunHome.record_state`).
 
 Commands that only read (`scaling runs`, `sweep status`, ...) open the index read-only and never create
 it, so they work on a read-only home and leave no scaling.db behind where none was.
 """
 from __future__ import annotations
 
-import glob
 import json
-import math
 import os
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from urllib.parse import quote
 
 from scaling.errors import UsageError
-from scaling.runs.files import RunDir, StorageError, last_metrics_row, raise_storage_error, read_json, write_atomic
+from scaling.runs.files import RunDir, StorageError, raise_storage_error, write_atomic
+from scaling.runs.records import Fence, IndexedRun
 
 DEFAULT_HOME = "runs"
-
-# Terminal states are never claimed again; `interrupted` is resumable, `running` is resumable once its
-# lease lapses.
-TERMINAL = ("complete", "diverged", "failed", "skipped")
-STATUSES = ("pending", "running", "interrupted") + TERMINAL
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -74,56 +64,14 @@ def resolve_home(home: str | None = None) -> str:
     return os.path.abspath(home or os.environ.get("SCALING_HOME") or DEFAULT_HOME)
 
 
-@dataclass(frozen=True)
-class Fence:
-    """A claim's fencing token: the agent that claimed the run and the attempt number its claim got."""
-
-    agent: str
-    token: int
-
-    def __str__(self) -> str:
-        return f"attempt {self.token} by {self.agent}"
-
-
-class LeaseLost(Exception):
-    """Another agent holds the run now (this agent's lease lapsed and the run was taken over): the holder
-    of the old token must stop without writing anything of the run."""
-
-
 # SQLite's words for a storage fault (as opposed to a bug in a query).
 _SQLITE_STORAGE = ("readonly", "read-only", "unable to open", "disk is full", "disk i/o error")
 
 
-@dataclass(frozen=True)
-class IndexedRun:
-    """One row of the index: a run's status, its config and plan, its claim and live progress."""
-
-    run_id: str
-    sweep_id: str | None
-    status: str
-    config: dict
-    summary: dict | None = None
-    plan: dict | None = None
-    progress: dict | None = None
-    reason: str | None = None
-    claimed_by: str | None = None
-    lease_until: float | None = None
-    attempts: int = 0
-    seq: int | None = None
-    updated: float = 0.0
-    resumed: bool = False  # set on a claim: the run was started before and resumes from a checkpoint
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row, **extra) -> IndexedRun:
-        values = dict(row)
-        for key in ("config", "summary", "plan", "progress"):
-            values[key] = json.loads(values[key]) if values.get(key) else None
-        values["config"] = values["config"] or {}
-        values.update(extra)
-        return cls(**values)
-
-
 class RunHome:
+    """A run home with its index: paths, the SQLite connection, run and sweep rows, fencing checks. The
+    queue (queue.py) and the rebuild from files (rebuild.py) are functions over it."""
+
     def __init__(self, home: str | None = None):
         self.root = resolve_home(home)
         self._migrated = False
@@ -253,19 +201,6 @@ class RunHome:
         rows = self.read("SELECT * FROM runs WHERE run_id=?", (run_id,))
         return IndexedRun.from_row(rows[0]) if rows else None
 
-    def index_run(self, run_id: str, status: str, config: dict, summary: dict | None = None,
-                  sweep_id: str | None = None) -> None:
-        """Insert or refresh a run's row from what its directory says."""
-        with self.db() as conn:
-            conn.execute(
-                """INSERT INTO runs (run_id, sweep_id, status, config, summary, updated)
-                   VALUES (?, ?, ?, ?, ?, ?)
-                   ON CONFLICT(run_id) DO UPDATE SET status=excluded.status, summary=excluded.summary,
-                       sweep_id=COALESCE(runs.sweep_id, excluded.sweep_id), updated=excluded.updated""",
-                (run_id, sweep_id, status, json.dumps(config), json.dumps(summary) if summary else None,
-                 time.time()),
-            )
-
     # ---- sweeps ------------------------------------------------------------------------------------
     def register_sweep(self, sweep_id: str, name: str, spec: dict, runs: list[dict]) -> None:
         """One transaction: the sweep and all its runs appear together or not at all.
@@ -317,162 +252,13 @@ class RunHome:
         rows = self.read("SELECT status, COUNT(*) FROM runs WHERE sweep_id=? GROUP BY status", (sweep_id,))
         return {status: n for status, n in rows}
 
-    def held(self, sweep_id: str) -> int:
-        """How many of a sweep's unfinished runs are under a claim: live, or lapsed but not yet taken
-        over (an agent killed while its trainer recorded `interrupted` leaves such a claim behind).
-        Each becomes claimable when its lease lapses, so an agent finding nothing free waits for them."""
-        rows = self.read("""SELECT COUNT(*) FROM runs WHERE sweep_id=? AND lease_until IS NOT NULL
-                              AND status IN ('running', 'interrupted')""", (sweep_id,))
-        return rows[0][0]
-
-    # ---- claims ------------------------------------------------------------------------------------
-    def claim(self, sweep_id: str, agent: str, lease_s: float, max_attempts: int = 3,
-              among: list[str] | None = None) -> IndexedRun | None:
-        """Take the next free run of a sweep for `agent`, or None. Runs left behind (interrupted, or
-        running under a lapsed lease) go first: they have checkpoints to resume from. `among` limits the
-        choice to those run ids (an agent filling a pack with runs of one shape)."""
-        now = time.time()
-        with self.db() as conn:
-            # A run whose agents keep dying (out of memory, say) would otherwise kill every agent in turn.
-            # (A graceful interruption, e.g. preemption, releases its claim and does not count here.)
-            conn.execute(
-                """UPDATE runs SET status='failed', lease_until=NULL, updated=?,
-                       reason='its agent died ' || attempts || ' times while running it (out of memory?)'
-                   WHERE sweep_id=? AND status='running' AND lease_until < ? AND attempts >= ?""",
-                (now, sweep_id, now, max_attempts))
-            row = conn.execute(
-                """SELECT * FROM runs WHERE sweep_id=? AND (
-                       status='pending'
-                       OR (status='interrupted' AND (lease_until IS NULL OR lease_until < ?))
-                       OR (status='running' AND lease_until < ?))
-                   AND (? IS NULL OR run_id IN (SELECT value FROM json_each(?)))
-                   ORDER BY status='pending', seq, run_id LIMIT 1""",
-                (sweep_id, now, now, *(2 * [None if among is None else json.dumps(among)]))).fetchone()
-            if row is None:
-                return None
-            conn.execute(
-                """UPDATE runs SET status='running', claimed_by=?, lease_until=?, attempts=attempts+1,
-                       progress=NULL, updated=? WHERE run_id=?""",
-                (agent, now + lease_s, now, row["run_id"]))
-        return IndexedRun.from_row(row, resumed=row["status"] != "pending", attempts=row["attempts"] + 1,
-                                   status="running", claimed_by=agent)
-
-    def renew(self, run_id: str, agent: str, lease_s: float, progress: dict | None = None,
-              token: int | None = None) -> bool:
-        """Extend the lease; False when the claim is no longer ours (it lapsed and another agent took it,
-        so the row's token moved on)."""
-        now = time.time()
-        with self.db() as conn:
-            cur = conn.execute(
-                """UPDATE runs SET lease_until=?, progress=COALESCE(?, progress), updated=?
-                   WHERE run_id=? AND claimed_by=? AND lease_until IS NOT NULL AND (? IS NULL OR attempts=?)""",
-                (now + lease_s, json.dumps(progress) if progress else None, now, run_id, agent, token, token))
-            return cur.rowcount == 1
-
-    def release(self, run_id: str, agent: str, status: str | None = None, reason: str | None = None,
-                token: int | None = None) -> bool:
-        """End a claim; optionally set the status (e.g. failed with a reason). The claimer's name stays
-        on the row as a record of who ran it. With a token, only that attempt's claim is ended."""
-        with self.db() as conn:
-            cur = conn.execute(
-                """UPDATE runs SET lease_until=NULL, reason=COALESCE(?, reason), updated=?,
-                       status=COALESCE(?, CASE WHEN status='running' THEN 'interrupted' ELSE status END)
-                   WHERE run_id=? AND claimed_by=? AND (? IS NULL OR (attempts=? AND lease_until IS NOT NULL))""",
-                (reason, time.time(), status, run_id, agent, token, token))
-            return cur.rowcount == 1
-
-    # ---- runs held by an engine that schedules for itself ------------------------------------------
-    def hold(self, sweep_id: str, holder: str) -> list[IndexedRun]:
-        """Take every free run of a sweep for an engine that places and retries tasks itself (a SLURM
-        array with a task per point): like `claim`, but all at once and with no lease, since no process
-        stays behind to renew one and the tasks on the compute nodes never touch this index. Agents never
-        take a held run (`claim` takes only lapsed leases). A hold ends when the run's directory records
-        a finished result (`refresh_from_files`), with `release_held`, or with `reindex`. Each returned
-        row keeps the status it had before, so a failed submission can give it back."""
-        now = time.time()
-        with self.db() as conn:
-            rows = conn.execute(
-                """SELECT * FROM runs WHERE sweep_id=? AND (
-                       status='pending'
-                       OR (status='interrupted' AND (lease_until IS NULL OR lease_until < ?))
-                       OR (status='running' AND lease_until < ?))
-                   ORDER BY seq, run_id""", (sweep_id, now, now)).fetchall()
-            conn.executemany(
-                """UPDATE runs SET status='running', claimed_by=?, lease_until=NULL, attempts=attempts+1,
-                       progress=NULL, updated=? WHERE run_id=?""", [(holder, now, r["run_id"]) for r in rows])
-        return [IndexedRun.from_row(r, resumed=r["status"] != "pending", attempts=r["attempts"] + 1, claimed_by=holder)
-                for r in rows]
-
-    def release_held(self, holder: str, statuses: dict[str, str]) -> None:
-        """Give back runs `holder` took with `hold`, each with its earlier status (run id -> status)."""
-        now = time.time()
-        with self.db() as conn:
-            conn.executemany(
-                """UPDATE runs SET status=?, attempts=attempts-1, updated=?
-                   WHERE run_id=? AND claimed_by=? AND status='running' AND lease_until IS NULL""",
-                [(status, now, run_id, holder) for run_id, status in statuses.items()])
-
-    def refresh_from_files(self, sweep_id: str | None = None) -> int:
-        """Bring rows up to date with their run directories, for runs no agent holds a live lease on:
-        runs another engine trained (Ray or SLURM tasks, whose workers write only the run directory; a
-        `wandb agent` elsewhere sharing this home). A directory's finished result (complete, diverged,
-        failed) becomes its row's; an `interrupted` one does for a row still pending; a run an engine
-        holds gets its latest step as progress. Unlike `reindex` it is safe while agents run: a live
-        claim is never touched and a complete result is never replaced by less. Returns rows changed."""
-        query = "SELECT * FROM runs WHERE status != 'skipped'" + (" AND sweep_id=?" if sweep_id else "")
-        now = time.time()
-        changes = {}
-        for row in self.read(query, (sweep_id,) if sweep_id else ()):
-            run = IndexedRun.from_row(row)
-            if (run.lease_until or 0) > now or (run.status == "complete" and _complete_result(run.summary)):
-                continue
-            files = self.files(run.run_id)
-            found = files.read_summary()
-            status = (found or {}).get("status")
-            if status in ("complete", "diverged", "failed") and (status != run.status or _moved(run.summary, found)):
-                changes[run.run_id] = {"status": status, "summary": found}
-            elif status == "interrupted" and run.status == "pending":
-                changes[run.run_id] = {"status": status, "summary": found}
-            elif run.status == "running" and run.lease_until is None and run.claimed_by:
-                last = last_metrics_row(files.metrics)
-                progress = last and {"step": last.get("step"), "steps": (run.plan or {}).get("steps"),
-                                     "loss": last.get("loss"), "eval_loss": last.get("eval_loss")}
-                if progress and progress != run.progress:
-                    changes[run.run_id] = {"progress": progress}
-        if not changes:
-            return 0
-        with self.db() as conn:
-            for run_id, change in changes.items():
-                # Checked again inside the transaction: an agent may have claimed the run meanwhile.
-                now = time.time()
-                cur = conn.execute("SELECT status, summary, lease_until FROM runs WHERE run_id=?", (run_id,)).fetchone()
-                if cur is None or (cur["lease_until"] or 0) > now or (
-                        cur["status"] == "complete" and _complete_result(json.loads(cur["summary"] or "null"))):
-                    continue
-                if "progress" in change:
-                    conn.execute("UPDATE runs SET progress=?, updated=? WHERE run_id=?",
-                                 (json.dumps(change["progress"]), now, run_id))
-                else:
-                    summary = change["summary"]
-                    # A finished run's own reason wins; a failed one keeps the index's if its summary has none.
-                    conn.execute("""UPDATE runs SET status=?, summary=?, lease_until=NULL, updated=?,
-                                        reason=CASE WHEN ?='complete' THEN NULL ELSE COALESCE(?, reason) END
-                                    WHERE run_id=?""", (change["status"], json.dumps(summary), now, change["status"],
-                                                        summary.get("reason"), run_id))
-        return len(changes)
-
     # ---- fencing -----------------------------------------------------------------------------------
-    def holds(self, run_id: str, fence: Fence | None) -> bool:
+    def owns(self, run_id: str, fence: Fence | None) -> bool:
         """Whether `fence` is still the run's current claim (always, for a run trained without one)."""
         if fence is None:
             return True
         rows = self.read("SELECT attempts, claimed_by, lease_until FROM runs WHERE run_id=?", (run_id,))
         return bool(rows) and _current(rows[0], fence)
-
-    def check(self, run_id: str, fence: Fence | None) -> None:
-        """Raise LeaseLost unless `fence` is still the run's current claim."""
-        if not self.holds(run_id, fence):
-            raise LeaseLost(f"run {run_id}: {fence} is no longer its claim (another agent took it over)")
 
     def record_state(self, run_id: str, status: str, config: dict, summary: dict | None = None, *,
                      sweep_id: str | None = None, reason: str | None = None, fence: Fence | None = None,
@@ -496,70 +282,6 @@ class RunHome:
                 (run_id, sweep_id, status, json.dumps(config), json.dumps(summary) if summary else None, reason,
                  time.time()))
         return True
-
-    # ---- rebuilding the index ----------------------------------------------------------------------
-    def reindex(self) -> dict:
-        """Rebuild the index from the files: each sweep's saved spec re-enumerates its queue (a sweep the
-        index lost comes back with its pending and skipped points), then every run directory's own
-        config and summary set its row. Rows whose directory is gone are reset (sweep runs go back to
-        pending) or dropped. Run it while no agent is running: it does not preserve live claims."""
-        counts = {"sweeps": 0, "runs": 0, "reset": 0, "dropped": 0}
-        for path in sorted(glob.glob(os.path.join(self.sweeps_dir, "*.json"))):
-            saved = read_json(path)
-            if not saved or "runs" not in saved:
-                continue
-            if self.sweep(saved["sweep_id"]) is None:
-                self.register_sweep(saved["sweep_id"], saved.get("name"), saved["spec"], saved["runs"])
-                counts["sweeps"] += 1
-
-        found = {}
-        for cfg_path in glob.glob(os.path.join(self.root, "*", "config.yaml")):
-            files = RunDir(os.path.dirname(cfg_path))
-            record = files.read_record()
-            if record is None:
-                continue
-            found[files.run_id] = (record, files.read_summary())
-
-        now = time.time()
-        with self.db() as conn:
-            for run_id, (record, summary) in found.items():
-                config = record.get("config", {})
-                # No summary: the run died before writing one; it can resume from its checkpoint.
-                status = summary.get("status", "interrupted") if summary else "interrupted"
-                conn.execute(
-                    """INSERT INTO runs (run_id, sweep_id, status, config, summary, updated)
-                       VALUES (?, ?, ?, ?, ?, ?)
-                       ON CONFLICT(run_id) DO UPDATE SET status=excluded.status, summary=excluded.summary,
-                           claimed_by=NULL, lease_until=NULL, updated=excluded.updated""",
-                    (run_id, config.get("sweep"), status, json.dumps(config),
-                     json.dumps(summary) if summary else None, now))
-                counts["runs"] += 1
-            for row in conn.execute("SELECT run_id, sweep_id, status FROM runs").fetchall():
-                if row["run_id"] in found or row["status"] in ("pending", "skipped"):
-                    continue
-                if row["sweep_id"] is not None and conn.execute(
-                        "SELECT 1 FROM sweeps WHERE sweep_id=?", (row["sweep_id"],)).fetchone():
-                    conn.execute("""UPDATE runs SET status='pending', summary=NULL, claimed_by=NULL,
-                                    lease_until=NULL, progress=NULL, updated=? WHERE run_id=?""",
-                                 (now, row["run_id"]))
-                    counts["reset"] += 1
-                else:
-                    conn.execute("DELETE FROM runs WHERE run_id=?", (row["run_id"],))
-                    counts["dropped"] += 1
-        return counts
-
-
-def _complete_result(summary: dict | None) -> bool:
-    """A finished run's result (as fence.is_result, which imports this module): never replaced by less."""
-    loss = (summary or {}).get("eval_loss")
-    return ((summary or {}).get("status") == "complete" and isinstance(loss, (int, float))
-            and not isinstance(loss, bool) and math.isfinite(loss))
-
-
-def _moved(indexed: dict | None, found: dict) -> bool:
-    """Whether a run directory's summary says more than its row: another session, step or result."""
-    return indexed is None or any(indexed.get(k) != found.get(k) for k in ("status", "step", "eval_loss", "wall_s"))
-
 
 def _current(row, fence: Fence) -> bool:
     return row["attempts"] == fence.token and row["claimed_by"] == fence.agent and row["lease_until"] is not None

@@ -16,7 +16,7 @@ from scaling import hardware, preempt
 from scaling.config import RunConfig
 from scaling.errors import UsageError
 from scaling.family import Parametrization
-from scaling.runs import Fence, LeaseLost, LocalTracker, RunDir, RunHome, RunWriter, is_result
+from scaling.runs import Fence, LeaseLost, LocalTracker, RunDir, RunStore, RunWriter, is_result, open_store
 from scaling.runs.files import storage_error
 from scaling.track import WandbTracker, wandb_mode
 from scaling.train import distributed
@@ -38,14 +38,14 @@ from scaling.train.step import (
 )
 
 
-def train_run(plan: RunPlan, home: RunHome | str | None = None, *,
+def train_run(plan: RunPlan, home: RunStore | str | None = None, *,
               on_progress: Callable[[Progress], None] | None = None,
               stop_at_step: int | None = None, trackers: list | None = None, fence: Fence | None = None) -> dict:
     """Train (or resume, or return the finished summary of) one run.
 
     Args:
         plan: from `plan_run`.
-        home: the run home (a RunHome or its path; None for the default).
+        home: the run home (a RunHome or another RunStore, or its path; None for the default).
         on_progress: called at every logged step; may raise Interrupted to stop the run resumably.
         stop_at_step: end the session after that step as a preemption would (checkpoint, `interrupted`).
         trackers: the tracking back ends (default: the run directory, and W&B unless `wandb=off`).
@@ -76,7 +76,7 @@ class Session:
     """One run's session: its directory, trackers, checkpoints, loop state and hooks, whatever step function
     moves its parameters (its own, or a pack's)."""
 
-    def __init__(self, plan: RunPlan, home: RunHome, files: RunDir, tracker: RunWriter, layout: Layout,
+    def __init__(self, plan: RunPlan, home: RunStore, files: RunDir, tracker: RunWriter, layout: Layout,
                  on_progress, stop_at_step: int | None, fence: Fence | None = None):
         cfg, shape = plan.config, plan.shape
         self.plan, self.home, self.files, self.tracker, self.fence = plan, home, files, tracker, fence
@@ -104,7 +104,7 @@ class Session:
         self.seed_branches(upto=self.state.step)  # a crash between a cut's save and its seeding
 
     @classmethod
-    def open(cls, plan: RunPlan, home: RunHome | str | None = None, *, on_progress=None,
+    def open(cls, plan: RunPlan, home: RunStore | str | None = None, *, on_progress=None,
              stop_at_step: int | None = None, trackers: list | None = None,
              fence: Fence | None = None) -> Session | dict:
         """A session ready to step, or the run's finished summary when it has one (see train_run)."""
@@ -112,7 +112,7 @@ class Session:
         distributed.initialize(plan.config)
         layout = plan.layout()  # refuses a mesh or batch the devices cannot take, before anything is written
         check_plan(plan)
-        home = RunHome.of(home)
+        home = open_store(home)
         files = home.files(plan.run_id)
         rec = run_record(plan, layout)
         finished = _finished_result(plan, home, files, rec, fence)
@@ -237,7 +237,7 @@ def global_batches(plan: RunPlan, step: int, n: int, k: int, place) -> tuple:
             jax.make_array_from_callback(shape, place.steps, lambda i: rows(i)[:, :, 1:]))
 
 
-def _finished_result(plan: RunPlan, home: RunHome, files: RunDir, rec: dict, fence: Fence | None) -> dict | None:
+def _finished_result(plan: RunPlan, home: RunStore, files: RunDir, rec: dict, fence: Fence | None) -> dict | None:
     """The stored result when this run already completed; refuses a changed config under its id.
 
     A result lives in two places, summary.json and the index row; if summary.json is torn or gone (or
@@ -284,7 +284,7 @@ def _same_run(summary: dict, plan: RunPlan) -> bool:
     return all(summary.get(k) == v for k, v in expected.items()) and math.isclose(summary.get("lr") or 0, plan.lr)
 
 
-def _refuse_if_claimed(home: RunHome, run_id: str, fence: Fence | None) -> None:
+def _refuse_if_claimed(home: RunStore, run_id: str, fence: Fence | None) -> None:
     """A run an agent is training (its lease is live) is not started a second time by hand."""
     row = home.indexed_run(run_id) if fence is None else None
     if row is not None and row.status == "running" and row.claimed_by and (row.lease_until or 0) > time.time():

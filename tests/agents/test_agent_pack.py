@@ -1,6 +1,7 @@
 """An agent with --pack trains free runs of one shape together; each run ends as it would alone."""
 import os
 import time
+import types
 
 import pytest
 import yaml
@@ -8,7 +9,7 @@ import yaml
 from scaling import sweep
 from scaling.agents import Agent
 from scaling.cli import main
-from scaling.runs import RunHome
+from scaling.runs import RunHome, queue
 
 COMMAND = ["${env}", "${interpreter}", "-m", "scaling.cli", "train", "${args_no_hyphens}"]
 POINTS = {"seq_len": {"value": 16}, "batch_size": {"value": 2}, "corpus": {"value": "synthetic"},
@@ -54,7 +55,7 @@ def test_pack_flag_is_refused_with_isolate(tmp_path, home, capsys):
     assert "--pack 2" in capsys.readouterr().err
 
 
-def test_a_packed_run_taken_over_before_its_pack_opened_is_lost_alone_and_the_rest_train(tmp_path):
+def test_a_packed_run_taken_over_before_its_pack_opened_is_lost_alone_and_the_rest_train(tmp_path, monkeypatch):
     # The agent claims a pack, is suspended past its lease (here: a lease that lapses at once), and another
     # agent takes one run over before the pack opens. That run is the other agent's: this one reports it
     # lost and writes nothing to it; its pack-mates train and complete (before: the takeover's LeaseLost
@@ -65,9 +66,10 @@ def test_a_packed_run_taken_over_before_its_pack_opened_is_lost_alone_and_the_re
     path.write_text(yaml.safe_dump({"name": "two", "method": "grid", "parameters": points, "command": COMMAND}))
     sid = sweep.create_sweep(home, str(path))["sweep_id"]
     agent, index = Agent(home, sid, pack=2, lease_s=30), RunHome(home)
-    rows = [index.claim(sid, agent.name, lease_s=0.01) for _ in range(2)]
-    time.sleep(0.05)
-    taken = index.claim(sid, "other-agent", lease_s=60)
+    rows = [queue.claim(index, sid, agent.name, lease_s=30) for _ in range(2)]
+    with monkeypatch.context() as later:  # the queue's clock past the pack's leases (a real lapse races a busy machine)
+        later.setattr(queue, "time", types.SimpleNamespace(time=lambda: time.time() + 31))
+        taken = queue.claim(index, sid, "other-agent", lease_s=60)
     assert taken.run_id in {r.run_id for r in rows}
     results = {r.run_id: r.status for r in agent._run_pack(rows)}
     kept = next(r.run_id for r in rows if r.run_id != taken.run_id)

@@ -16,7 +16,7 @@ from scaling import sweep
 from scaling.agents import Agent
 from scaling.agents.pointwise import train_point
 from scaling.cli import main
-from scaling.runs import RunHome, read_metrics, runs_table
+from scaling.runs import RunHome, queue, read_metrics, rebuild, runs_table
 
 COMMAND = ["${env}", "${interpreter}", "-m", "scaling.cli", "train", "${args_no_hyphens}"]
 TINY = {"d_model": {"value": 16}, "seq_len": {"value": 16}, "batch_size": {"value": 2},
@@ -75,7 +75,7 @@ def test_a_point_that_cannot_train_records_failed_with_the_reason_in_its_directo
     run = RunHome(home).sweep_runs(sid)[0]
     summary = train_point(home, run.run_id, {**run.config, "corpus": str(tmp_path / "missing")})
     assert summary["status"] == "failed" and "missing" in summary["reason"]
-    assert RunHome(home).refresh_from_files(sid) == 1
+    assert rebuild.refresh_from_files(RunHome(home), sid) == 1
     row = _rows(home)[run.run_id]
     assert row["status"] == "failed" and "missing" in row["reason"]
 
@@ -87,17 +87,17 @@ def test_refresh_reads_finished_ends_and_progress_but_never_a_live_claim_nor_les
     result = {"status": "complete", "eval_loss": 2.5, "step": 10}
     store.record_state("s-0", "complete", {}, result, sweep_id="s")
     _write_summary(home, "s-0", status="failed", reason="a later attempt")  # less than the result
-    claimed = store.claim("s", "agent", lease_s=60)  # s-1, under a live lease
+    claimed = queue.claim(store, "s", "agent", lease_s=60)  # s-1, under a live lease
     _write_summary(home, claimed.run_id, status="complete", eval_loss=2.4, step=10)
     _write_summary(home, "s-2", status="complete", eval_loss=2.3, step=10)
     _write_summary(home, "s-3", status="interrupted", step=4)
-    held = store.hold("s", "slurm:x")
+    held = queue.take_for_engine(store, "s", "slurm:x")
     assert [r.run_id for r in held] == ["s-2", "s-3", "s-4"]
     os.makedirs(os.path.join(home, "s-4"))
     with open(os.path.join(home, "s-4", "metrics.jsonl"), "w") as fh:
         fh.write(json.dumps({"step": 7, "loss": 2.9}) + "\n")
 
-    assert store.refresh_from_files("s") == 2
+    assert rebuild.refresh_from_files(store, "s") == 2
     rows = _rows(home)
     assert (rows["s-0"]["status"], json.loads(rows["s-0"]["summary"])["eval_loss"]) == ("complete", 2.5)
     assert rows["s-1"]["status"] == "running" and rows["s-1"]["summary"] is None  # the agent's to record
@@ -105,7 +105,7 @@ def test_refresh_reads_finished_ends_and_progress_but_never_a_live_claim_nor_les
     # A held run's interruption is the engine's to requeue: it stays held, not free for agents.
     assert (rows["s-3"]["status"], rows["s-3"]["claimed_by"]) == ("running", "slurm:x")
     assert json.loads(rows["s-4"]["progress"]) == {"step": 7, "steps": 10, "loss": 2.9, "eval_loss": None}
-    assert store.refresh_from_files("s") == 0  # nothing new: nothing written
+    assert rebuild.refresh_from_files(store, "s") == 0  # nothing new: nothing written
 
 
 def test_held_points_are_never_claimed_by_agents_and_come_back_when_released(home):
@@ -113,12 +113,12 @@ def test_held_points_are_never_claimed_by_agents_and_come_back_when_released(hom
     store.register_sweep("s", "s", {}, [{"run_id": "s-0", "status": "pending", "config": {}},
                                         {"run_id": "s-1", "status": "interrupted", "config": {}},
                                         {"run_id": "s-2", "status": "skipped", "config": {}}])
-    held = store.hold("s", "slurm:1")
+    held = queue.take_for_engine(store, "s", "slurm:1")
     assert [(r.run_id, r.status, r.resumed) for r in held] == [("s-0", "pending", False), ("s-1", "interrupted", True)]
-    assert store.claim("s", "agent", lease_s=60) is None
-    assert store.hold("s", "slurm:2") == []  # a second submission finds nothing free
-    assert store.held("s") == 0  # no lease: an agent finding nothing free does not wait for them
-    store.release_held("slurm:1", {r.run_id: r.status for r in held})
+    assert queue.claim(store, "s", "agent", lease_s=60) is None
+    assert queue.take_for_engine(store, "s", "slurm:2") == []  # a second submission finds nothing free
+    assert queue.count_in_flight(store, "s") == 0  # no lease: an agent finding nothing free does not wait for them
+    queue.release_engine_runs(store, "slurm:1", {r.run_id: r.status for r in held})
     rows = _rows(home)
     assert [(rows[i]["status"], rows[i]["attempts"]) for i in ("s-0", "s-1")] == [("pending", 0), ("interrupted", 0)]
 
@@ -126,7 +126,7 @@ def test_held_points_are_never_claimed_by_agents_and_come_back_when_released(hom
 def test_sweep_status_shows_held_points_as_running_tasks_not_stale_claims(home, capsys):
     store = RunHome(home)
     store.register_sweep("s", "s", {}, [{"run_id": "s-0", "status": "pending", "config": {}, "plan": {"steps": 8}}])
-    store.hold("s", "slurm:42")
+    queue.take_for_engine(store, "s", "slurm:42")
     assert main(["--home", home, "sweep", "status", "s"]) == 0
     out = capsys.readouterr().out
     assert "running s-0  queued or starting  task of slurm:42" in out and "stale" not in out

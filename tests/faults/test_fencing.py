@@ -8,7 +8,7 @@ import pytest
 from faultlib import checkpoint_steps, make_sweep, row, start, summary, wait_for
 
 from scaling.config import RunConfig
-from scaling.runs import Fence, LeaseLost, RunHome, read_metrics
+from scaling.runs import Fence, LeaseLost, RunHome, queue, read_metrics
 from scaling.train import plan_run, train_run
 
 
@@ -64,20 +64,20 @@ def test_a_trainer_holding_a_superseded_token_writes_no_file_of_the_run(home, ti
     store = RunHome(home)
     cfg = dict(i.split("=") for i in tiny) | {"tokens": 128 * 12, "wandb": "off", "run_id": "s-000"}
     store.register_sweep("s", "s", {}, [{"run_id": "s-000", "status": "pending", "config": cfg}])
-    stale = store.claim("s", "a", lease_s=0.05)
+    stale = queue.claim(store, "s", "a", lease_s=0.05)
     time.sleep(0.1)
-    current = store.claim("s", "b", lease_s=60)
+    current = queue.claim(store, "s", "b", lease_s=60)
     assert (stale.attempts, current.attempts) == (1, 2)
     plan = plan_run(RunConfig.from_dict(cfg))
     with pytest.raises(LeaseLost):
         train_run(plan, store, fence=Fence("a", 1))
     assert not os.path.exists(os.path.join(home, "s-000"))
-    assert not store.renew("s-000", "a", 60, token=1) and not store.release("s-000", "a", token=1)
+    assert not queue.renew(store, "s-000", "a", 60, token=1) and not queue.release(store, "s-000", "a", token=1)
     assert not store.record_state("s-000", "complete", cfg, {"status": "complete"}, fence=Fence("a", 1))
     assert store.sweep_runs("s")[0].status == "running"  # b's claim, untouched
     done = train_run(plan, store, fence=Fence("b", 2))
     assert done["status"] == "complete" and store.sweep_runs("s")[0].status == "complete"
-    assert store.release("s-000", "b", token=2)
+    assert queue.release(store, "s-000", "b", token=2)
 
 
 def test_a_trainer_taken_over_mid_run_stops_at_its_next_write(home, tiny):
@@ -85,14 +85,14 @@ def test_a_trainer_taken_over_mid_run_stops_at_its_next_write(home, tiny):
     cfg = dict(i.split("=") for i in tiny) | {"tokens": 128 * 40, "wandb": "off", "run_id": "s-000",
                                                "checkpoint_every": 5}
     store.register_sweep("s", "s", {}, [{"run_id": "s-000", "status": "pending", "config": cfg}])
-    store.claim("s", "a", lease_s=0.05)
+    queue.claim(store, "s", "a", lease_s=0.05)
     seen = []
 
     def take_over(progress):
         seen.append(progress.step)
         if progress.step == 10:  # as if `a` were suspended here until `b` claimed the run
             time.sleep(0.1)
-            assert store.claim("s", "b", lease_s=60).attempts == 2
+            assert queue.claim(store, "s", "b", lease_s=60).attempts == 2
 
     with pytest.raises(LeaseLost):
         train_run(plan_run(RunConfig.from_dict(cfg)), store, on_progress=take_over, fence=Fence("a", 1))
@@ -107,7 +107,7 @@ def test_a_stopped_agent_whose_run_was_not_taken_over_keeps_it(home, tiny):
     store = RunHome(home)
     cfg = dict(i.split("=") for i in tiny) | {"tokens": 128 * 6, "wandb": "off", "run_id": "s-000"}
     store.register_sweep("s", "s", {}, [{"run_id": "s-000", "status": "pending", "config": cfg}])
-    store.claim("s", "a", lease_s=0.01)
+    queue.claim(store, "s", "a", lease_s=0.01)
     time.sleep(0.05)
     done = train_run(plan_run(RunConfig.from_dict(cfg)), store, fence=Fence("a", 1))
     assert done["status"] == "complete" and store.sweep_runs("s")[0].status == "complete"

@@ -8,7 +8,7 @@ import pytest
 from scaling.cli import main
 from scaling.config import RunConfig
 from scaling.errors import UsageError
-from scaling.runs import RunHome, read_metrics
+from scaling.runs import RunHome, read_metrics, rebuild
 from scaling.train import plan_run, train_run
 from scaling.train.branches import branch_plans, train_branches
 
@@ -172,7 +172,7 @@ def test_a_seed_cut_short_leaves_nothing_that_reindex_takes_for_a_run(home, monk
         train_run(parent, home)
     monkeypatch.setattr(branches_lib.os, "rename", real_rename)
     assert calls and not os.path.exists(os.path.join(home, "torn-cd2048"))
-    RunHome(home).reindex()
+    rebuild.reindex(RunHome(home))
     assert RunHome(home).indexed_run("torn-cd2048") is None
     assert not [r for r in RunHome(home).read("SELECT run_id FROM runs") if "seed" in r["run_id"]]
     assert train_run(parent, home)["status"] == "complete"  # resumed: the seed is made this time
