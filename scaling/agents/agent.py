@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from scaling import preempt
-from scaling.agents.events import Claimed, Event, Finished, RunProgress, RunResult, Stopped, Waiting
+from scaling.agents.events import Claimed, Event, Finished, RunProgress, RunResult, Stopped, Waiting, sweep_done
 from scaling.agents.isolated import train_isolated
 from scaling.agents.lease import Claim, Heartbeat
 from scaling.config import RunConfig
@@ -114,9 +114,7 @@ class Agent:
         return self.stop_requested
 
     def _counts(self) -> tuple[int, int]:
-        counts = self.home.sweep_counts(self.sweep_id)
-        done = sum(counts.get(s, 0) for s in ("complete", "diverged", "failed"))
-        return done, sum(n for s, n in counts.items() if s != "skipped")
+        return sweep_done(self.home, self.sweep_id)
 
     def _run_one(self, row: IndexedRun) -> RunResult:
         t_claim = time.perf_counter()

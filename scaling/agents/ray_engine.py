@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from scaling import preempt
 from scaling.agents.agent import agent_name
-from scaling.agents.events import Claimed, Event, Finished, RunProgress, RunResult, Stopped
+from scaling.agents.events import Claimed, Event, Finished, RunProgress, RunResult, Stopped, sweep_done
 from scaling.agents.lease import Claim, Heartbeat
 from scaling.agents.pointwise import progress, record_outcome, train_point
 from scaling.config import RunConfig
@@ -107,11 +107,6 @@ def _drive(ray, submit, home: RunHome, sweep_id: str, limit: int, lease_s: float
     shown: dict[str, dict | None] = {}  # run id -> the progress last reported
     results: list[RunResult] = []
 
-    def counts() -> tuple[int, int]:
-        c = home.sweep_counts(sweep_id)
-        return (sum(c.get(s, 0) for s in ("complete", "diverged", "failed")),
-                sum(n for s, n in c.items() if s != "skipped"))
-
     try:
         with preempt.sigterm_requests_stop():
             while True:
@@ -127,7 +122,7 @@ def _drive(ray, submit, home: RunHome, sweep_id: str, limit: int, lease_s: float
                         raise
                     claim = leases.add(run.run_id, fence, lambda run=run: progress(home, run))
                     in_flight[ref] = (run, claim, time.perf_counter())
-                    on_event(Claimed(run, *counts()))
+                    on_event(Claimed(run, *sweep_done(home, sweep_id)))
                 if not in_flight or preempt.stop_requested():
                     break
                 done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
@@ -145,7 +140,7 @@ def _drive(ray, submit, home: RunHome, sweep_id: str, limit: int, lease_s: float
                     result = RunResult(run.run_id, status, reason, summary, run.resumed, time.perf_counter() - t0,
                                        None)
                     results.append(result)
-                    on_event(Finished(result, *counts()))
+                    on_event(Finished(result, *sweep_done(home, sweep_id)))
                 for ref, (run, claim, _) in in_flight.items():
                     if claim.lost:
                         ray.cancel(ref, force=True)

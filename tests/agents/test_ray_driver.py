@@ -56,7 +56,8 @@ def test_the_ray_driver_renews_its_claims_and_reports_progress_as_the_agent_does
 
     assert [r.status for r in results] == ["complete"]  # recorded, not lost to a lapsed lease
     assert not ray.cancelled and ray.taken is None
-    assert [type(e) for e in events if not isinstance(e, RunProgress)] == [Claimed, Finished]
+    ends = [e for e in events if not isinstance(e, RunProgress)]
+    assert [(type(e), e.done, e.total) for e in ends] == [(Claimed, 0, 1), (Finished, 1, 1)]
     progress = [e for e in events if isinstance(e, RunProgress)]
     assert progress and (progress[0].run_id, progress[0].step, progress[0].steps, progress[0].loss) == \
         ("s-000", 3, 10, 2.5)
