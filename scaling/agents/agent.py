@@ -7,16 +7,16 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-import sqlite3
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from scaling import preempt
-from scaling.agents.events import Claimed, Event, Finished, RunProgress, RunResult, Stopped, Waiting
+from scaling.agents.events import Claimed, Event, Finished, RunProgress, RunResult, Stopped, Waiting, sweep_done
 from scaling.agents.isolated import train_isolated
+from scaling.agents.lease import Claim, Heartbeat
 from scaling.config import RunConfig
 from scaling.errors import UsageError
 from scaling.runs import Fence, IndexedRun, LeaseLost, RunHome, queue
@@ -29,30 +29,34 @@ def agent_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
 
 
-class Heartbeat(threading.Thread):
-    """Renews a claim's lease every quarter lease while the run lives, with the run's latest progress;
-    notices when the claim was lost (the lease lapsed, e.g. the process was suspended, and another
-    agent took the run)."""
+@dataclass
+class ClaimedRun:
+    """A run this agent claimed, from the claim to its result: its lease, its latest progress (renewed
+    with the lease), and how it ended."""
+    row: IndexedRun
+    claim: Claim
+    steps: int | None
+    step: int | None = None
+    loss: float | None = None
+    eval_loss: float | None = None
+    t_first: float | None = None  # when its first step was logged
+    status: str | None = None
+    reason: str | None = None
+    summary: dict | None = None
 
-    def __init__(self, home, run_id: str, fence: Fence, lease_s: float, progress: Callable[[], dict | None]):
-        super().__init__(daemon=True, name=f"lease-{run_id}")
-        self.home, self.run_id, self.fence, self.lease_s, self.progress = home, run_id, fence, lease_s, progress
-        self.lost = False
-        self._stop_event = threading.Event()
+    @property
+    def run_id(self) -> str:
+        return self.row.run_id
 
-    def run(self) -> None:
-        while not self._stop_event.wait(self.lease_s / 4):
-            try:
-                if not queue.renew(self.home, self.run_id, self.fence.agent, self.lease_s, self.progress(),
-                                       token=self.fence.token):
-                    self.lost = True
-                    return
-            except (sqlite3.Error, UsageError):  # a busy, full or briefly unreadable index: try again next beat
-                continue
+    @property
+    def fence(self) -> Fence:
+        return self.claim.fence
 
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join()
+    def progress(self) -> dict:
+        """What the lease is renewed with (`sweep status` shows it)."""
+        if self.t_first is None:
+            return {"steps": self.steps}
+        return {"step": self.step, "steps": self.steps, "loss": self.loss, "eval_loss": self.eval_loss}
 
 
 class Agent:
@@ -110,66 +114,81 @@ class Agent:
         return self.stop_requested
 
     def _counts(self) -> tuple[int, int]:
-        counts = self.home.sweep_counts(self.sweep_id)
-        done = sum(counts.get(s, 0) for s in ("complete", "diverged", "failed"))
-        return done, sum(n for s, n in counts.items() if s != "skipped")
+        return sweep_done(self.home, self.sweep_id)
 
     def _run_one(self, row: IndexedRun) -> RunResult:
         t_claim = time.perf_counter()
-        state = {"run_id": row.run_id, "steps": (row.plan or {}).get("steps")}
-        self.on_event(Claimed(row, *self._counts()))
-        progress = lambda: {k: state[k] for k in ("step", "steps", "loss", "eval_loss") if k in state} or None  # noqa: E731
-        fence = Fence(self.name, row.attempts)
-        beat = Heartbeat(self.home, row.run_id, fence, self.lease_s, progress)
+        beat = Heartbeat(self.home, self.lease_s, name=f"lease-{row.run_id}")
+        run = self._claim(row, beat)
         beat.start()
         # Anything not caught below (SystemExit, KeyboardInterrupt outside the training loop) releases
         # the run as resumable; only an error of the run itself marks it failed.
-        status, reason, summary = None, None, None
         try:
             config = {**row.config, **self.overrides}
             if self.isolate:
-                summary, reason = train_isolated(
-                    self.home, row.run_id, config, fence, should_stop=lambda: beat.lost or self._should_stop(),
-                    on_metrics=lambda m: self._progress(state, m.get("step"), m.get("loss"), m.get("eval_loss"),
+                run.summary, run.reason = train_isolated(
+                    self.home, row.run_id, config, run.fence,
+                    should_stop=lambda: run.claim.lost or self._should_stop(),
+                    on_metrics=lambda m: self._progress(run, m.get("step"), m.get("loss"), m.get("eval_loss"),
                                                         m.get("tokens_per_s")))
             else:
-                summary = self._train_in_process(config, state, beat, fence)
-            status = summary["status"] if summary else "failed"
+                run.summary = self._train_in_process(config, run)
+            run.status = run.summary["status"] if run.summary else "failed"
         except LeaseLost:  # taken over while this agent was away: the run is the other agent's now
-            beat.lost = True
+            run.claim.lost = True
         except UsageError as err:
-            status, reason = "failed", str(err)
+            run.status, run.reason = "failed", str(err)
         except Exception as err:  # a bug or a broken environment: record it, keep the sweep going
             traceback.print_exc(file=sys.stderr)
-            status, reason = "failed", f"{type(err).__name__}: {err}"
+            run.status, run.reason = "failed", f"{type(err).__name__}: {err}"
         finally:
             beat.stop()
-            # Failed runs record why; any other status was written by the trainer itself. A claim that was
-            # taken over is left alone (the token no longer matches, so this would change nothing anyway).
-            if not beat.lost and not queue.release(self.home, row.run_id, self.name, "failed" if status == "failed"
-                                                       else None, reason, token=fence.token):
-                beat.lost = True
-        if status == "interrupted" and not beat.lost:
+            self._release(run)
+        return self._finish(run, t_claim)
+
+    def _claim(self, row: IndexedRun, beat: Heartbeat) -> ClaimedRun:
+        """Announce a claimed run and put its lease on `beat` (started by the caller)."""
+        self.on_event(Claimed(row, *self._counts()))
+        run = ClaimedRun(row, beat.add(row.run_id, Fence(self.name, row.attempts)), (row.plan or {}).get("steps"))
+        run.claim.progress = run.progress
+        return run
+
+    def _release(self, run: ClaimedRun) -> None:
+        """End the claim. Failed runs record why; any other status was written by the trainer itself. A
+        claim that was taken over is left alone (its token no longer matches, so this would change nothing)."""
+        status = "failed" if run.status == "failed" else None
+        if not run.claim.lost and not queue.release(self.home, run.run_id, self.name, status, run.reason,
+                                                    token=run.fence.token):
+            run.claim.lost = True
+
+    def _finish(self, run: ClaimedRun, t_claim: float) -> RunResult:
+        if run.status == "interrupted" and not run.claim.lost:
             self.stop_requested = True
-        result = RunResult(row.run_id, "lost" if beat.lost else status, reason, summary, row.resumed,
-                           time.perf_counter() - t_claim,
-                           state["t_first"] - t_claim if "t_first" in state else None)
+        result = RunResult(run.run_id, "lost" if run.claim.lost else run.status, run.reason, run.summary,
+                           run.row.resumed, time.perf_counter() - t_claim,
+                           None if run.t_first is None else run.t_first - t_claim)
         self.on_event(Finished(result, *self._counts()))
         return result
 
-    def _progress(self, state: dict, step, loss, eval_loss, tokens_per_s) -> None:
-        state.setdefault("t_first", time.perf_counter())
-        state.update(step=step, loss=loss, eval_loss=eval_loss)
-        self.on_event(RunProgress(state["run_id"], step, state.get("steps"), loss, eval_loss, tokens_per_s))
+    def _progress(self, run: ClaimedRun, step, loss, eval_loss, tokens_per_s) -> None:
+        run.step, run.loss, run.eval_loss = step, loss, eval_loss
+        if run.t_first is None:  # set last: the heartbeat renews with the fields above once it is set
+            run.t_first = time.perf_counter()
+        self.on_event(RunProgress(run.run_id, step, run.steps, loss, eval_loss, tokens_per_s))
 
-    def _train_in_process(self, config: dict, state: dict, beat: Heartbeat, fence: Fence) -> dict:
+    def _on_progress(self, run: ClaimedRun, p) -> None:
+        """The trainer's progress callback: show it, and stop a run whose claim was taken over."""
+        run.steps = p.steps
+        self._progress(run, p.step, p.loss, p.eval_loss, p.tokens_per_s)
+        if run.claim.lost:
+            raise Interrupted("lease lost: another agent took this run")
+
+    def _train_in_process(self, config: dict, run: ClaimedRun) -> dict:
         plan = plan_run(RunConfig.from_dict(config))
+        fence = run.fence
 
         def on_progress(p) -> None:
-            state["steps"] = p.steps
-            self._progress(state, p.step, p.loss, p.eval_loss, p.tokens_per_s)
-            if beat.lost:
-                raise Interrupted("lease lost: another agent took this run")
+            self._on_progress(run, p)
 
         return train_run(plan, self.home, on_progress=on_progress, fence=fence)
 
@@ -196,32 +215,20 @@ class Agent:
         if len(rows) == 1:
             return [self._run_one(rows[0])]
         t_claim = time.perf_counter()
-        runs = {}
-        for row in rows:
-            self.on_event(Claimed(row, *self._counts()))
-            state = {"run_id": row.run_id, "steps": (row.plan or {}).get("steps")}
-            progress = lambda state=state: {k: state[k] for k in ("step", "steps", "loss", "eval_loss")  # noqa: E731
-                                            if k in state} or None
-            fence = Fence(self.name, row.attempts)
-            beat = Heartbeat(self.home, row.run_id, fence, self.lease_s, progress)
-            beat.start()
-            runs[row.run_id] = {"row": row, "state": state, "fence": fence, "beat": beat, "status": None,
-                                "reason": None, "summary": None}
+        beat = Heartbeat(self.home, self.lease_s, name=f"lease-{rows[0].run_id}+{len(rows) - 1}")
+        runs = {row.run_id: self._claim(row, beat) for row in rows}
+        beat.start()
         groups: dict = {}
         for run in runs.values():
             try:
-                plan = plan_run(RunConfig.from_dict({**run["row"].config, **self.overrides}))
+                plan = plan_run(RunConfig.from_dict({**run.row.config, **self.overrides}))
                 alone = plan.layout().mesh.devices > 1  # a run over several devices trains by itself
                 groups.setdefault(plan.run_id if alone else pack_key(plan), []).append(plan)
             except UsageError as err:
-                run["status"], run["reason"] = "failed", str(err)
+                run.status, run.reason = "failed", str(err)
 
         def on_progress(run_id: str, p) -> None:
-            run = runs[run_id]
-            run["state"]["steps"] = p.steps
-            self._progress(run["state"], p.step, p.loss, p.eval_loss, p.tokens_per_s)
-            if run["beat"].lost:
-                raise Interrupted("lease lost: another agent took this run")
+            self._on_progress(runs[run_id], p)
 
         results = []
         try:
@@ -229,32 +236,21 @@ class Agent:
                 if self._should_stop():
                     break
                 summaries = train_pack(plans, self.home, on_progress=on_progress,
-                                       fences=[runs[p.run_id]["fence"] for p in plans])
+                                       fences=[runs[p.run_id].fence for p in plans])
                 for plan, summary in zip(plans, summaries):
                     run = runs[plan.run_id]
                     if summary is None:  # taken over meanwhile
-                        run["beat"].lost = True
+                        run.claim.lost = True
                     else:
-                        run["summary"], run["status"] = summary, summary["status"]
+                        run.summary, run.status = summary, summary["status"]
         except Exception as err:  # a bug or a broken environment: record it on the runs it stopped
             traceback.print_exc(file=sys.stderr)
             for run in runs.values():
-                if run["status"] is None:
-                    run["status"], run["reason"] = "failed", f"{type(err).__name__}: {err}"
+                if run.status is None:
+                    run.status, run.reason = "failed", f"{type(err).__name__}: {err}"
         finally:  # SystemExit or KeyboardInterrupt too: every claim is released, resumable
-            for run_id, run in runs.items():
-                beat, status = run["beat"], run["status"]
-                beat.stop()
-                if not beat.lost and not queue.release(self.home, run_id, self.name, "failed" if status == "failed"
-                                                           else None, run["reason"], token=run["fence"].token):
-                    beat.lost = True
-                if status == "interrupted" and not beat.lost:
-                    self.stop_requested = True
-                state = run["state"]
-                result = RunResult(run_id, "lost" if beat.lost else status, run["reason"], run["summary"],
-                                   run["row"].resumed, time.perf_counter() - t_claim,
-                                   state["t_first"] - t_claim if "t_first" in state else None)
-                self.on_event(Finished(result, *self._counts()))
-                results.append(result)
+            beat.stop()
+            for run in runs.values():
+                self._release(run)
+                results.append(self._finish(run, t_claim))
         return results
-

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scaling.runs import IndexedRun
+from scaling.runs import IndexedRun, RunHome
 
 
 @dataclass(frozen=True)
@@ -15,6 +15,14 @@ class RunResult:
     resumed: bool
     wall_s: float
     startup_s: float | None  # claim to first logged step: compilation and setup
+
+
+def sweep_done(home: RunHome, sweep_id: str) -> tuple[int, int]:
+    """(runs ended, runs to run) of a sweep, as Claimed and Finished report them; skipped points count
+    in neither."""
+    counts = home.sweep_counts(sweep_id)
+    done = sum(counts.get(s, 0) for s in ("complete", "diverged", "failed"))
+    return done, sum(n for s, n in counts.items() if s != "skipped")
 
 
 @dataclass(frozen=True)

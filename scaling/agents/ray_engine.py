@@ -5,7 +5,9 @@ worker process or node died (`max_retries`); the retried task resumes its run fr
 in the run directory, which must be on storage every node sees. The tasks never touch the SQLite index
 (`pointwise.train_point`); this driver, one process, claims each run in the index before submitting it
 (so local agents and a second driver never take it), renews those claims with each run's latest step
-(what `sweep status` shows), and records each run's end from its directory when its task returns.
+(what `sweep status` shows, and what it reports as the agent does), and records each run's end from its
+directory when its task returns. A claim that cannot be renewed was taken over (the driver was suspended
+past its lease): its task is cancelled and nothing of it is recorded.
 
 Ray worker processes are reused between CPU tasks, and compiled steps are cached per process by shape,
 so later runs of one shape on a reused worker skip compilation. Ray gives GPU tasks a fresh process each
@@ -13,14 +15,13 @@ so later runs of one shape on a reused worker skip compilation. Ray gives GPU ta
 """
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
 from collections.abc import Callable
 
 from scaling import preempt
 from scaling.agents.agent import agent_name
-from scaling.agents.events import Claimed, Event, Finished, RunResult, Stopped
+from scaling.agents.events import Claimed, Event, Finished, RunProgress, RunResult, Stopped, sweep_done
+from scaling.agents.lease import Claim, Heartbeat
 from scaling.agents.pointwise import progress, record_outcome, train_point
 from scaling.config import RunConfig
 from scaling.errors import UsageError
@@ -34,47 +35,6 @@ def import_ray():
     except ImportError:
         raise UsageError("ray is not installed: pip install 'scaling-workbench[ray]'") from None
     return ray
-
-
-class Leases(threading.Thread):
-    """Renews every claim the driver holds each quarter lease, with the run's latest logged step. A claim
-    that cannot be renewed was taken over (the driver was suspended past its lease): its task is cancelled
-    and nothing of it is recorded."""
-
-    def __init__(self, home: RunHome, lease_s: float):
-        super().__init__(daemon=True, name="ray-leases")
-        self.home, self.lease_s = home, lease_s
-        self.claims: dict[str, tuple[IndexedRun, Fence]] = {}
-        self.lost: set[str] = set()
-        self._lock = threading.Lock()
-        self._stop_event = threading.Event()
-
-    def add(self, run: IndexedRun, fence: Fence) -> None:
-        with self._lock:
-            self.claims[run.run_id] = (run, fence)
-
-    def remove(self, run_id: str) -> bool:
-        """Stop renewing; True if the claim was still held."""
-        with self._lock:
-            self.claims.pop(run_id, None)
-            return run_id not in self.lost
-
-    def run(self) -> None:
-        while not self._stop_event.wait(self.lease_s / 4):
-            with self._lock:
-                held = list(self.claims.values())
-            for run, fence in held:
-                try:
-                    if not queue.renew(self.home, run.run_id, fence.agent, self.lease_s, progress(self.home, run),
-                                           token=fence.token):
-                        with self._lock:
-                            self.lost.add(run.run_id)
-                except (sqlite3.Error, UsageError):  # a busy or briefly unreadable index: next beat
-                    continue
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join()
 
 
 def run_on_ray(home: RunHome | str | None, sweep_id: str, *, address: str | None = None, cpus_per_run: float = 1.0,
@@ -141,15 +101,11 @@ def _capacity(resources: dict, cpus: float, gpus: float) -> int:
 def _drive(ray, submit, home: RunHome, sweep_id: str, limit: int, lease_s: float, max_attempts: int,
            on_event) -> list[RunResult]:
     name = "ray:" + agent_name()
-    leases = Leases(home, lease_s)
+    leases = Heartbeat(home, lease_s, name="ray-leases")
     leases.start()
-    in_flight: dict = {}  # object ref -> (run, fence, submitted at)
+    in_flight: dict = {}  # object ref -> (run, claim, submitted at)
+    shown: dict[str, dict | None] = {}  # run id -> the progress last reported
     results: list[RunResult] = []
-
-    def counts() -> tuple[int, int]:
-        c = home.sweep_counts(sweep_id)
-        return (sum(c.get(s, 0) for s in ("complete", "diverged", "failed")),
-                sum(n for s, n in c.items() if s != "skipped"))
 
     try:
         with preempt.sigterm_requests_stop():
@@ -164,40 +120,50 @@ def _drive(ray, submit, home: RunHome, sweep_id: str, limit: int, lease_s: float
                     except BaseException:
                         queue.release(home, run.run_id, name, token=fence.token)
                         raise
-                    leases.add(run, fence)
-                    in_flight[ref] = (run, fence, time.perf_counter())
-                    on_event(Claimed(run, *counts()))
+                    claim = leases.add(run.run_id, fence, lambda run=run: progress(home, run))
+                    in_flight[ref] = (run, claim, time.perf_counter())
+                    on_event(Claimed(run, *sweep_done(home, sweep_id)))
                 if not in_flight or preempt.stop_requested():
                     break
                 done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
                 for ref in done:
-                    run, fence, t0 = in_flight.pop(ref)
+                    run, claim, t0 = in_flight.pop(ref)
+                    shown.pop(run.run_id, None)
                     error = None
                     try:
                         ray.get(ref)
                     except ray.exceptions.RayError as err:  # the engine gave up (workers died, cancelled)
                         error = f"Ray: {_last_line(err)}"
-                    held = leases.remove(run.run_id)
-                    status, reason, summary = (record_outcome(home, run, fence, error) if held
+                    held = leases.remove(claim)
+                    status, reason, summary = (record_outcome(home, run, claim.fence, error) if held
                                                else ("lost", None, None))
                     result = RunResult(run.run_id, status, reason, summary, run.resumed, time.perf_counter() - t0,
                                        None)
                     results.append(result)
-                    on_event(Finished(result, *counts()))
-                for ref, (run, _, _) in in_flight.items():
-                    if run.run_id in leases.lost:
+                    on_event(Finished(result, *sweep_done(home, sweep_id)))
+                for ref, (run, claim, _) in in_flight.items():
+                    if claim.lost:
                         ray.cancel(ref, force=True)
+                    elif claim.last_progress and claim.last_progress != shown.get(run.run_id):
+                        shown[run.run_id] = claim.last_progress
+                        on_event(_progress_event(run.run_id, claim))
             if preempt.stop_requested():
                 on_event(Stopped("stop requested: tasks cancelled, their runs resume from their checkpoints"))
     finally:
         # A stop, Ctrl-C or a driver error: the tasks die with this driver anyway (Ray's ownership), so
         # cancel them and hand their runs back as resumable.
-        for ref, (run, fence, _) in in_flight.items():
+        for ref, (run, claim, _) in in_flight.items():
             ray.cancel(ref, force=True)
-            if leases.remove(run.run_id):
-                queue.release(home, run.run_id, fence.agent, token=fence.token)
+            if leases.remove(claim):
+                queue.release(home, run.run_id, claim.fence.agent, token=claim.fence.token)
         leases.stop()
     return results
+
+
+def _progress_event(run_id: str, claim: Claim) -> RunProgress:
+    """The run's latest step as its lease was renewed with it (read from its metrics file)."""
+    p = claim.last_progress or {}
+    return RunProgress(run_id, p.get("step"), p.get("steps"), p.get("loss"), p.get("eval_loss"), None)
 
 
 def _last_line(err: BaseException) -> str:

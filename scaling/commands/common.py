@@ -2,10 +2,29 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
 
 
 def add_home(p: argparse.ArgumentParser) -> None:
     p.add_argument("--home", default=argparse.SUPPRESS, help="run home (default ./runs or $SCALING_HOME)")
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One subcommand of a command with several (`scaling sweep create`): its parser's words, its
+    arguments (`--home` is added last to every one) and the function that runs it."""
+    name: str
+    run: Callable[[argparse.Namespace], int]
+    arguments: Callable[[argparse.ArgumentParser], None]
+    help: str
+    description: str
+
+    def add_to(self, subparsers) -> None:
+        q = subparsers.add_parser(self.name, help=self.help, description=self.description)
+        self.arguments(q)
+        add_home(q)
+        q.set_defaults(func=self.run)
 
 
 def positive_float(text: str) -> float:
@@ -78,3 +97,58 @@ def refresh_index(home, sweep_id: str | None = None) -> None:
         rebuild.refresh_from_files(home, sweep_id)
     except StorageError:
         pass
+
+
+def number_above(low: float, strict: bool = False, whole: bool = False):
+    """An argparse type: a number (a whole one with `whole`) above `low`, or at least `low`."""
+
+    def parse(text: str):
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a {'whole ' if whole else ''}number") from None
+        if value < low or (strict and value == low) or value != value:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be {'above' if strict else 'at least'} {low}")
+        return value
+
+    return parse
+
+
+def typed_value(text: str):
+    """128 -> 128, 1e-3 -> 0.001, stdlib -> 'stdlib': so a written spec reads as one typed by hand."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_budgets(text: str, flag: str = "--at") -> list[float]:
+    """FLOP budgets from "1e21,1e24" (empty items skipped); each positive and finite."""
+    from scaling.errors import UsageError
+
+    budgets = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        try:
+            value = float(item)
+        except ValueError:
+            raise UsageError(f"{flag} takes FLOP budgets like 1e21,1e24; got {item!r}") from None
+        if not (value > 0 and value != float("inf")):
+            raise UsageError(f"{flag} budgets must be positive and finite; got {item!r}")
+        budgets.append(value)
+    return budgets
+
+
+def add_agent_options(p: argparse.ArgumentParser) -> None:
+    """The options of anything that starts sweep agents (`sweep agent`, `sweep slurm`)."""
+    p.add_argument("--count", type=positive_int, help="stop after this many runs (default: until none is left)")
+    p.add_argument("--lease", type=positive_float, default=60.0, metavar="SECONDS",
+                   help="claim lease, renewed every quarter of it; a dead agent's run is taken over after "
+                        "it lapses (default 60)")
+    p.add_argument("--isolate", action="store_true",
+                   help="run each run in its own `python -m scaling.cli train` process (no compile reuse)")
+    p.add_argument("--wandb", choices=("auto", "off", "offline", "online"),
+                   help="override the runs' W&B mode (e.g. off for speed)")

@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from scaling import report
     from scaling.agents import Agent
-    from scaling.commands.progress import AgentDisplay
+    from scaling.commands.progress import SweepDisplay
     from scaling.runs import RunHome
     from scaling.sweep import find_or_create_sweep
 
@@ -51,7 +51,7 @@ def run(args) -> int:
     others = [subprocess.Popen([sys.executable, "-m", "scaling.cli", "--home", home.root, "sweep", "agent",
                                 sweep_id, "--quiet", *pack], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
               for _ in range(max(0, args.agents - 1))]
-    display = AgentDisplay()
+    display = SweepDisplay()
     agent = Agent(home, sweep_id, on_event=display, pack=args.pack)
     try:
         agent.run()

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from scaling.commands.common import check_output_file, refresh_index
+from scaling.commands.common import check_output_file, parse_budgets, refresh_index
 from scaling.display import number
 from scaling.errors import UsageError
 
@@ -78,21 +78,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="column used as N (default params, embeddings included; e.g. params_nonembed)")
     p.set_defaults(func=run)
     return p
-
-
-def parse_budgets(text: str, flag: str = "--at") -> list[float]:
-    budgets = []
-    for item in (t.strip() for t in text.split(",")):
-        if not item:
-            continue
-        try:
-            value = float(item)
-        except ValueError:
-            raise UsageError(f"{flag} takes FLOP budgets like 1e21,1e24; got {item!r}") from None
-        if not (value > 0 and value != float("inf")):
-            raise UsageError(f"{flag} budgets must be positive and finite; got {item!r}")
-        budgets.append(value)
-    return budgets
 
 
 def parse_fixed(items: list[str]) -> dict[str, float]:

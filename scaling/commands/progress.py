@@ -1,8 +1,9 @@
-"""What a person watches: a training run's progress line, an agent's live display, a run's summary."""
+"""What a person watches: a training run's progress line, a sweep's live display, a run's summary."""
 from __future__ import annotations
 
 import sys
 
+from scaling.agents.events import Claimed, Event, Finished, RunProgress, Stopped, Waiting
 from scaling.display import duration, number
 
 
@@ -44,15 +45,21 @@ def print_summary(s: dict) -> None:
         print(f"  {key:<10} {value}")
 
 
-class AgentDisplay:
-    """Live on a terminal (rich): runs done/total, and the current run's step, loss and speed. In a log
-    file: one line per run. Called with the agent's event records (scaling.agents.events)."""
+class SweepDisplay:
+    """What a person watches while a sweep runs, from the events of a local agent or a Ray driver (they
+    emit the same records, scaling.agents.events). Live on a terminal (rich): runs done/total, and each
+    run in flight with its step, loss and speed. In a log file: one line per run claimed and per run
+    ended. `engine` names who speaks ("agent", "ray"); `claimed` is the word for a claim ("submitted" for
+    a Ray task)."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, engine: str = "agent", claimed: str = ""):
         self.stream = stream = stream or sys.stderr
+        self.engine, self.claimed = engine, claimed
         self.live = stream.isatty()
         self.progress = None
-        self.tasks = {}  # run id -> its bar: a packing agent trains several runs at once
+        self.tasks = {}  # run id -> its bar: a packing agent, or Ray, trains several runs at once
+        self.show = {Claimed: self._claimed, RunProgress: self._progress, Finished: self._finished,
+                     Waiting: self._waiting, Stopped: self._stopped}
         if self.live:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -63,10 +70,10 @@ class AgentDisplay:
             self.sweep_task = self.progress.add_task("runs", total=None, info="")
             self.progress.start()
 
-    def __call__(self, event) -> None:
-        getattr(self, "on_" + type(event).__name__)(event)
+    def __call__(self, event: Event) -> None:
+        self.show[type(event)](event)
 
-    def on_Claimed(self, e) -> None:
+    def _claimed(self, e: Claimed) -> None:
         plan = e.run.plan or {}
         what = f"{e.run.run_id}  {plan.get('shape', '')} N={plan.get('params', 0):,} D={plan.get('tokens', 0):,}"
         what += "  (resuming)" if e.run.resumed else ""
@@ -74,9 +81,10 @@ class AgentDisplay:
             self.progress.update(self.sweep_task, completed=e.done, total=e.total)
             self.tasks[e.run.run_id] = self.progress.add_task(what, total=plan.get("steps"), info="starting")
         else:
-            print(f"[{e.done}/{e.total}] {what}", file=self.stream, flush=True)
+            print(f"[{e.done}/{e.total}] " + (f"{self.claimed} " if self.claimed else "") + what,
+                  file=self.stream, flush=True)
 
-    def on_RunProgress(self, e) -> None:
+    def _progress(self, e: RunProgress) -> None:
         task = self.tasks.get(e.run_id)
         if not self.live or task is None:
             return
@@ -85,7 +93,7 @@ class AgentDisplay:
             info += f"  {e.tokens_per_s / 1e3:.1f}k tok/s"
         self.progress.update(task, completed=e.step, total=e.steps, info=info)
 
-    def on_Finished(self, e) -> None:
+    def _finished(self, e: Finished) -> None:
         r = e.result
         loss = r.summary.get("eval_loss") if r.summary else None
         line = (f"[{e.done}/{e.total}] {r.run_id} {r.status}" + (f"  eval {number(loss)}" if loss is not None else "")
@@ -100,12 +108,12 @@ class AgentDisplay:
         else:
             print(line, file=self.stream, flush=True)
 
-    def on_Waiting(self, e) -> None:
+    def _waiting(self, e: Waiting) -> None:
         if self.live:
             self.progress.update(self.sweep_task, info=f"waiting for {e.running} run(s) of other agents")
 
-    def on_Stopped(self, e) -> None:
-        print(f"agent stopped: {e.reason}", file=self.stream, flush=True)
+    def _stopped(self, e: Stopped) -> None:
+        print(f"{self.engine} stopped: {e.reason}", file=self.stream, flush=True)
 
     def close(self) -> None:
         if self.progress is not None:
