@@ -34,13 +34,12 @@ def branch_plans(plan: RunPlan) -> list[RunPlan]:
     cfg = plan.config
     if cfg.cooldowns is None:
         return []
-    unit = "tokens" if cfg.tokens is not None else "flops_budget"
     inherited = {k: v for k, v in cfg.to_dict().items() if k not in _OWN_KEYS}
     # Pinned, so the branch resolves exactly as its parent did even where the recipe would guess.
     inherited.update(batch_size=plan.batch_size, lr=plan.lr, warmup_tokens=cfg.warmup_tokens)
     out, seen = [], {plan.steps}
     for length in cfg.cooldown_lengths:
-        branch = plan_run(cfg.replace(**{**{k: None for k in _OWN_KEYS}, **inherited, unit: length,
+        branch = plan_run(cfg.replace(**{**{k: None for k in _OWN_KEYS}, **inherited, cfg.length.key: length,
                                          "branch_of": plan.run_id, "run_id": plan.run_id}))
         if branch.steps in seen:
             continue
