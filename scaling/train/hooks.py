@@ -173,8 +173,8 @@ def run_loop(members: list[Member], driver: StepDriver) -> None:
             for m in [m for m in live if m.state.step >= m.plan.steps]:  # restored at its last step
                 _end(m, driver, live, "complete")
             while live:
-                n = 1 if steps_per_call == 1 else min(call_length(m.state.step, m.plan.steps, steps_per_call, m.hooks)
-                                                      for m in live)
+                n = 1 if steps_per_call == 1 else min(
+                    call_length(m.state.step, m.plan.steps, steps_per_call, m.hooks) for m in live)
                 try:
                     driver.advance(live, n)
                     stop = False

@@ -111,10 +111,9 @@ class Session:
     moves its parameters (its own, or a pack's); a member of train.hooks.run_loop."""
 
     def __init__(self, plan: RunPlan, home: RunHome, files: RunDir, tracker: RunWriter, layout: Layout,
-                 on_progress, stop_at_step: int | None, fence: Fence | None = None,
-                 on_checkpoint: CheckpointHook | None = None):
+                 on_progress, stop_at_step: int | None, on_checkpoint: CheckpointHook | None = None):
         cfg, shape = plan.config, plan.shape
-        self.plan, self.home, self.files, self.tracker, self.fence = plan, home, files, tracker, fence
+        self.plan, self.home, self.files, self.tracker = plan, home, files, tracker
         dtype_name = np.dtype(compute_dtype(cfg.dtype)).name
         self.attention = attention_implementation(cfg.attention, dtype_name)
         self.fns = compiled_fns(shape, dtype_name, cfg.beta1, cfg.beta2, cfg.weight_decay, cfg.grad_clip, layout,
@@ -160,7 +159,7 @@ class Session:
         except Exception as err:
             _raise_storage(err, f"run {plan.run_id} cannot start")
             raise
-        return cls(plan, home, files, tracker, layout, on_progress, stop_at_step, fence, on_checkpoint)
+        return cls(plan, home, files, tracker, layout, on_progress, stop_at_step, on_checkpoint)
 
     def evaluate(self, params) -> float:
         plan, place = self.plan, self.place
