@@ -25,6 +25,26 @@ MAX_STEPS_PER_CALL = 1024  # a call's batches are stacked in memory: (steps, bat
 
 
 @dataclass(frozen=True)
+class Length:
+    """A run's length as its config gives it: tokens (D), or a FLOP budget (C = 6ND) that D follows from."""
+
+    value: float
+    unit: typing.Literal["tokens", "flops"]
+
+    @property
+    def key(self) -> str:
+        """The config key that holds it."""
+        return "tokens" if self.unit == "tokens" else "flops_budget"
+
+    def tokens(self, params: int) -> float:
+        """D for a model of `params` parameters."""
+        return self.value if self.unit == "tokens" else self.value / (6.0 * params)
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value:g}"
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything that defines one training run. `None` means "the recipe decides" (see family.py)."""
 
@@ -132,6 +152,13 @@ class RunConfig:
                              f"without {' '.join(WANDB_PROJECT_FORBIDDEN)} (W&B refuses them)")
 
     @property
+    def length(self) -> Length:
+        """The run's length and its unit: `tokens` when given, else `flops_budget` (one of them is)."""
+        if self.tokens is not None:
+            return Length(self.tokens, "tokens")
+        return Length(self.flops_budget, "flops")
+
+    @property
     def cooldown_lengths(self) -> tuple[float, ...]:
         """The branch lengths of `cooldowns`, ascending (tokens, or FLOPs for a run given by flops_budget)."""
         if self.cooldowns is None:
@@ -147,12 +174,10 @@ class RunConfig:
         except ValueError:
             raise UsageError(f"cooldowns={self.cooldowns!r}: expected lengths like 1e6,2e6 "
                              "(tokens, or FLOPs when the run has flops_budget)") from None
-        length = self.tokens if self.tokens is not None else self.flops_budget
-        unit = "tokens" if self.tokens is not None else "flops_budget"
         if not all(math.isfinite(v) and v > 0 for v in lengths):
             raise UsageError(f"cooldowns={self.cooldowns}: lengths must be positive")
-        if length is not None and lengths[-1] > length:
-            raise UsageError(f"cooldowns={self.cooldowns}: a branch longer than the run ({unit}={length:g}); "
+        if lengths[-1] > self.length.value:
+            raise UsageError(f"cooldowns={self.cooldowns}: a branch longer than the run ({self.length}); "
                              "the run trains the stable phase for the longest branch")
         if self.branch_of is not None:
             raise UsageError("cooldowns and branch_of together: a branch has no branches of its own")

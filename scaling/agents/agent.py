@@ -22,6 +22,7 @@ from scaling.errors import UsageError
 from scaling.runs import Fence, IndexedRun, LeaseLost, RunHome, queue
 from scaling.sweep.register import require_sweep
 from scaling.train import Interrupted, plan_run, train_run
+from scaling.train.branches import Branching
 from scaling.train.pack import default_pack_size, pack_config, pack_key, train_pack
 
 
@@ -190,7 +191,7 @@ class Agent:
         def on_progress(p) -> None:
             self._on_progress(run, p)
 
-        return train_run(plan, self.home, on_progress=on_progress, fence=fence)
+        return train_run(plan, self.home, on_progress=on_progress, fence=fence, on_checkpoint=Branching(queue=True))
 
     # ---- packs: runs of one shape trained together (train.pack) -------------------------------------
     def _fill_pack(self, first: IndexedRun) -> list[IndexedRun]:
@@ -236,7 +237,8 @@ class Agent:
                 if self._should_stop():
                     break
                 summaries = train_pack(plans, self.home, on_progress=on_progress,
-                                       fences=[runs[p.run_id].fence for p in plans])
+                                       fences=[runs[p.run_id].fence for p in plans],
+                                       on_checkpoint=Branching(queue=True))
                 for plan, summary in zip(plans, summaries):
                     run = runs[plan.run_id]
                     if summary is None:  # taken over meanwhile

@@ -17,6 +17,7 @@ from scaling.runs import Fence, IndexedRun, RunHome, RunStore, is_result, queue
 from scaling.runs.detached import FilesOnlyHome
 from scaling.runs.files import last_metrics_row
 from scaling.train import plan_run, train_run
+from scaling.train.branches import Branching
 
 
 def train_point(home_root: str, run_id: str, config: dict) -> dict:
@@ -27,7 +28,7 @@ def train_point(home_root: str, run_id: str, config: dict) -> dict:
     point ended, since nothing else of the task may outlive it."""
     home = FilesOnlyHome(home_root)
     try:
-        return train_run(plan_run(RunConfig.from_dict(config)), home)
+        return train_run(plan_run(RunConfig.from_dict(config)), home, on_checkpoint=Branching())
     except Exception as err:  # noqa: BLE001 - recorded in the run directory, the task itself succeeds
         if not isinstance(err, UsageError):
             traceback.print_exc(file=sys.stderr)

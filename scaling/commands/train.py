@@ -62,6 +62,7 @@ def _train(args) -> int:
     from scaling.display import number
     from scaling.runs import Fence, LeaseLost, RunHome
     from scaling.train import distributed, plan_run, train_run
+    from scaling.train.branches import Branching, train_branches
     from scaling.train.limits import check_plan
 
     config_file, overrides = None, list(args.items)
@@ -77,16 +78,18 @@ def _train(args) -> int:
     print(f"{plan.run_id}: {plan.shape.describe()} N={plan.shape.params:,} D={plan.tokens:,} "
           f"C={number(plan.flops, 3)} ({plan.steps} steps x {plan.batch_size}x{plan.shape.seq_len}, "
           f"lr {number(plan.lr, 2)})", file=sys.stderr)
+    # Under an agent (a claim passed in), the sweep's agents train the cooldown branches: each is queued
+    # for them once seeded. Alone, this process trains them after the run.
+    branching = Branching(queue=fence is not None)
     try:
-        summary = train_run(plan, args.home, on_progress=None if args.quiet else ProgressLine(), fence=fence)
+        summary = train_run(plan, args.home, on_progress=None if args.quiet else ProgressLine(), fence=fence,
+                            on_checkpoint=branching)
     except LeaseLost as err:
         print(f"scaling train: {err}; stopped without writing", file=sys.stderr)
         return EXIT_LEASE_LOST
     print_summary(summary)
     if summary["status"] == "complete" and fence is None:
         # No agent shares this run's cooldown branches: train them here, each from its seed.
-        from scaling.train.branches import train_branches
-
         def branch(branch_plan):
             print(f"{branch_plan.run_id}: cooldown branch of {plan.run_id} from step {branch_plan.stable_end} "
                   f"to {branch_plan.steps} (D={branch_plan.tokens:,})", file=sys.stderr)

@@ -17,7 +17,7 @@ class StepTimer:
 
     def __init__(self, shape, batch_size: int, steps_per_call: int = 1, pack: int = 1, dtype: str = "float32"):
         use_compilation_cache()
-        self.shape, self.batch_size, self.k, self.pack = shape, batch_size, steps_per_call, pack
+        self.shape, self.batch_size, self.steps_per_call, self.pack = shape, batch_size, steps_per_call, pack
         rng = np.random.default_rng(0)
         lead = (steps_per_call, pack) if pack > 1 else (steps_per_call,)
         if pack > 1:
@@ -43,13 +43,13 @@ class StepTimer:
 
     def seconds_per_step(self, steps: int) -> float:
         """Wall seconds per optimizer step (of every run in the pack) over about `steps` steps."""
-        calls = max(1, round(steps / self.k))
+        calls = max(1, round(steps / self.steps_per_call))
         self._call().block_until_ready()  # warm caches and the allocator
         t0 = time.perf_counter()
         for _ in range(calls):
             loss = self._call()
         loss.block_until_ready()
-        return (time.perf_counter() - t0) / (calls * self.k)
+        return (time.perf_counter() - t0) / (calls * self.steps_per_call)
 
     @property
     def tokens_per_step(self) -> int:

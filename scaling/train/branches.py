@@ -5,9 +5,11 @@ length trained from scratch (tests/train/test_branches.py pins that), for the co
 
 A branch is seeded by one atomic rename: a folder holding the parent's checkpoint at the branch's decay
 point, the parent's metrics up to it, and the branch's config.yaml appears as the branch's run directory,
-or nothing does. Who trains it: the sweep's agents, when the parent runs under one (its row is queued the
-moment it is seeded, so branches train in parallel with their parent); otherwise the parent's own process,
-after the parent (`train_branches`)."""
+or nothing does. The trainer knows none of this: the caller passes a `Branching` as train_run's
+checkpoint hook, and says who trains the branches. A sweep's agent (or the trainer it starts) passes one
+that queues each branch for the agents the moment it is seeded, so branches train in parallel with their
+parent; `scaling train` passes one that only seeds, and trains the branches after the parent
+(`train_branches`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -34,13 +36,12 @@ def branch_plans(plan: RunPlan) -> list[RunPlan]:
     cfg = plan.config
     if cfg.cooldowns is None:
         return []
-    unit = "tokens" if cfg.tokens is not None else "flops_budget"
     inherited = {k: v for k, v in cfg.to_dict().items() if k not in _OWN_KEYS}
     # Pinned, so the branch resolves exactly as its parent did even where the recipe would guess.
     inherited.update(batch_size=plan.batch_size, lr=plan.lr, warmup_tokens=cfg.warmup_tokens)
     out, seen = [], {plan.steps}
     for length in cfg.cooldown_lengths:
-        branch = plan_run(cfg.replace(**{**{k: None for k in _OWN_KEYS}, **inherited, unit: length,
+        branch = plan_run(cfg.replace(**{**{k: None for k in _OWN_KEYS}, **inherited, cfg.length.key: length,
                                          "branch_of": plan.run_id, "run_id": plan.run_id}))
         if branch.steps in seen:
             continue
@@ -52,6 +53,42 @@ def branch_plans(plan: RunPlan) -> list[RunPlan]:
         run_id = f"{plan.run_id}-cd{branch.tokens}"
         out.append(dataclasses.replace(branch, run_id=run_id, config=branch.config.replace(run_id=run_id)))
     return out
+
+
+class Branching:
+    """train_run's checkpoint hook for cooldown branches: a checkpoint at each branch's decay point, from
+    which the branch is seeded (each once). With `queue`, each branch of a run in a sweep joins the sweep's
+    queue as soon as it can start: when seeded, or when the run opens for one that shares nothing with it."""
+
+    def __init__(self, queue: bool = False):
+        self.queue = queue
+        self._plans: dict[str, list[RunPlan]] = {}
+
+    def branches(self, plan: RunPlan) -> list[RunPlan]:
+        if plan.run_id not in self._plans:
+            self._plans[plan.run_id] = branch_plans(plan)
+        return self._plans[plan.run_id]
+
+    def steps(self, plan: RunPlan) -> frozenset[int]:
+        return frozenset(b.stable_end for b in self.branches(plan) if b.config.branch_of is not None)
+
+    def opened(self, plan: RunPlan, home: RunHome, files: RunDir, step: int) -> None:
+        if self.queue and plan.config.sweep:
+            for branch in self.branches(plan):
+                if branch.config.branch_of is None:  # nothing to wait for: the agents may start it now
+                    queue_branch(home, branch, after=plan.run_id)
+        self.saved(plan, home, files, step)  # a crash between a cut's save and its seeding
+
+    def saved(self, plan: RunPlan, home: RunHome, files: RunDir, step: int) -> None:
+        """Seed the branches whose decay starts at or before `step` (from checkpoints already there)."""
+        for branch in self.branches(plan):
+            cut = branch.stable_end
+            if branch.config.branch_of is None or cut > step or not os.path.isdir(
+                    os.path.join(files.checkpoints, str(cut))):
+                continue
+            if seed_branch(files.checkpoints, branch, home, files.read_metrics()) and (
+                    self.queue and branch.config.sweep):
+                queue_branch(home, branch, after=plan.run_id)
 
 
 def seed_branch(parent_checkpoints: str, branch: RunPlan, home: RunHome, parent_metrics: list[dict]) -> bool:
@@ -93,5 +130,6 @@ def _given(branch: RunPlan) -> dict:
 
 def train_branches(plan: RunPlan, home: RunHome | str | None, train: Callable[[RunPlan], dict]) -> list[dict]:
     """Train a finished run's branches one after another (`train` is train_run with the caller's options):
-    what the parent's process does when no agents share the work. Each resumes from its seed."""
+    what the parent's process does when no agents share the work (it trained with `Branching()`). Each
+    resumes from its seed."""
     return [train(branch) for branch in branch_plans(plan)]

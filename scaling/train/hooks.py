@@ -2,8 +2,10 @@
 
 The loop only steps: batch, update, count. Everything else a run does between steps (measuring speed,
 evaluating, logging, progress, checkpoints, divergence, preemption) is a hook: a function of the loop's
-state with a schedule saying after which steps it runs. Sharded and packed runs change the step
-function and add hooks; the loop stays as it is.
+state with a schedule saying after which steps it runs. What moves the parameters is a step driver: a run
+alone has its own (train.loop.OneRun, any mesh), a pack of runs shares one (train.pack.Packed); a run alone
+is a pack of one, so hooks, fencing and checkpoints take one path. What a caller hangs on a run's
+checkpoints (its cooldown branches) is a `CheckpointHook` it passes in.
 
 A compiled call may run several steps (`steps_per_call`, a lax.scan): the loop then ends each call at the
 next step where a hook is due, so every hook still sees exactly the steps it asked for.
@@ -12,15 +14,19 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from scaling import hardware, preempt
+from scaling.runs import LeaseLost
 from scaling.train.distributed import to_float
 from scaling.train.plan import RunPlan
+
+if TYPE_CHECKING:
+    from scaling.runs import RunDir, RunHome
 
 
 class Interrupted(Exception):
@@ -110,41 +116,130 @@ def call_length(step: int, last: int, steps_per_call: int, hooks: list[Hook]) ->
     return n
 
 
-def run_loop(state: LoopState, step_fn: Callable, batch_fn: Callable, lrs: np.ndarray, hooks: Iterable[Hook],
-             steps_per_call: int = 1) -> str:
-    """Step until the plan's last step or a hook stops the run; returns the run's status.
+class CheckpointHook(Protocol):
+    """Work a caller hangs on a run's checkpoints (cooldown branches: train.branches.Branching). `steps`
+    is asked in every process; the writing process alone calls `opened` and `saved`."""
 
-    With `steps_per_call` 1, `step_fn(params, opt_state, x, y, lr)` and `batch_fn(step) -> (x, y)`; above
-    1, the scanned `step_fn(params, opt_state, xs, ys, lrs, active)` and `batch_fn(step, n) -> (xs, ys)`
-    stacked to `steps_per_call` (rows past n are padding that `active` turns off)."""
-    hooks = list(hooks)
-    k = steps_per_call
+    def steps(self, plan: RunPlan) -> frozenset[int]:
+        """The steps the run must checkpoint at (beyond checkpoint_every)."""
+
+    def opened(self, plan: RunPlan, home: RunHome, files: RunDir, step: int) -> None:
+        """The run's session opened at `step` (0, or its restored checkpoint's)."""
+
+    def saved(self, plan: RunPlan, home: RunHome, files: RunDir, step: int) -> None:
+        """The run saved its checkpoint at `step`, one of `steps`."""
+
+
+class Member(Protocol):
+    """One run of a pack as the loop sees it (train.loop.Session)."""
+
+    plan: RunPlan
+    state: LoopState
+    hooks: list[Hook]
+    result: dict | None  # its summary, once it ended
+
+    def end(self, status: str) -> dict: ...
+
+    def abandon(self, err: LeaseLost) -> None: ...
+
+    def fail(self, err: Exception) -> None: ...
+
+
+class StepDriver(Protocol):
+    """What moves a pack's parameters: `advance` trains each live member `n` steps on (its state's step,
+    losses, grad_norm and clock move on); `own` puts a member's own parameters in its state, where its
+    hooks and its end read them."""
+
+    steps_per_call: int
+
+    def advance(self, live: list[Member], n: int) -> None: ...
+
+    def own(self, member: Member) -> None: ...
+
+
+def run_loop(members: list[Member], driver: StepDriver) -> None:
+    """Step a pack of runs (a run alone: a pack of one) until each has ended, recording each end.
+
+    A member ends (`end`, its summary in `result`) at its last step, or when one of its hooks stops it
+    (diverged, interrupted); the others go on. A lost lease drops its member without a write (`abandon`).
+    Any other error ends the pack: the member it came from records it where it is a storage fault
+    (`fail`), the others end interrupted, resumably; SIGTERM, SIGINT or a stop request in one member ends
+    them all interrupted. The final saves happen inside too: a SIGTERM arriving during one only sets the
+    stop flag."""
+    live = list(members)
+    steps_per_call = driver.steps_per_call
+    with preempt.sigterm_requests_stop():
+        try:
+            for m in [m for m in live if m.state.step >= m.plan.steps]:  # restored at its last step
+                _end(m, driver, live, "complete")
+            while live:
+                n = 1 if steps_per_call == 1 else min(
+                    call_length(m.state.step, m.plan.steps, steps_per_call, m.hooks) for m in live)
+                try:
+                    driver.advance(live, n)
+                    stop = False
+                except KeyboardInterrupt:
+                    stop = True
+                else:
+                    for m in tuple(live):
+                        status = _after_call(m, driver, live)
+                        if status is not None:
+                            _end(m, driver, live, status)
+                            stop = stop or (status == "interrupted" and preempt.stop_requested())
+                if stop:
+                    for m in tuple(live):
+                        _end(m, driver, live, "interrupted")
+        except BaseException:
+            for m in tuple(live):  # the others keep what they have, resumably
+                try:
+                    _end(m, driver, live, "interrupted")
+                except Exception:  # noqa: BLE001 - the first error is the one to raise
+                    pass
+            raise
+
+
+def _after_call(m: Member, driver: StepDriver, live: list[Member]) -> str | None:
+    """Run the member's hooks due at its new step; how its run ended, or None while it goes on (also when
+    it was dropped: its lease lost)."""
+    s = m.state
+    owned = False
     try:
-        while state.step < state.plan.steps:
-            if k == 1:
-                x, y = batch_fn(state.step)
-                state.params, state.opt_state, loss, state.grad_norm = step_fn(
-                    state.params, state.opt_state, x, y, lrs[state.step])
-                n = 1
-            else:
-                n = call_length(state.step, state.plan.steps, k, hooks)
-                xs, ys = batch_fn(state.step, n)
-                call_lrs = np.zeros(k, np.float32)
-                call_lrs[:n] = lrs[state.step:state.step + n]
-                state.params, state.opt_state, losses, norms = step_fn(
-                    state.params, state.opt_state, xs, ys, call_lrs, np.arange(k) < n)
-                loss, state.grad_norm = (losses if n == k else losses[:n]), norms[n - 1]
-            state.step += n
-            state.losses.append(loss)
-            state.clock.tick(loss, n)
-            for hook in hooks:
-                if hook.when(state.step):
-                    hook.run(state)
+        for hook in m.hooks:
+            if hook.when(s.step):
+                if hook.boundary and not owned:  # evaluation and checkpoints read the run's own parameters
+                    driver.own(m)
+                    owned = True
+                hook.run(s)
     except Diverged:
         return "diverged"
     except (Interrupted, KeyboardInterrupt):
         return "interrupted"
-    return "complete"
+    except Exception as err:
+        _drop(m, live, err)
+        return None
+    return "complete" if s.step >= m.plan.steps else None
+
+
+def _end(m: Member, driver: StepDriver, live: list[Member], status: str) -> None:
+    """Record the member's end (its summary in `result`); it leaves the pack."""
+    driver.own(m)
+    live.remove(m)
+    try:
+        m.result = m.end(status)
+    except Exception as err:
+        _drop(m, live, err)
+
+
+def _drop(m: Member, live: list[Member], err: Exception) -> None:
+    """The member stopped on an error: a lost lease (taken over by another agent) drops it without a write;
+    any other error is recorded by the member where it is a storage fault, and raised."""
+    if m in live:
+        live.remove(m)
+    if isinstance(err, LeaseLost):
+        m.abandon(err)
+        return
+    m.fail(err)
+    raise err
 
 
 # ---- the hooks ----------------------------------------------------------------------------------------

@@ -64,8 +64,7 @@ def check_plan(plan: RunPlan, available: tuple[float, str] | None = None) -> Non
         raise UsageError(f"vocab_size={cfg.vocab_size}: corpus={cfg.corpus!r} has its own vocabulary of "
                          f"{plan.corpus.vocab_size} tokens; vocab_size applies only to token files (FILE.bin)")
     if plan.steps > MAX_STEPS:
-        length = f"tokens={cfg.tokens:g}" if cfg.tokens is not None else f"flops_budget={cfg.flops_budget:g}"
-        raise UsageError(f"{length} is {plan.steps:.3g} steps of {plan.tokens_per_step:,} tokens; allowed: at "
+        raise UsageError(f"{cfg.length} is {plan.steps:.3g} steps of {plan.tokens_per_step:,} tokens; allowed: at "
                          f"most {MAX_STEPS:.0e} steps ({MAX_STEPS * plan.tokens_per_step:.3g} tokens) per run")
     limit, what = available or device_memory()
     state, activations = training_bytes(plan)

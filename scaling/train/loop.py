@@ -1,9 +1,9 @@
 """One training run: open (or resume, or return the finished result of) a run directory, step through
-the plan with the default hooks, and record the summary."""
+the plan with the default hooks (train.hooks.run_loop, with this run's own step driver), and record the
+summary."""
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 from scaling import data as data_lib
-from scaling import hardware, preempt
+from scaling import hardware
 from scaling.config import RunConfig
 from scaling.errors import UsageError
 from scaling.family import Parametrization
@@ -20,10 +20,9 @@ from scaling.runs import Fence, LeaseLost, LocalTracker, RunDir, RunStore, RunWr
 from scaling.runs.files import storage_error
 from scaling.track import WandbTracker, wandb_mode
 from scaling.train import distributed
-from scaling.train.branches import branch_plans, queue_branch, seed_branch
 from scaling.train.checkpoints import Checkpoints, checkpoint_state
 from scaling.train.distributed import to_float
-from scaling.train.hooks import Clock, LoopState, Progress, default_hooks, run_loop
+from scaling.train.hooks import CheckpointHook, Clock, LoopState, Progress, default_hooks, run_loop
 from scaling.train.limits import check_plan
 from scaling.train.plan import RunPlan
 from scaling.train.record import changed_keys, run_record
@@ -39,8 +38,9 @@ from scaling.train.step import (
 
 
 def train_run(plan: RunPlan, home: RunStore | str | None = None, *,
-              on_progress: Callable[[Progress], None] | None = None,
-              stop_at_step: int | None = None, trackers: list | None = None, fence: Fence | None = None) -> dict:
+              on_progress: Callable[[Progress], None] | None = None, stop_at_step: int | None = None,
+              trackers: list | None = None, fence: Fence | None = None,
+              on_checkpoint: CheckpointHook | None = None) -> dict:
     """Train (or resume, or return the finished summary of) one run.
 
     Args:
@@ -50,6 +50,8 @@ def train_run(plan: RunPlan, home: RunStore | str | None = None, *,
         stop_at_step: end the session after that step as a preemption would (checkpoint, `interrupted`).
         trackers: the tracking back ends (default: the run directory, and W&B unless `wandb=off`).
         fence: the agent's claim on the run; every write of the run's state checks it is still current.
+        on_checkpoint: what the caller hangs on the run's checkpoints (its cooldown branches:
+            train.branches.Branching); none by default.
     Returns:
         The summary (also written to summary.json): status, N, D, C, losses, speed.
     Raises:
@@ -58,28 +60,60 @@ def train_run(plan: RunPlan, home: RunStore | str | None = None, *,
         LeaseLost: another agent took the run over; nothing of the run was written after that.
     """
     session = Session.open(plan, home, on_progress=on_progress, stop_at_step=stop_at_step, trackers=trackers,
-                           fence=fence)
+                           fence=fence, on_checkpoint=on_checkpoint)
     if isinstance(session, dict):
         return session
-    fns, place, k = session.fns, session.place, plan.steps_per_call
-    if k == 1:
-        step_fn, batch = fns.train_step, lambda step: global_batch(plan, step, place)
-    else:
-        step_fn, batch = fns.train_steps, lambda step, n: global_batches(plan, step, n, k, place)
-    # The final save happens inside too: a SIGTERM arriving during it only sets the stop flag.
-    with preempt.sigterm_requests_stop():
-        return session.guarded(lambda: session.end(
-            run_loop(session.state, step_fn, batch, session.lrs, session.hooks, k)))
+    run_loop([session], OneRun(session))
+    if session.lost is not None:
+        raise session.lost
+    return session.result
+
+
+class OneRun:
+    """The step driver of a run alone: its own compiled step (or `steps_per_call` steps per call) on its
+    own mesh, its parameters in its state."""
+
+    def __init__(self, session: Session):
+        self.state, self.plan, self.place, self.lrs = session.state, session.plan, session.place, session.lrs
+        self.steps_per_call = self.plan.steps_per_call
+        fns = session.fns
+        if self.steps_per_call == 1:
+            self.train_step, self.advance = fns.train_step, self._step
+        else:
+            self.train_step, self.advance = fns.train_steps, self._steps
+
+    def _step(self, live: list, n: int) -> None:
+        s = self.state
+        x, y = global_batch(self.plan, s.step, self.place)
+        s.params, s.opt_state, loss, s.grad_norm = self.train_step(s.params, s.opt_state, x, y, self.lrs[s.step])
+        s.step += 1
+        s.losses.append(loss)
+        s.clock.tick(loss)
+
+    def _steps(self, live: list, n: int) -> None:
+        s, per_call = self.state, self.steps_per_call
+        xs, ys = global_batches(self.plan, s.step, n, per_call, self.place)
+        lrs = np.zeros(per_call, np.float32)
+        lrs[:n] = self.lrs[s.step:s.step + n]
+        s.params, s.opt_state, losses, norms = self.train_step(s.params, s.opt_state, xs, ys, lrs,
+                                                               np.arange(per_call) < n)
+        loss, s.grad_norm = (losses if n == per_call else losses[:n]), norms[n - 1]
+        s.step += n
+        s.losses.append(loss)
+        s.clock.tick(loss, n)
+
+    def own(self, member) -> None:
+        """Nothing to do: the state holds the run's parameters throughout."""
 
 
 class Session:
-    """One run's session: its directory, trackers, checkpoints, loop state and hooks, whatever step function
-    moves its parameters (its own, or a pack's)."""
+    """One run's session: its directory, trackers, checkpoints, loop state and hooks, whatever step driver
+    moves its parameters (its own, or a pack's); a member of train.hooks.run_loop."""
 
     def __init__(self, plan: RunPlan, home: RunStore, files: RunDir, tracker: RunWriter, layout: Layout,
-                 on_progress, stop_at_step: int | None, fence: Fence | None = None):
+                 on_progress, stop_at_step: int | None, on_checkpoint: CheckpointHook | None = None):
         cfg, shape = plan.config, plan.shape
-        self.plan, self.home, self.files, self.tracker, self.fence = plan, home, files, tracker, fence
+        self.plan, self.home, self.files, self.tracker = plan, home, files, tracker
         dtype_name = np.dtype(compute_dtype(cfg.dtype)).name
         self.attention = attention_implementation(cfg.attention, dtype_name)
         self.fns = compiled_fns(shape, dtype_name, cfg.beta1, cfg.beta2, cfg.weight_decay, cfg.grad_clip, layout,
@@ -89,24 +123,19 @@ class Session:
         self.lrs = plan.lr_schedule()
         self.ckpt = Checkpoints(files.checkpoints)
         self.state = _initial_state(plan, self.fns.init, self.ckpt, self.ceiling, self.place)
-        self.branches: dict[int, list[RunPlan]] = {}
-        unshared = []
-        for branch in branch_plans(plan):
-            if branch.config.branch_of is None:
-                unshared.append(branch)
-            else:
-                self.branches.setdefault(branch.stable_end, []).append(branch)
-        if fence is not None and plan.config.sweep and distributed.is_writer():
-            for branch in unshared:  # nothing to wait for: the agents may start them now
-                queue_branch(home, branch, after=plan.run_id)
+        self.result: dict | None = None
+        self.lost: LeaseLost | None = None
+        self.on_checkpoint = on_checkpoint if distributed.is_writer() else None
+        self.save_at = on_checkpoint.steps(plan) if on_checkpoint is not None else frozenset()
         self.hooks = default_hooks(plan, self.lrs, eval_fn=self.evaluate, tracker=tracker, save=self.save,
-                                   on_progress=on_progress, stop_at_step=stop_at_step, save_at=frozenset(self.branches))
-        self.seed_branches(upto=self.state.step)  # a crash between a cut's save and its seeding
+                                   on_progress=on_progress, stop_at_step=stop_at_step, save_at=self.save_at)
+        if self.on_checkpoint is not None:
+            self.on_checkpoint.opened(plan, home, files, self.state.step)
 
     @classmethod
     def open(cls, plan: RunPlan, home: RunStore | str | None = None, *, on_progress=None,
              stop_at_step: int | None = None, trackers: list | None = None,
-             fence: Fence | None = None) -> Session | dict:
+             fence: Fence | None = None, on_checkpoint: CheckpointHook | None = None) -> Session | dict:
         """A session ready to step, or the run's finished summary when it has one (see train_run)."""
         use_compilation_cache()
         distributed.initialize(plan.config)
@@ -130,7 +159,7 @@ class Session:
         except Exception as err:
             _raise_storage(err, f"run {plan.run_id} cannot start")
             raise
-        return cls(plan, home, files, tracker, layout, on_progress, stop_at_step, fence)
+        return cls(plan, home, files, tracker, layout, on_progress, stop_at_step, on_checkpoint)
 
     def evaluate(self, params) -> float:
         plan, place = self.plan, self.place
@@ -144,21 +173,8 @@ class Session:
     def save(self, s: LoopState) -> None:
         self.tracker.check()
         self.ckpt.save(s.step, checkpoint_state(s.params, s.opt_state, s.clock.wall_s, self.place.replicated))
-        if s.step in self.branches:
-            self.seed_branches(upto=s.step)
-
-    def seed_branches(self, upto: int) -> None:
-        """Seed the cooldown branches whose decay starts at or before `upto` from this run's checkpoints
-        (each once); under a sweep's agent, queue each for the agents at once."""
-        if not distributed.is_writer():
-            return
-        for step, branches in self.branches.items():
-            if step > upto or not os.path.isdir(os.path.join(self.files.checkpoints, str(step))):
-                continue
-            for branch in branches:
-                if seed_branch(self.files.checkpoints, branch, self.home, self.files.read_metrics()) and (
-                        self.fence is not None and branch.config.sweep):
-                    queue_branch(self.home, branch, after=self.plan.run_id)
+        if s.step in self.save_at and self.on_checkpoint is not None:
+            self.on_checkpoint.saved(self.plan, self.home, self.files, s.step)
 
     def end(self, status: str) -> dict:
         """Record how the session ended (checkpoint, summary, index row); returns the summary."""
@@ -181,19 +197,17 @@ class Session:
         self.ckpt.close()
         return self.tracker.finish(summary, reason)
 
-    def guarded(self, work: Callable[[], dict]) -> dict:
-        """Run `work` (steps, then `end`): a lost lease abandons the run without writing; a storage fault
-        is recorded as `failed` where the disk allows, and raised."""
-        try:
-            return work()
-        except LeaseLost:
-            self.ckpt.close()
-            self.tracker.abandon()
-            raise
-        except Exception as err:
-            fault = storage_error(err, f"run {self.plan.run_id} stopped at step {self.state.step}")
-            if fault is None:
-                raise
+    def abandon(self, err: LeaseLost) -> None:
+        """Another agent took the run over: drop it without writing."""
+        self.ckpt.close()
+        self.tracker.abandon()
+        self.lost = err
+
+    def fail(self, err: Exception) -> None:
+        """An error stopped the run: a storage fault is recorded as `failed` where the disk allows, and
+        raised as a StorageError; any other error is left to the caller to raise."""
+        fault = storage_error(err, f"run {self.plan.run_id} stopped at step {self.state.step}")
+        if fault is not None:
             _record_storage_fault(self.plan, self.tracker, self.ckpt, self.state, self.ceiling, str(fault))
             raise fault from err
 
@@ -215,9 +229,9 @@ def global_batch(plan: RunPlan, step: int, place) -> tuple:
             jax.make_array_from_callback(shape, place.batch, lambda i: rows(i)[:, 1:]))
 
 
-def global_batches(plan: RunPlan, step: int, n: int, k: int, place) -> tuple:
-    """The batches of steps step..step+n-1 stacked as (k, batch, seq_len) arrays, rows sharded as
-    `global_batch` shards them; the k - n rows after them are zeros (steps the call leaves inactive)."""
+def global_batches(plan: RunPlan, step: int, n: int, steps_per_call: int, place) -> tuple:
+    """The batches of steps step..step+n-1 stacked as (steps_per_call, batch, seq_len) arrays, rows sharded
+    as `global_batch` shards them; the rows after them are zeros (steps the call leaves inactive)."""
     cfg, seq_len = plan.config, plan.shape.seq_len
     windows = {}
 
@@ -225,14 +239,14 @@ def global_batches(plan: RunPlan, step: int, n: int, k: int, place) -> tuple:
         key = (index[1].start, index[1].stop)
         if key not in windows:
             first = data_lib.batch_windows(plan.corpus, cfg.seed, step, plan.batch_size, seq_len, index[1])
-            out = np.zeros((k,) + first.shape, np.int32)
+            out = np.zeros((steps_per_call,) + first.shape, np.int32)
             out[0] = first
             for i in range(1, n):
                 out[i] = data_lib.batch_windows(plan.corpus, cfg.seed, step + i, plan.batch_size, seq_len, index[1])
             windows[key] = out
         return windows[key]
 
-    shape = (k, plan.batch_size, seq_len)
+    shape = (steps_per_call, plan.batch_size, seq_len)
     return (jax.make_array_from_callback(shape, place.steps, lambda i: rows(i)[:, :, :-1]),
             jax.make_array_from_callback(shape, place.steps, lambda i: rows(i)[:, :, 1:]))
 

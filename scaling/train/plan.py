@@ -142,11 +142,12 @@ def plan_run(cfg: RunConfig) -> RunPlan:
         shape = shape_for_params(cfg.params, **shape_kwargs)
     batch_size = cfg.batch_size or default_batch_size(shape)
     tokens_per_step = batch_size * shape.seq_len
-    wanted = cfg.tokens if cfg.tokens is not None else cfg.flops_budget / (6.0 * shape.params)
+    length = cfg.length
+    wanted = length.tokens(shape.params)
     steps = int(round(wanted / tokens_per_step))
     if steps < 1:
-        what = f"tokens={cfg.tokens:g}" if cfg.tokens is not None else (
-            f"flops_budget={cfg.flops_budget:g} gives D={wanted:.3g} tokens for N={shape.params}, which")
+        what = str(length) if length.unit == "tokens" else (
+            f"{length} gives D={wanted:.3g} tokens for N={shape.params}, which")
         raise UsageError(f"{what} is less than one batch ({tokens_per_step} tokens = "
                          f"{batch_size} x {shape.seq_len}); allowed: at least {tokens_per_step / 2:g} tokens")
     if data_lib.windows_per_epoch(corpus, shape.seq_len) < 1:
@@ -175,8 +176,7 @@ def _warmup_steps(cfg: RunConfig, steps: int, tokens_per_step: int) -> int:
         shortest = steps
         if cfg.cooldowns is not None:
             first = cfg.cooldown_lengths[0]
-            length = cfg.tokens if cfg.tokens is not None else cfg.flops_budget
-            shortest = max(1, round(steps * first / length))
+            shortest = max(1, round(steps * first / cfg.length.value))
         wanted = cfg.warmup_fraction * shortest
     return min(steps - 1, max(1, round(wanted)))
 

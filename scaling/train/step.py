@@ -215,12 +215,13 @@ def compiled_fns(shape: ModelShape, dtype_name: str, beta1: float, beta2: float,
 
 
 class PackedRun(NamedTuple):
-    """K runs of one shape in one compiled step, every array with a leading run axis of K."""
+    """`pack_size` runs of one shape in one compiled step, every array with a leading run axis of pack_size."""
 
-    init: Callable  # seeds (K,) -> stacked (params, opt_state)
-    # (params, opt_state, xs, ys, lrs, active) with xs, ys (steps, K, batch, seq_len) and lrs, active
-    # (steps, K) -> (params, opt_state, losses (steps, K), grad_norms (steps, K)); a run whose `active`
-    # is false at a step keeps its state exactly (it has finished, or its slot is empty)
+    init: Callable  # seeds (pack_size,) -> stacked (params, opt_state)
+    # (params, opt_state, xs, ys, lrs, active) with xs, ys (steps_per_call, pack_size, batch, seq_len) and
+    # lrs, active (steps_per_call, pack_size) -> (params, opt_state, losses and grad_norms (steps_per_call,
+    # pack_size)); a run whose `active` is false at a step keeps its state exactly (it has finished, or
+    # its slot is empty)
     train_steps: Callable
 
 
@@ -228,9 +229,9 @@ PACK_MODES = ("map", "vmap")
 
 
 def default_pack_mode() -> str:
-    """`vmap` on accelerators, where one small model leaves the device idle and K of them batch into
-    larger kernels; `map` on CPU, where a single small run already keeps the cores busy and XLA's batched
-    matmuls are slower than K plain ones (measured: README, Performance)."""
+    """`vmap` on accelerators, where one small model leaves the device idle and a pack of them batch
+    into larger kernels; `map` on CPU, where a single small run already keeps the cores busy and XLA's
+    batched matmuls are slower than pack_size plain ones (measured: README, Performance)."""
     return "map" if jax.devices()[0].platform == "cpu" else "vmap"
 
 
@@ -238,7 +239,7 @@ def default_pack_mode() -> str:
 def packed_fns(shape: ModelShape, dtype_name: str, beta1: float, beta2: float, weight_decay: float,
                grad_clip: float, attention: str = "xla", mode: str | None = None,
                parametrization: Parametrization = STANDARD) -> PackedRun:
-    """One run's step over a pack of runs on one device. `vmap` batches the K runs' arithmetic into one set
+    """One run's step over a pack of runs on one device. `vmap` batches the runs' arithmetic into one set
     of kernels; `map` runs the single-run step for each in turn inside the call (lax.map), the same
     operations a run does alone, so its results match the run's alone bit for bit. Either way no value
     crosses the run axis, and a run whose `active` is false keeps its state exactly."""

@@ -10,7 +10,7 @@ from scaling.config import RunConfig
 from scaling.errors import UsageError
 from scaling.runs import RunHome, read_metrics, rebuild
 from scaling.train import plan_run, train_run
-from scaling.train.branches import branch_plans, train_branches
+from scaling.train.branches import Branching, branch_plans, train_branches
 
 # 40 steps of 128 tokens; branches of 16 and 28 steps; warmup 3 steps in every run
 BASE = {"d_model": 16, "seq_len": 32, "batch_size": 4, "eval_tokens": 256, "n_evals": 3, "wandb": "off",
@@ -21,12 +21,17 @@ def _plan(**values):
     return plan_run(RunConfig.from_dict(BASE | values))
 
 
+def seeding(parent, home, **options):
+    """Train a parent as `scaling train` does: its checkpoint hook seeds its branches."""
+    return train_run(parent, home, on_checkpoint=Branching(), **options)
+
+
 def test_a_branch_ends_where_a_wsd_run_of_its_length_from_scratch_ends(home):
     parent = _plan(tokens=5120, cooldowns="2048,3584", run_id="long")
     branches = branch_plans(parent)
     assert [b.run_id for b in branches] == ["long-cd2048", "long-cd3584"]
     assert [b.stable_end for b in branches] == [12, 21]  # 16 - round(0.25 * 16), 28 - 7
-    assert train_run(parent, home)["status"] == "complete"
+    assert seeding(parent, home)["status"] == "complete"
     for branch in branches:  # seeded while the parent trained: its checkpoint at the decay point
         assert os.listdir(os.path.join(home, branch.run_id, "checkpoints")) == [str(branch.stable_end)]
     done = train_branches(parent, home, lambda plan: train_run(plan, home))
@@ -86,14 +91,14 @@ def test_scaling_train_trains_the_branches_after_the_run_when_no_agent_shares_th
 def test_a_seed_already_there_is_kept_and_a_missing_one_means_training_from_scratch(home):
     parent = _plan(tokens=5120, cooldowns="2048", run_id="p", checkpoint_every=0)
     branch, = branch_plans(parent)
-    train_run(parent, home, stop_at_step=5)  # interrupted before the decay point: not seeded yet
+    seeding(parent, home, stop_at_step=5)  # interrupted before the decay point: not seeded yet
     assert not os.path.exists(os.path.join(home, branch.run_id))
     with pytest.raises(UsageError):
         RunConfig.from_dict(BASE | {"tokens": 5120, "cooldowns": "2048", "branch_of": "p"})
     alone = train_run(branch, home)  # no seed: the branch trains its stable phase itself, same result
     scratch = train_run(_plan(tokens=2048, run_id="scratch"), home)
     assert alone["eval_loss"] == pytest.approx(scratch["eval_loss"], abs=1e-6)
-    assert train_run(parent, home)["status"] == "complete"  # the finished branch is not seeded over
+    assert seeding(parent, home)["status"] == "complete"  # the finished branch is not seeded over
     assert read_metrics(os.path.join(home, branch.run_id, "metrics.jsonl"))[0]["step"] == 1
 
 
@@ -148,7 +153,7 @@ def test_a_cooldown_within_the_warmup_is_a_plain_run_from_scratch_not_a_branch(h
     short, branch = branch_plans(parent)
     assert short.config.branch_of is None and short.steps == 2 and short.warmup_steps == 1
     assert branch.config.branch_of == parent.run_id and branch.warmup_steps == parent.warmup_steps == 8
-    assert train_run(parent, home)["status"] == "complete"
+    assert seeding(parent, home)["status"] == "complete"
     assert not os.path.exists(os.path.join(home, short.run_id))  # not seeded: it trains from step 0
     summary = train_run(short, home)
     assert summary["branch_of"] is None and summary["branch_step"] is None and summary["status"] == "complete"
@@ -169,11 +174,18 @@ def test_a_seed_cut_short_leaves_nothing_that_reindex_takes_for_a_run(home, monk
 
     monkeypatch.setattr(branches_lib.os, "rename", crash)
     with pytest.raises(KeyboardInterrupt):
-        train_run(parent, home)
+        seeding(parent, home)
     monkeypatch.setattr(branches_lib.os, "rename", real_rename)
     assert calls and not os.path.exists(os.path.join(home, "torn-cd2048"))
     rebuild.reindex(RunHome(home))
     assert RunHome(home).indexed_run("torn-cd2048") is None
     assert not [r for r in RunHome(home).read("SELECT run_id FROM runs") if "seed" in r["run_id"]]
-    assert train_run(parent, home)["status"] == "complete"  # resumed: the seed is made this time
+    assert seeding(parent, home)["status"] == "complete"  # resumed: the seed is made this time
     assert os.path.isdir(os.path.join(home, "torn-cd2048", "checkpoints", "12"))
+
+
+def test_the_trainer_seeds_no_branch_unless_its_caller_passes_a_branch_hook(home):
+    parent = _plan(tokens=5120, cooldowns="2048", run_id="bare")
+    assert train_run(parent, home)["status"] == "complete"
+    assert not os.path.exists(os.path.join(home, "bare-cd2048"))
+    assert os.listdir(os.path.join(home, "bare", "checkpoints")) == ["40"]  # no cut saved for a branch either

@@ -70,3 +70,30 @@ def test_each_packed_run_has_its_own_wandb_run_with_its_final_loss(home, tiny, o
         assert rec["id"] == s["run_id"]
         assert rec["summary"]["eval_loss"] == pytest.approx(s["eval_loss"])
         assert any("eval/loss" in row for row in rec["history"])
+
+
+def test_a_storage_fault_in_one_packed_run_fails_it_alone_and_its_pack_mates_stop_resumably(home, tiny, monkeypatch):
+    import errno
+
+    from scaling.runs.files import StorageError
+    from scaling.train import checkpoints
+
+    plans = _plans(tiny, "disk", checkpoint_every=50)
+    real_save = checkpoints.Checkpoints.save
+
+    def save(self, step, state):  # run disk1's disk fills up at its first checkpoint
+        if f"{os.sep}disk1{os.sep}" in str(self.manager.directory):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(self, step, state)
+
+    monkeypatch.setattr(checkpoints.Checkpoints, "save", save)
+    with pytest.raises(StorageError, match="run disk1 stopped at step 50"):
+        train_pack(plans, home)
+    ended = {}
+    for plan in plans:
+        with open(os.path.join(home, plan.run_id, "summary.json")) as fh:
+            ended[plan.run_id] = json.load(fh)
+    assert ended["disk1"]["status"] == "failed" and "no space left" in ended["disk1"]["reason"]
+    assert [(ended[r]["status"], ended[r]["step"]) for r in ("disk0", "disk2")] == [("interrupted", 50)] * 2
+    monkeypatch.setattr(checkpoints.Checkpoints, "save", real_save)
+    assert [s["status"] for s in train_pack(plans, home)] == ["complete"] * 3  # each resumes
