@@ -2,7 +2,7 @@
 
 Pure numerics (jax, numpy, pandas); no training, model, tracking or store imports, so a notebook
 can use it on a CSV from a paper. The shape is scikit-learn's: a fit returns a frozen result object with
-`predict` / `allocate` and a `to_json()` that is the fit JSON of DESIGN.md (numbers unrounded).
+`predict` / `allocate` and a `to_json()` that is the fit JSON (docs/contracts.md "The fit JSON"), unrounded.
 
     from scaling.laws import load_runs, fit
     table = load_runs("runs.csv")                       # validate, derive C = 6ND, drop NaN rows
