@@ -11,7 +11,7 @@ Recipe (`Recipe`, one frozen object for every size-dependent choice; `scaling fa
 Given a target N, the recipe walks the allowed widths and picks the shape whose total parameter count
 is nearest the target in log space, so `params=1e6` means "about 1e6 parameters, exactly this many".
 
-Accounting (DESIGN.md "Accounting"):
+Accounting (docs/contracts.md "Accounting"):
 - `params` counts every trainable parameter, embeddings included (Chinchilla); `params_nonembed`
   leaves out the token embedding and, when untied, the output matrix (Kaplan).
 - `flops_per_token` is the training cost of one token: 3 x the forward cost (backward = 2 x forward),

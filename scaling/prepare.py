@@ -6,7 +6,7 @@ a text field (read in record batches with pyarrow), or a Hugging Face `datasets`
 (a byte-level BPE trained on the source with Hugging Face `tokenizers`, saved beside the tokens), or
 the path of a saved `tokenizer.json`.
 
-The directory (DESIGN.md "Corpora"):
+The directory (docs/contracts.md "Prepared corpora"):
     meta.json       format, tokenizer, dtype, per split documents / tokens / bytes, the train split's
                     unigram counts, the fingerprint
     train.bin       token ids of the training documents, uint16 when the vocabulary fits, else uint32

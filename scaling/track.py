@@ -1,6 +1,6 @@
 """Run tracking: a small Tracker interface, the Weights & Biases back end (online when W&B finds
-credentials, offline otherwise) and the fan-out to several back ends. The run directory's own tracker
-lives with its files (`scaling.runs.files.LocalTracker`)."""
+credentials, offline otherwise). The run directory's own tracker lives with its files
+(`scaling.runs.files.LocalTracker`)."""
 from __future__ import annotations
 
 import json
@@ -179,21 +179,3 @@ RUN_ARTIFACT_TYPE = "run-result"
 def run_artifact_name(run_id: str) -> str:
     return f"run-{run_id}"
 
-
-class Trackers:
-    """Fan-out to several back ends; the local one goes first so it is written even if W&B fails."""
-
-    def __init__(self, *trackers):
-        self.trackers = list(trackers)
-
-    def start(self, config: dict) -> None:
-        for t in self.trackers:
-            t.start(config)
-
-    def log(self, metrics: dict) -> None:
-        for t in self.trackers:
-            t.log(metrics)
-
-    def finish(self, summary: dict) -> None:
-        for t in self.trackers:
-            t.finish(summary)

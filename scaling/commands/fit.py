@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import contextmanager
 
 from scaling.commands.common import check_output_file, parse_budgets, refresh_index
 from scaling.display import number
@@ -36,6 +37,22 @@ isoFLOP budget whose curve is shallower than twice that SD is flagged: its minim
 # the two equal).
 LAWS = ("chinchilla", "isoflop", "envelope", "kaplan-n", "kaplan-d", "kaplan-joint", "compute", "data-constrained",
         "lr")
+
+
+# scaling.laws names a bad argument by its Python parameter; this command names the flag that gave it.
+FLAGS = {"holdout": "--holdout", "fixed": "--fix", "budgets": "--at", "column": "--by", "huber_delta": "--huber-delta",
+         "metric": "--metric", "params_column": "--params-column", "best_of": "--best-of"}
+
+
+@contextmanager
+def flag_names():
+    """Re-raise a laws ArgumentError under this command's flag (`holdout=3: ...` -> `--holdout 3: ...`)."""
+    from scaling.laws import ArgumentError
+
+    try:
+        yield
+    except ArgumentError as err:
+        raise err.for_flag(FLAGS) from None
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -131,20 +148,23 @@ def run(args) -> int:
     source, excluded = _source(args)
     if excluded and not len(source):
         raise UsageError(f"sweep {args.sweep} has no completed run to fit ({describe_dropped(excluded)})")
-    table = load_runs(source, params_column=args.params_column, metric=args.metric,
-                      best_of=[c for c in args.best_of.split(",") if c.strip()])
+    with flag_names():
+        table = load_runs(source, params_column=args.params_column, metric=args.metric,
+                          best_of=[c for c in args.best_of.split(",") if c.strip()])
     table = table.with_frame(table.frame, **excluded)  # the sweep's runs the table left out count as dropped
     options = {"bootstrap_starts": args.bootstrap_starts} if args.law not in ("isoflop", "envelope", "lr") else {}
 
     def fit_one(part):
-        return fit(part, args.law, huber_delta=args.huber_delta, bootstrap=args.bootstrap, seed=args.seed,
-                   budgets=budgets, holdout=args.holdout, fixed=fixed, **options)
+        with flag_names():  # a group's reason, kept by fit_by, reads in flags too
+            return fit(part, args.law, huber_delta=args.huber_delta, bootstrap=args.bootstrap, seed=args.seed,
+                       budgets=budgets, holdout=args.holdout, fixed=fixed, **options)
 
     by = group_column(args.by, table)
     if by is not None:
         from scaling.laws import fit_by
 
-        result = fit_by(table, by, fit_one)
+        with flag_names():
+            result = fit_by(table, by, fit_one)
         summary = render_grouped(result, table.source, table.metric)
     else:
         result = fit_one(table)

@@ -2,7 +2,7 @@
 
 Pure numerics (jax, numpy, pandas); no training, model, tracking or store imports, so a notebook
 can use it on a CSV from a paper. The shape is scikit-learn's: a fit returns a frozen result object with
-`predict` / `allocate` and a `to_json()` that is the fit JSON of DESIGN.md (numbers unrounded).
+`predict` / `allocate` and a `to_json()` that is the fit JSON (docs/contracts.md "The fit JSON"), unrounded.
 
     from scaling.laws import load_runs, fit
     table = load_runs("runs.csv")                       # validate, derive C = 6ND, drop NaN rows
@@ -24,11 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from scaling.errors import UsageError
 from scaling.laws.allocation import Allocation, BudgetPoint, optimal_allocation
 from scaling.laws.bootstrap import DEFAULT_RESAMPLES, run_weights, two_level_weights
 from scaling.laws.chinchilla import CrossCheck, varpro_fit
 from scaling.laws.envelope import EnvelopeFit, fit_envelope
+from scaling.laws.errors import ArgumentError
 from scaling.laws.forms import FORMS, LawForm, chinchilla_allocation, hoffmann_grid
 from scaling.laws.groups import GroupedFit, fit_by, split_by
 from scaling.laws.isoflop import BudgetProfile, IsoflopFit, fit_isoflop
@@ -61,18 +61,19 @@ def fit(table: RunsTable, law: str = "chinchilla", *, huber_delta: float = DEFAU
         A FitResult (LawFit, IsoflopFit or EnvelopeFit): parameters with 95% intervals, allocation,
         `to_json()` for the fit JSON.
     Raises:
-        UsageError: the table cannot support the law (too few points, budgets, columns).
+        UsageError: the table cannot support the law (too few points, budgets, columns);
+            ArgumentError (a UsageError) when an argument is wrong, named by its parameter.
     """
     if law == "lr":
-        for given, flag in ((holdout, "--holdout"), (fixed, "--fix"), (len(budgets), "--at")):
+        for given, parameter in ((holdout, "holdout"), (fixed, "fixed"), (len(budgets), "budgets")):
             if given:
-                raise UsageError(f"{flag} does not apply to law lr (a learning-rate rule, not a loss law)")
+                raise ArgumentError(parameter, "does not apply to law lr (a learning-rate rule, not a loss law)")
         return fit_lr(table, bootstrap=bootstrap, seed=seed)
     if law in ("isoflop", "envelope"):
         if holdout:
-            raise UsageError(f"--holdout needs a parametric law (it predicts held-out losses); {law} has none")
+            raise ArgumentError("holdout", f"needs a parametric law (it predicts held-out losses); {law} has none")
         if fixed:
-            raise UsageError(f"--fix needs a parametric law; {law} has no parameters to hold")
+            raise ArgumentError("fixed", f"needs a parametric law; {law} has no parameters to hold")
         fn = fit_isoflop if law == "isoflop" else fit_envelope
         return fn(table, bootstrap=bootstrap, seed=seed, budgets=budgets)
     return fit_parametric(table, law, huber_delta=huber_delta, bootstrap=bootstrap, seed=seed,
@@ -87,7 +88,7 @@ __all__ = [
     "Tolerances",
     "BatchResult", "run_weights", "two_level_weights", "DEFAULT_HUBER_DELTA", "DEFAULT_RESAMPLES",
     "NoiseFloor", "NoiseEstimate", "noise_floor", "LrFit", "SizeOptimum", "fit_lr",
-    "GroupedFit", "fit_by", "split_by", "several_corpora",
+    "GroupedFit", "fit_by", "split_by", "several_corpora", "ArgumentError",
 ]
 
 

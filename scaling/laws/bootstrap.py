@@ -57,20 +57,6 @@ def two_level_weights(run_codes: np.ndarray, point_of_run: np.ndarray, n_resampl
     return counts[:, run_codes]
 
 
-def stratified_run_weights(run_codes: np.ndarray, strata: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
-    """Like `run_weights`, but runs are drawn within each stratum (an isoFLOP budget keeps its size)."""
-    rng = np.random.default_rng(seed)
-    n_runs = int(run_codes.max()) + 1 if len(run_codes) else 0
-    run_stratum = np.zeros(n_runs, dtype=np.int64)
-    run_stratum[run_codes] = strata
-    counts = np.zeros((n_resamples, n_runs))
-    for s in np.unique(run_stratum):
-        members = np.flatnonzero(run_stratum == s)
-        draws = rng.multinomial(len(members), np.full(len(members), 1.0 / len(members)), size=n_resamples)
-        counts[:, members] = draws
-    return counts[:, run_codes]
-
-
 def percentile_interval(samples, level: float = 0.95) -> np.ndarray:
     """(lo, hi) percentile interval along axis 0, ignoring non-finite resamples."""
     x = np.asarray(samples, dtype=np.float64)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
-from scaling.errors import UsageError
+from scaling.laws.errors import ArgumentError
 from scaling.laws.forms import LawForm
 
 # natural name -> (optimizer index, "log" | "id" | ("times", other index))
@@ -90,22 +90,22 @@ def fixing(form: LawForm, fixed: Mapping[str, float] | None) -> Fixing | None:
     values = {}
     for name, value in fixed.items():
         if name not in rules:
-            raise UsageError(f"--fix {name}: law {form.name} has no parameter {name!r} "
-                             f"(its parameters: {', '.join(form.param_names)})")
+            raise ArgumentError("fixed", f"law {form.name} has no parameter {name!r} "
+                                f"(its parameters: {', '.join(form.param_names)})", repr({name: value}), name)
         try:
             v = float(value)
         except (TypeError, ValueError):
-            raise UsageError(f"--fix {name}={value!r}: expected a number") from None
+            raise ArgumentError("fixed", "expected a number", repr({name: value}), f"{name}={value!r}") from None
         kind = rules[name][1]
         if not math.isfinite(v) or (kind != "id" and v <= 0):
             need = "a positive finite number" if kind != "id" else "a finite number"
-            raise UsageError(f"--fix {name}={value}: expected {need}")
+            raise ArgumentError("fixed", f"expected {need}", repr({name: value}), f"{name}={value}")
         values[name] = v
     P = len(form.theta_names)
     pinned = {rules[n][0] for n in values}
     free = tuple(i for i in range(P) if i not in pinned)
     if not free:
-        raise UsageError(f"--fix: every parameter of law {form.name} is fixed; leave at least one to fit")
+        raise ArgumentError("fixed", f"every parameter of law {form.name} is fixed; leave at least one to fit")
     col = {i: j for j, i in enumerate(free)}
     M, const = np.zeros((P, len(free))), np.zeros(P)
     for i in free:

@@ -17,6 +17,7 @@ import numpy as np
 
 from scaling.errors import UsageError
 from scaling.laws._json import clean
+from scaling.laws.errors import ArgumentError
 from scaling.laws.table import RunsTable
 
 
@@ -92,8 +93,9 @@ def _quantities(res):
 def split_by(table: RunsTable, column: str) -> dict[str, RunsTable]:
     """The table's rows per value of `column` (in order of appearance); each part keeps no drop counts."""
     if column not in table.frame.columns:
-        raise UsageError(f"--by {column}: no such column in the runs table "
-                         f"(columns: {', '.join(c for c in table.frame.columns if c not in ('run', 'point'))})")
+        raise ArgumentError("column", "no such column in the runs table (columns: "
+                            f"{', '.join(c for c in table.frame.columns if c not in ('run', 'point'))})",
+                            repr(column), column)
     values = table.frame[column].astype(str)
     return {v: replace(table, frame=table.frame[values == v].reset_index(drop=True), n_input=int((values == v).sum()),
                        dropped={}, source=f"{table.source} [{column} = {v}]")
@@ -104,7 +106,8 @@ def fit_by(table: RunsTable, column: str, fit_one: Callable[[RunsTable], object]
     """`fit_one` on each group of `column`; a group the law cannot fit is recorded with the reason."""
     parts = split_by(table, column)
     if len(parts) < 2:
-        raise UsageError(f"--by {column}: the table has one value of {column!r}; nothing to compare")
+        raise ArgumentError("column", f"the table has one value of {column!r}; nothing to compare", repr(column),
+                            column)
     results, errors = {}, {}
     law = None
     for value, part in parts.items():
@@ -114,6 +117,6 @@ def fit_by(table: RunsTable, column: str, fit_one: Callable[[RunsTable], object]
         except UsageError as err:
             errors[value] = str(err)
     if not results:
-        raise UsageError(f"--by {column}: no group could be fitted ("
-                         + "; ".join(f"{k}: {v}" for k, v in errors.items()) + ")")
+        raise ArgumentError("column", "no group could be fitted ("
+                            + "; ".join(f"{k}: {v}" for k, v in errors.items()) + ")", repr(column), column)
     return GroupedFit(law=law, column=column, results=results, errors=errors)

@@ -16,6 +16,7 @@ from scaling.laws._json import clean
 from scaling.laws.allocation import Allocation, optimal_allocation
 from scaling.laws.bootstrap import DEFAULT_RESAMPLES, interval, two_level_weights
 from scaling.laws.chinchilla import CrossCheck, varpro_cross_check
+from scaling.laws.errors import ArgumentError
 from scaling.laws.fixed import Fixing, fixing
 from scaling.laws.forms import FORMS, R_D_STAR, R_N_STAR, LawForm, features_for
 from scaling.laws.isoflop import group_budgets
@@ -301,7 +302,7 @@ def fit_parametric(
     if law not in FORMS:
         raise UsageError(f"unknown law {law!r}; choose from {', '.join(FORMS)}")
     if not huber_delta > 0:
-        raise UsageError(f"--huber-delta must be positive, got {huber_delta}")
+        raise ArgumentError("huber_delta", "must be positive", repr(huber_delta), f"{huber_delta:g}")
     if bootstrap_starts not in ("warm", "grid"):
         raise ValueError("bootstrap_starts is 'warm' or 'grid'")
     form = FORMS[law]
@@ -340,7 +341,8 @@ def fit_parametric(
     if form.allocates or (form.name == "compute" and len(budgets)):
         optimal = optimal_allocation(form, theta, budgets, samples)
     elif len(budgets):
-        raise UsageError(f"law {law} is a law of one size alone; it has no compute-optimal allocation for --at")
+        raise ArgumentError("budgets", f"law {law} is a law of one size alone; it has no compute-optimal "
+                            "allocation at a budget")
 
     hold = None
     if holdout:

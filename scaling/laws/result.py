@@ -64,7 +64,7 @@ class FitResult(Protocol):
         """N_opt ("params") or D_opt ("tokens") at each budget, and its 95% band (2, n) or None."""
 
     def to_json(self) -> dict:
-        """The fit JSON (DESIGN.md), numbers unrounded."""
+        """The fit JSON (docs/contracts.md "The fit JSON"), numbers unrounded."""
 
     def to_frame(self) -> pd.DataFrame:
         """The fitted quantities as a table: quantity, value, ci95_lo, ci95_hi, fixed."""

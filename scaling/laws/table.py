@@ -1,8 +1,8 @@
 """The runs table a fit reads: loading, validation, derived columns, best-of grouping, holdout split.
 
-Contract (DESIGN.md): one row per finished run or per evaluated checkpoint; `loss` and any two of
-`params`, `tokens`, `flops` are required, the third follows from C = 6 N D. Every user mistake raises
-`UsageError` with one line that names the column, the row and what is allowed.
+Contract (docs/contracts.md, "The runs table"): one row per finished run or per evaluated checkpoint;
+`loss` and any two of `params`, `tokens`, `flops` are required, the third follows from C = 6 N D. Every
+user mistake raises `UsageError` with one line that names the column, the row and what is allowed.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.errors import UsageError
+from scaling.laws.errors import ArgumentError
 
 SIZE_COLUMNS = ("params", "tokens", "flops")
 # Statuses that mean the run did not finish; anything else (or no status column) is kept.
@@ -138,16 +139,16 @@ def load_runs(source, *, params_column: str = "params", best_of: Iterable[str] =
         raise UsageError(f"runs table {name} has no rows")
     frame = raw.copy()
     if metric not in METRICS:
-        raise UsageError(f"--metric {metric!r}: expected one of {', '.join(METRICS)}")
+        raise ArgumentError("metric", f"expected one of {', '.join(METRICS)}", repr(metric))
     if metric != "loss":
         if METRICS[metric] not in frame.columns:
-            raise UsageError(f"--metric {metric}: the runs table {name} has no {METRICS[metric]!r} column "
-                             f"(columns: {', '.join(map(str, raw.columns))})")
+            raise ArgumentError("metric", f"the runs table {name} has no {METRICS[metric]!r} column "
+                                f"(columns: {', '.join(map(str, raw.columns))})", repr(metric), metric)
         frame = frame.rename(columns={"loss": "loss_nats"}).rename(columns={METRICS[metric]: "loss"})
     if params_column != "params":
         if params_column not in frame.columns:
-            raise UsageError(f"--params-column {params_column!r} is not a column of the runs table "
-                             f"(columns: {', '.join(map(str, raw.columns))})")
+            raise ArgumentError("params_column", "not a column of the runs table "
+                                f"(columns: {', '.join(map(str, raw.columns))})", repr(params_column))
         if "params" in frame.columns:
             frame = frame.rename(columns={"params": "params_total"})
         frame = frame.rename(columns={params_column: "params"})
@@ -250,8 +251,8 @@ def keep_best_of(table: RunsTable, columns: list[str]) -> RunsTable:
     """
     absent = [c for c in columns if c not in table.frame.columns]
     if absent:
-        raise UsageError(f"--best-of: no column {absent[0]!r} in the runs table "
-                         f"(columns: {', '.join(c for c in table.frame.columns if c != 'run')})")
+        raise ArgumentError("best_of", f"no column {absent[0]!r} in the runs table "
+                            f"(columns: {', '.join(c for c in table.frame.columns if c != 'run')})")
     frame = table.frame
     # The best point by its replicates' mean, kept with all its replicates: the minimum over seeds would
     # pick the luckiest seed and erase the noise the fit should see.
@@ -272,7 +273,7 @@ def holdout_split(table: RunsTable, k: int) -> tuple[RunsTable, RunsTable]:
         return table, table.with_frame(table.frame.iloc[0:0])
     per_run = table.frame.groupby("run", sort=False)["flops"].max().sort_values(ascending=False, kind="stable")
     if k >= len(per_run):
-        raise UsageError(f"--holdout {k} leaves no runs to fit (the table has {len(per_run)} runs)")
+        raise ArgumentError("holdout", f"leaves no runs to fit (the table has {len(per_run)} runs)", str(k))
     held = table.frame["run"].isin(per_run.index[:k])
     fit = table.with_frame(table.frame[~held], **{"held out": int(held.sum())})
     return fit, table.with_frame(table.frame[held])

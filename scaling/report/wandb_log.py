@@ -59,7 +59,7 @@ def report_artifacts(written: ReportFiles, sweep: str | None, inputs: list[str])
     """runs.csv, fit.json and the report as three artifacts, so a later analysis can take any one."""
     tag = sweep or "runs"
     runs = wandb.Artifact(f"runs-{tag}", type=RUNS_TABLE_TYPE, metadata={"sweep": sweep, "runs": inputs},
-                          description="the runs table the report was fitted on (DESIGN.md: the runs table)")
+                          description='the runs table the report was fitted on (docs/contracts.md "The runs table")')
     runs.add_file(written.runs_csv, name="runs.csv")
     fit = wandb.Artifact(f"fit-{tag}", type=FIT_TYPE, metadata={"sweep": sweep, "laws": _laws(written.fit_json)},
                          description="the fitted laws with their 95% intervals (the fit JSON)")

@@ -1,5 +1,5 @@
 """The runs table: one tidy row per completed run (or per evaluated checkpoint), the input of fits
-and reports (DESIGN.md "The runs table")."""
+and reports (docs/contracts.md "The runs table")."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import pandas as pd
 
 from scaling.runs.index import RunHome
 
-# The columns `scaling fit` reads (DESIGN.md "The runs table"), then context useful for filtering.
+# The columns `scaling fit` reads (docs/contracts.md "The runs table"), then context useful for filtering.
 RUN_COLUMNS = ["run_id", "sweep_id", "params", "params_nonembed", "tokens", "flops", "flops_model", "loss",
                "eval_bpb", "train_loss", "lr", "batch_size", "seq_len", "seed", "status", "epochs", "d_model",
                "n_layers", "n_heads", "steps", "wall_s", "tokens_per_s", "mfu", "corpus", "corpus_fingerprint",

@@ -1,6 +1,6 @@
 """The runs table from W&B's public API, for sweeps whose runs live only in W&B (`wandb agent` on many
 machines, no shared run home): the config and summary each finished run logged, in the same columns as
-the local table (DESIGN.md "The runs table"), so `scaling fit` and `scaling report` read either."""
+the local table (docs/contracts.md "The runs table"), so `scaling fit` and `scaling report` read either."""
 from __future__ import annotations
 
 import math

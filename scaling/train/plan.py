@@ -40,7 +40,8 @@ class RunPlan:
         return self.batch_size * self.shape.seq_len
 
     def accounting(self, step: int) -> dict:
-        """D, C = 6ND, the model's exact FLOPs and epochs after `step` optimizer steps (DESIGN.md)."""
+        """D, C = 6ND, the model's exact FLOPs and epochs after `step` optimizer steps (docs/contracts.md
+        "Accounting")."""
         tokens = step * self.tokens_per_step
         return {"tokens": tokens, "flops": 6.0 * self.shape.params * tokens,
                 "flops_model": float(self.shape.flops_per_token()) * tokens,

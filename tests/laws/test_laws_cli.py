@@ -150,3 +150,22 @@ def test_help_lists_the_laws(capsys):
     for law in ("chinchilla", "isoflop", "envelope", "kaplan-n", "kaplan-d", "kaplan-joint", "compute",
                 "data-constrained"):
         assert law in out
+
+
+
+@pytest.mark.parametrize("kwargs,python,argv,shown", [
+    ({"holdout": 59}, "holdout=59: leaves no runs to fit", ["--holdout", "59"], "--holdout 59: leaves no runs"),
+    ({"fixed": {"Q": 1.0}}, "fixed={'Q': 1.0}: law chinchilla has no parameter 'Q'", ["--fix", "Q=1"],
+     "--fix Q: law chinchilla has no parameter 'Q'"),
+    ({"huber_delta": -1.0}, "huber_delta=-1.0: must be positive", ["--huber-delta", "-1"],
+     "--huber-delta -1: must be positive"),
+])
+def test_laws_name_their_parameters_and_the_command_names_its_flags(runs_csv, capsys, kwargs, python, argv, shown):
+    """A notebook user reads their own call (`holdout=59`), a command-line user their flag (`--holdout 59`)."""
+    from scaling.errors import UsageError
+    from scaling.laws import fit, load_runs
+
+    with pytest.raises(UsageError) as err:
+        fit(load_runs(str(runs_csv)), "chinchilla", bootstrap=0, **kwargs)
+    assert str(err.value).startswith(python) and "--" not in str(err.value)
+    assert _error(capsys, ["fit", str(runs_csv), "--bootstrap", "0", *argv]).startswith(f"scaling fit: error: {shown}")

@@ -254,7 +254,7 @@ def test_holdout_takes_largest_compute_runs():
     fit_part, held = holdout_split(table, 5)
     assert held.n_points == 5 and fit_part.n_points == 35
     assert held.column("flops").min() > fit_part.column("flops").max()
-    with pytest.raises(UsageError, match="leaves no runs"):
+    with pytest.raises(UsageError, match="holdout=40: leaves no runs"):
         holdout_split(table, 40)
 
 

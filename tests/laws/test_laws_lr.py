@@ -72,7 +72,7 @@ def test_lr_fit_refuses_tables_that_cannot_give_a_rule(frame, message):
 
 
 def test_lr_refuses_options_of_loss_laws():
-    with pytest.raises(UsageError, match="--at does not apply to law lr"):
+    with pytest.raises(UsageError, match="budgets: does not apply to law lr"):
         fit(load_runs(lr_table()), "lr", bootstrap=0, budgets=[1e21])
 
 

@@ -82,7 +82,7 @@ def test_a_held_scale_of_a_power_law_is_tied_to_its_fitted_exponent(law, truth, 
 
 
 @pytest.mark.parametrize("fixed,message", [
-    ({"Q": 1.0}, "law chinchilla has no parameter 'Q'"),
+    ({"Q": 1.0}, r"fixed=\{'Q': 1.0\}: law chinchilla has no parameter 'Q'"),
     ({"E": -1.0}, "expected a positive finite number"),
     ({"alpha": float("nan")}, "expected a finite number"),
     ({k: 1.0 for k in TRUE}, "every parameter of law chinchilla is fixed"),
@@ -93,7 +93,7 @@ def test_fix_refuses_what_cannot_be_held(table, fixed, message):
 
 
 def test_fix_refuses_laws_without_parameters(table):
-    with pytest.raises(UsageError, match="--fix needs a parametric law"):
+    with pytest.raises(UsageError, match="fixed: needs a parametric law"):
         fit(load_runs(isoflop_table(seed=1)), "isoflop", bootstrap=0, fixed={"E": 1.69})
 
 
@@ -114,8 +114,8 @@ def test_fit_command_holds_each_fix_and_writes_it_in_the_json(tmp_path, capsys):
     (["--fix", "E"], "expected NAME=VALUE"),
     (["--fix", "E=abc"], "'abc' is not a number"),
     (["--fix", "E=1", "--fix", "E=2"], "--fix E: given twice"),
-    (["--fix", "zeta=1"], "has no parameter 'zeta'"),
-    (["--law", "isoflop", "--fix", "E=1.69"], "--fix needs a parametric law"),
+    (["--fix", "zeta=1"], "--fix zeta: law chinchilla has no parameter 'zeta'"),
+    (["--law", "isoflop", "--fix", "E=1.69"], "--fix: needs a parametric law"),
 ])
 def test_fit_command_refuses_bad_fixes_in_one_line(tmp_path, capsys, argv, message):
     path = tmp_path / "runs.csv"

@@ -31,7 +31,7 @@ def test_metric_bpb_fits_the_eval_bpb_column_and_drops_runs_without_it(bpb_csv):
     assert table.metric == "bpb" and table.n_points == len(runs) - 1 and table.dropped == {"missing values": 1}
     np.testing.assert_allclose(table.column("loss"), runs["eval_bpb"].to_numpy()[1:])
     assert "loss_nats" in table.frame.columns
-    with pytest.raises(UsageError, match="--metric bpb: the runs table .* has no 'eval_bpb' column"):
+    with pytest.raises(UsageError, match="metric='bpb': the runs table .* has no 'eval_bpb' column"):
         load_runs(runs.drop(columns=["eval_bpb"]), metric="bpb")
 
 
