@@ -39,7 +39,8 @@ def add_parser(sub) -> None:
 
 
 class _Bar:
-    """The progress bar, drawn from the first chunk on: an input refused before any work shows only its line."""
+    """The progress bar, on a terminal only, drawn from the first chunk on and erased when done: a refused
+    input shows only its line, and a finished prepare its summary line (a log gets no bar drawings)."""
 
     def __init__(self):
         self.bar = self.task = None
@@ -50,7 +51,8 @@ class _Bar:
             from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
             self.bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                                TransferSpeedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
+                                TransferSpeedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+                                transient=True)
             self.bar.start()
             self.task = self.bar.add_task("tokenizing", total=total)
         self.bar.update(self.task, completed=done, total=total)
@@ -65,7 +67,7 @@ def run(args) -> int:
     from scaling.prepare import prepare
 
     t0 = time.perf_counter()
-    bar = None if args.quiet else _Bar()
+    bar = None if args.quiet or not sys.stderr.isatty() else _Bar()
     try:
         meta = prepare(args.source, args.out, tokenizer=args.tokenizer, text_field=args.text_field,
                        val_fraction=VAL_FRACTION if args.val_fraction is None else args.val_fraction,
