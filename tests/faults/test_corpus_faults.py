@@ -223,15 +223,24 @@ def _refused(out, message):
         data.load_corpus(out)
 
 
-def test_a_train_split_with_a_third_zeroed_is_refused_and_a_run_on_it_is_one_line(corpus, tmp_path):
+def _train_refused(corpus, tmp_path, capsys, message):
+    """`scaling train corpus=DIR` on it: exit 2, one line, and no run directory."""
+    data.load_corpus.cache_clear()
+    home = str(tmp_path / "runs")
+    assert main(["--home", home, "train", f"corpus={corpus}", "d_model=16", "seq_len=32", "batch_size=4",
+                 "tokens=2000", "wandb=off", "run_id=r", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err, err
+    assert not os.path.exists(os.path.join(home, "r"))
+
+
+def test_a_train_split_with_a_third_zeroed_is_refused_and_a_run_on_it_is_one_line(corpus, tmp_path, capsys):
     path = os.path.join(corpus, "train.bin")
     tokens = np.fromfile(path, dtype=np.uint16)
     tokens[: len(tokens) * 3 // 10] = 0
     tokens.tofile(path)
     _refused(corpus, "train.bin does not match the sha256 in meta.json")
-    done = _cli("--home", str(tmp_path / "runs"), "train", f"corpus={corpus}", "d_model=16", "seq_len=32",
-                "batch_size=4", "tokens=2000", "wandb=off", "--quiet")
-    _one_line(done, "train.bin does not match the sha256")
+    _train_refused(corpus, tmp_path, capsys, "train.bin does not match the sha256")
 
 
 def test_token_ids_past_the_vocabulary_are_a_corpus_error_not_a_diverged_run(corpus):
@@ -260,12 +269,10 @@ def test_an_edited_fingerprint_is_refused(corpus):
      "meta.json's val split is empty"),
     (lambda m: {"splits": 5}, "meta.json is not a prepared corpus's"),
 ])
-def test_an_inconsistent_meta_json_is_a_one_line_corpus_error(corpus, tmp_path, edit, message):
+def test_an_inconsistent_meta_json_is_a_one_line_corpus_error(corpus, tmp_path, capsys, edit, message):
     _rewrite(corpus, **edit(_meta(corpus)))
     _refused(corpus, message)
-    done = _cli("--home", str(tmp_path / "runs"), "train", f"corpus={corpus}", "d_model=16", "seq_len=32",
-                "batch_size=4", "tokens=2000", "wandb=off", "--quiet")
-    _one_line(done, f"corpus={corpus!r}")
+    _train_refused(corpus, tmp_path, capsys, f"corpus={corpus!r}")
 
 
 def test_the_hash_verdict_is_cached_by_file_identity_and_a_changed_file_is_read_again(corpus, monkeypatch):
