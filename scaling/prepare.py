@@ -133,6 +133,13 @@ class _Split:
         self.bytes += n_bytes
         return ids
 
+    def abandon(self) -> None:
+        """Close without keeping: the buffer's unwritten tail (on a full disk) must not be flushed at exit."""
+        try:
+            self.fh.close()
+        except OSError:
+            pass
+
     def close(self) -> dict:
         self.fh.flush()
         os.fsync(self.fh.fileno())
@@ -202,7 +209,12 @@ def prepare(source_spec: str, out: str, tokenizer: str = "bytes", text_field: st
         raise UsageError(f"--out {out}: already exists; remove it or choose another folder")
     source = find_source(source_spec, text_field, encoding)
     partial = out + ".partial"
-    fd = _claim_staging(partial, out)
+    try:
+        fd = _claim_staging(partial, out)
+    except OSError as err:  # a full disk or a read-only parent: the folder holds no marker yet, so remove it
+        if os.path.isdir(partial) and not os.listdir(partial):
+            os.rmdir(partial)
+        raise UsageError(f"--out {out}: cannot make {partial} ({err.strerror or err})") from None
     try:
         meta = _write(source, partial, tokenizer, val_fraction, on_progress)
         os.rename(partial, out)  # the corpus exists only once it is complete
@@ -222,19 +234,12 @@ def prepare(source_spec: str, out: str, tokenizer: str = "bytes", text_field: st
     return meta
 
 
-def _write(source: Source, partial: str, tokenizer: str, val_fraction: float,
-           on_progress: Callable[[int, int], None] | None) -> dict:
-    """Tokenize `source` into the staging folder `partial`; returns the meta.json written there."""
-    tok = make_tokenizer(tokenizer, source)
-    dtype = np.uint16 if tok.vocab_size <= 1 << 16 else np.uint32
-    if isinstance(tok, HFTokens):
-        tok.tokenizer.save(os.path.join(partial, "tokenizer.json"))
-    splits = {"train": _Split(os.path.join(partial, "train.bin"), dtype),
-              "val": _Split(os.path.join(partial, "val.bin"), dtype)}
+def _tokenize(documents: Iterator[str], total: int, tok: ByteTokens | HFTokens, splits: dict[str, _Split],
+              val_fraction: float, on_progress: Callable[[int, int], None] | None) -> np.ndarray:
+    """Tokenize `documents` into the split files; returns the train split's unigram counts."""
     counts = np.zeros(tok.vocab_size, dtype=np.int64)
-    total, done = source.total_bytes(), 0
-    decoding = Decoding(source.encoding)
-    for chunk in _chunks(source.documents(decoding), CHUNK_BYTES):
+    done = 0
+    for chunk in _chunks(documents, CHUNK_BYTES):
         docs, sizes = {"train": [], "val": []}, {"train": 0, "val": 0}
         for doc, ids in zip(chunk, tok.encode(chunk)):
             name = "val" if doc_is_val(doc, val_fraction) else "train"
@@ -249,6 +254,28 @@ def _write(source: Source, partial: str, tokenizer: str, val_fraction: float,
                 counts += np.bincount(ids, minlength=tok.vocab_size)[: tok.vocab_size]
         if on_progress is not None:
             on_progress(min(done, total), total)
+    return counts
+
+
+def _write(source: Source, partial: str, tokenizer: str, val_fraction: float,
+           on_progress: Callable[[int, int], None] | None) -> dict:
+    """Tokenize `source` into the staging folder `partial`; returns the meta.json written there."""
+    tok = make_tokenizer(tokenizer, source)
+    dtype = np.uint16 if tok.vocab_size <= 1 << 16 else np.uint32
+    if isinstance(tok, HFTokens):
+        try:
+            tok.tokenizer.save(os.path.join(partial, "tokenizer.json"))
+        except Exception as err:  # the Rust side raises a bare Exception, a full disk included
+            raise UsageError(f"cannot write {partial}/tokenizer.json: {str(err).splitlines()[0]}") from None
+    splits = {"train": _Split(os.path.join(partial, "train.bin"), dtype),
+              "val": _Split(os.path.join(partial, "val.bin"), dtype)}
+    decoding = Decoding(source.encoding)
+    try:
+        counts = _tokenize(source.documents(decoding), source.total_bytes(), tok, splits, val_fraction, on_progress)
+    except BaseException:
+        for split in splits.values():
+            split.abandon()
+        raise
     stats = {name: s.close() for name, s in splits.items()}
     for name, s in stats.items():
         if s["tokens"] == 0:

@@ -146,7 +146,8 @@ class Source:
             yield from (t for t in batch[self.text_field] if t)
 
 
-_JSON_KINDS = {bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "an object"}
+_JSON_KINDS = {bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "an object",
+               str: "a string", type(None): "null"}
 
 
 def _json_lines(path: str, field: str, skip: int) -> Iterator[str]:
@@ -166,7 +167,7 @@ def _json_lines(path: str, field: str, skip: int) -> Iterator[str]:
             except ValueError as err:
                 raise UsageError(f"{path}:{number}: not a JSON record ({err})") from None
             if not isinstance(record, dict):
-                raise UsageError(f"{path}:{number}: {_JSON_KINDS.get(type(record), 'a string')}, not a JSON object")
+                raise UsageError(f"{path}:{number}: {_JSON_KINDS[type(record)]}, not a JSON object")
             text = record.get(field)
             if text is not None and not isinstance(text, str):
                 raise UsageError(f"{path}:{number}: field {field!r} is {_JSON_KINDS[type(text)]}, not a string")
@@ -179,6 +180,8 @@ def find_source(spec: str, text_field: str = "text", encoding: str = "utf-8") ->
     encoding = check_encoding(encoding)
     if os.path.isdir(spec):
         if any(os.path.exists(os.path.join(spec, f)) for f in ("dataset_info.json", "dataset_dict.json")):
+            if encoding != "utf-8":
+                raise UsageError(f"--encoding {encoding}: applies to text files; a datasets folder holds text")
             return Source(spec, "datasets", (spec,), text_field)
         paths = sorted(os.path.join(d, f) for d, _, fs in os.walk(spec) for f in fs)
     else:

@@ -139,6 +139,16 @@ def test_a_jsonl_text_field_that_is_not_a_string_is_named_by_file_line_and_field
     assert sorted(os.listdir(tmp_path)) == ["a.jsonl", "b.jsonl"]
 
 
+def test_a_json_file_that_is_not_json_lines_and_a_parquet_column_that_is_not_text_are_one_line(tmp_path):
+    (tmp_path / "array.json").write_text(json.dumps([{"text": d} for d in _docs(3)]))
+    with pytest.raises(UsageError, match=r"array.json:1: a list, not a JSON object"):
+        prep.prepare(str(tmp_path / "array.json"), str(tmp_path / "out"))
+    pd.DataFrame({"text": [1, 2, 3]}).to_parquet(tmp_path / "n.parquet")
+    with pytest.raises(UsageError, match=r"n.parquet: field 'text' holds int64, not text"):
+        prep.prepare(str(tmp_path / "n.parquet"), str(tmp_path / "out"))
+    assert sorted(os.listdir(tmp_path)) == ["array.json", "n.parquet"]
+
+
 def test_a_jsonl_record_of_several_megabytes_is_prepared_like_the_same_documents_in_parquet(tmp_path):
     docs = _docs(3000, seed=1)  # ~2 MB before the big record: pyarrow has yielded batches when it fails
     docs.insert(2900, " ".join(_docs(1, seed=2)) * 30000)  # one record of ~4 MB
