@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import glob
 import hashlib
-import json
 import math
 import os
 import sysconfig
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from scaling.corpus_check import read_meta, verify
 from scaling.errors import UsageError
 
 VAL_FRACTION = 0.02
@@ -173,25 +173,15 @@ def _token_file(path: str, vocab_size: int | None, val_fraction: float) -> Corpu
 
 
 def _prepared(path: str) -> Corpus:
-    """A corpus directory written by `scaling data prepare` (see scaling/prepare.py for its layout)."""
-    try:
-        with open(os.path.join(path, "meta.json")) as fh:
-            meta = json.load(fh)
-        dtype, splits, vocab = np.dtype(meta["dtype"]), meta["splits"], meta["tokenizer"]["vocab_size"]
-        fingerprint, counts = meta["fingerprint"], meta["unigram_counts"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UsageError(f"corpus={path!r}: meta.json is not a prepared corpus's ({err})") from None
-    arrays = {}
-    for name in ("train", "val"):
-        file = os.path.join(path, f"{name}.bin")
-        if not os.path.isfile(file) or os.path.getsize(file) != splits[name]["tokens"] * dtype.itemsize:
-            raise UsageError(f"corpus={path!r}: {name}.bin is missing or not the size meta.json records; "
-                             "prepare the corpus again")
-        arrays[name] = np.memmap(file, dtype=dtype, mode="r")
-    val = splits["val"]
-    return Corpus(path, arrays["train"], arrays["val"], vocab, fingerprint,
-                  n_files=splits["train"]["documents"] + val["documents"],
-                  bytes_per_token=val["bytes"] / val["tokens"], unigram_counts=np.asarray(counts, dtype=np.int64))
+    """A corpus directory written by `scaling data prepare` (see scaling/prepare.py for its layout), after
+    the checks of scaling/corpus_check.py: a damaged or inconsistent one is a UsageError, not a run."""
+    meta = read_meta(path)
+    verify(path, meta)
+    train, val = (np.memmap(os.path.join(path, f"{name}.bin"), dtype=meta.dtype, mode="r") for name in ("train", "val"))
+    splits = meta.splits
+    return Corpus(path, train, val, meta.vocab_size, meta.fingerprint,
+                  n_files=splits["train"].documents + splits["val"].documents,
+                  bytes_per_token=splits["val"].bytes / splits["val"].tokens, unigram_counts=meta.unigram_counts)
 
 
 @functools.lru_cache(maxsize=4)

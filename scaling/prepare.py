@@ -2,120 +2,44 @@
 
 Sources: a folder or glob of text files (one document per file), `.jsonl`/`.json`/`.parquet` files with
 a text field (read in record batches with pyarrow), or a Hugging Face `datasets` folder written by
-`save_to_disk`. Tokenizers: `bytes` (vocabulary 256, each document ends with a newline), `bpe:VOCAB`
-(a byte-level BPE trained on the source with Hugging Face `tokenizers`, saved beside the tokens), or
-the path of a saved `tokenizer.json`.
+`save_to_disk` (read by scaling/sources.py). Tokenizers: `bytes` (vocabulary 256, each document ends
+with a newline), `bpe:VOCAB` (a byte-level BPE trained on the source with Hugging Face `tokenizers`,
+saved beside the tokens), or the path of a saved `tokenizer.json`.
 
 The directory (docs/contracts.md "Prepared corpora"):
     meta.json       format, tokenizer, dtype, per split documents / tokens / bytes, the train split's
-                    unigram counts, the fingerprint
+                    unigram counts, the fingerprint; for text files, the bytes their encoding could
+                    not decode (replaced by U+FFFD)
     train.bin       token ids of the training documents, uint16 when the vocabulary fits, else uint32
     val.bin         the same for the validation documents (chosen by a hash of each document's text)
     tokenizer.json  the tokenizer, for BPE
 
 It is written as DIR.partial and renamed into place when complete, so an interrupted prepare leaves
-nothing that `corpus=DIR` would accept, and a rerun starts clean.
+nothing that `corpus=DIR` would accept, and a rerun starts clean. The staging folder holds a marker file,
+locked while a prepare writes: only a marked folder whose writer is gone is removed (never a user's own
+folder of that name), and a second prepare into the same DIR is refused while the first runs.
+scaling/corpus_check.py checks the folder when a run opens it.
 """
 from __future__ import annotations
 
-import glob
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
+from scaling.corpus_check import FORMAT, fingerprint
 from scaling.data import VAL_FRACTION, doc_is_val
 from scaling.errors import UsageError
+from scaling.sources import Decoding, Source, find_source
 
-FORMAT = "scaling-corpus-v1"
 EOS = "<|endoftext|>"
-TABLE_SUFFIXES = (".jsonl", ".json", ".parquet")
+MARKER = ".scaling-prepare"  # in a staging folder: made by `data prepare`, and locked while one writes it
 CHUNK_BYTES = 4 << 20  # text tokenized per call: bounds memory, and large enough for the tokenizer's threads
-
-
-@dataclass(frozen=True)
-class Source:
-    spec: str
-    kind: str  # "text", "table" or "datasets"
-    paths: tuple[str, ...]
-    text_field: str = "text"
-
-    def documents(self) -> Iterator[str]:
-        if self.kind == "text":
-            for path in self.paths:
-                with open(path, "rb") as fh:
-                    yield fh.read().decode("utf-8", errors="replace")
-        elif self.kind == "table":
-            yield from self._table_documents()
-        else:
-            yield from self._datasets_documents()
-
-    def total_bytes(self) -> int:
-        """The source's size on disk, for the progress bar (compressed Parquet reads as more text)."""
-        return sum(os.path.getsize(p) for p in self.paths)
-
-    def _table_documents(self) -> Iterator[str]:
-        import pyarrow.dataset as ds
-
-        for path in self.paths:
-            fmt = "parquet" if path.endswith(".parquet") else "json"
-            try:
-                dataset = ds.dataset(path, format=fmt)
-                if self.text_field not in dataset.schema.names:
-                    raise UsageError(f"{path}: no field {self.text_field!r} (fields: "
-                                     f"{', '.join(dataset.schema.names)}); choose one with --text-field")
-                for batch in dataset.to_batches(columns=[self.text_field], batch_size=1024):
-                    yield from (t for t in batch.column(0).to_pylist() if t)
-            except UsageError:
-                raise
-            except Exception as err:  # pyarrow's parse errors name the line; one line is enough
-                raise UsageError(f"{path}: cannot read as {fmt}: {str(err).splitlines()[0]}") from None
-
-    def _datasets_documents(self) -> Iterator[str]:
-        try:
-            import datasets
-        except ImportError:
-            raise UsageError("reading a `datasets` folder needs the data extra: pip install "
-                             "'scaling-workbench[data]'") from None
-        loaded = datasets.load_from_disk(self.paths[0])
-        if isinstance(loaded, datasets.DatasetDict):
-            loaded = datasets.concatenate_datasets(list(loaded.values()))
-        if self.text_field not in loaded.column_names:
-            raise UsageError(f"{self.spec}: no field {self.text_field!r} (fields: {', '.join(loaded.column_names)});"
-                             " choose one with --text-field")
-        for batch in loaded.select_columns([self.text_field]).iter(batch_size=1024):
-            yield from (t for t in batch[self.text_field] if t)
-
-
-def find_source(spec: str, text_field: str = "text") -> Source:
-    """The documents `spec` names: a datasets folder, a folder of text files, a table file, or a glob."""
-    if os.path.isdir(spec):
-        if any(os.path.exists(os.path.join(spec, f)) for f in ("dataset_info.json", "dataset_dict.json")):
-            return Source(spec, "datasets", (spec,), text_field)
-        paths = sorted(os.path.join(d, f) for d, _, fs in os.walk(spec) for f in fs)
-    else:
-        paths = sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
-    if not paths:
-        raise UsageError(f"{spec!r}: no such folder, file or glob match")
-    tables = [p for p in paths if p.endswith(TABLE_SUFFIXES)]
-    if tables and len(tables) != len(paths):
-        raise UsageError(f"{spec!r} mixes table files ({', '.join(TABLE_SUFFIXES)}) with other files; "
-                         "name one kind with a glob")
-    if tables:
-        return Source(spec, "table", tuple(tables), text_field)
-    texts = tuple(p for p in paths if _looks_like_text(p))
-    if not texts:
-        raise UsageError(f"{spec!r}: no text files (binary files are skipped)")
-    return Source(spec, "text", texts, text_field)
-
-
-def _looks_like_text(path: str) -> bool:
-    with open(path, "rb") as fh:
-        return b"\0" not in fh.read(4096)
 
 
 # ---- tokenizers ----------------------------------------------------------------------------------
@@ -209,6 +133,13 @@ class _Split:
         self.bytes += n_bytes
         return ids
 
+    def abandon(self) -> None:
+        """Close without keeping: the buffer's unwritten tail (on a full disk) must not be flushed at exit."""
+        try:
+            self.fh.close()
+        except OSError:
+            pass
+
     def close(self) -> dict:
         self.fh.flush()
         os.fsync(self.fh.fileno())
@@ -229,29 +160,86 @@ def _chunks(docs: Iterator[str], limit: int) -> Iterator[list[str]]:
         yield chunk
 
 
+def _lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _claim_staging(partial: str, out: str) -> int:
+    """Make the staging folder `partial`, removing one a dead prepare left, and lock it; returns the locked
+    marker's descriptor. A folder of that name the tool did not make (no marker) is never removed, and one
+    a live prepare holds (its marker locked) is refused: two prepares into one --out would interleave."""
+    busy = f"--out {out}: another `scaling data prepare` is writing it ({partial}); wait for it or choose another --out"
+    if os.path.lexists(partial):
+        marker = os.path.join(partial, MARKER)
+        if os.path.islink(partial) or not os.path.isfile(marker):
+            raise UsageError(f"--out {out}: {partial} exists and is not a staging folder of `scaling data prepare` "
+                             f"(no {MARKER} in it); move it away or choose another --out")
+        fd = os.open(marker, os.O_RDONLY)
+        try:
+            if not _lock(fd):
+                raise UsageError(busy)
+            shutil.rmtree(partial)  # an interrupted prepare's
+        finally:
+            os.close(fd)
+    try:
+        os.mkdir(partial)
+    except FileExistsError:
+        raise UsageError(busy) from None
+    fd = os.open(os.path.join(partial, MARKER), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    _lock(fd)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
 def prepare(source_spec: str, out: str, tokenizer: str = "bytes", text_field: str = "text",
-            val_fraction: float = VAL_FRACTION, on_progress: Callable[[int, int], None] | None = None) -> dict:
+            val_fraction: float = VAL_FRACTION, on_progress: Callable[[int, int], None] | None = None,
+            encoding: str = "utf-8") -> dict:
     """Tokenize `source_spec` into the corpus directory `out`; returns its meta.json.
 
-    `on_progress(done_bytes, total_bytes)` is called after each chunk (sizes of the source text)."""
+    `on_progress(done_bytes, total_bytes)` is called after each chunk (sizes of the source text). Bad input
+    and a failed write (a full disk) are one-line UsageErrors that leave neither `out` nor its staging."""
     if not 0 < val_fraction < 1:
         raise UsageError(f"--val-fraction {val_fraction}: must be in (0, 1)")
     out = os.path.abspath(out)
-    if os.path.exists(out):
+    if os.path.lexists(out):
         raise UsageError(f"--out {out}: already exists; remove it or choose another folder")
-    source = find_source(source_spec, text_field)
-    tok = make_tokenizer(tokenizer, source)
-    dtype = np.uint16 if tok.vocab_size <= 1 << 16 else np.uint32
+    source = find_source(source_spec, text_field, encoding)
     partial = out + ".partial"
-    shutil.rmtree(partial, ignore_errors=True)  # an earlier prepare that was interrupted
-    os.makedirs(partial)
-    if isinstance(tok, HFTokens):
-        tok.tokenizer.save(os.path.join(partial, "tokenizer.json"))
-    splits = {"train": _Split(os.path.join(partial, "train.bin"), dtype),
-              "val": _Split(os.path.join(partial, "val.bin"), dtype)}
+    try:
+        fd = _claim_staging(partial, out)
+    except OSError as err:  # a full disk or a read-only parent: the folder holds no marker yet, so remove it
+        if os.path.isdir(partial) and not os.listdir(partial):
+            os.rmdir(partial)
+        raise UsageError(f"--out {out}: cannot make {partial} ({err.strerror or err})") from None
+    try:
+        meta = _write(source, partial, tokenizer, val_fraction, on_progress)
+        os.rename(partial, out)  # the corpus exists only once it is complete
+    except BaseException as err:
+        shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(err, OSError):
+            what = "no space left on device" if err.errno in (errno.ENOSPC, errno.EDQUOT) else err.strerror or err
+            raise UsageError(f"--out {out}: {what}{f' ({err.filename})' if err.filename else ''}; "
+                             f"nothing was kept") from None
+        raise
+    finally:
+        os.close(fd)
+    try:
+        os.unlink(os.path.join(out, MARKER))
+    except OSError:
+        pass  # a leftover marker in a finished corpus is harmless: nothing removes a corpus folder
+    return meta
+
+
+def _tokenize(documents: Iterator[str], total: int, tok: ByteTokens | HFTokens, splits: dict[str, _Split],
+              val_fraction: float, on_progress: Callable[[int, int], None] | None) -> np.ndarray:
+    """Tokenize `documents` into the split files; returns the train split's unigram counts."""
     counts = np.zeros(tok.vocab_size, dtype=np.int64)
-    total, done = source.total_bytes(), 0
-    for chunk in _chunks(source.documents(), CHUNK_BYTES):
+    done = 0
+    for chunk in _chunks(documents, CHUNK_BYTES):
         docs, sizes = {"train": [], "val": []}, {"train": 0, "val": 0}
         for doc, ids in zip(chunk, tok.encode(chunk)):
             name = "val" if doc_is_val(doc, val_fraction) else "train"
@@ -266,23 +254,44 @@ def prepare(source_spec: str, out: str, tokenizer: str = "bytes", text_field: st
                 counts += np.bincount(ids, minlength=tok.vocab_size)[: tok.vocab_size]
         if on_progress is not None:
             on_progress(min(done, total), total)
+    return counts
+
+
+def _write(source: Source, partial: str, tokenizer: str, val_fraction: float,
+           on_progress: Callable[[int, int], None] | None) -> dict:
+    """Tokenize `source` into the staging folder `partial`; returns the meta.json written there."""
+    tok = make_tokenizer(tokenizer, source)
+    dtype = np.uint16 if tok.vocab_size <= 1 << 16 else np.uint32
+    if isinstance(tok, HFTokens):
+        try:
+            tok.tokenizer.save(os.path.join(partial, "tokenizer.json"))
+        except Exception as err:  # the Rust side raises a bare Exception, a full disk included
+            raise UsageError(f"cannot write {partial}/tokenizer.json: {str(err).splitlines()[0]}") from None
+    splits = {"train": _Split(os.path.join(partial, "train.bin"), dtype),
+              "val": _Split(os.path.join(partial, "val.bin"), dtype)}
+    decoding = Decoding(source.encoding)
+    try:
+        counts = _tokenize(source.documents(decoding), source.total_bytes(), tok, splits, val_fraction, on_progress)
+    except BaseException:
+        for split in splits.values():
+            split.abandon()
+        raise
     stats = {name: s.close() for name, s in splits.items()}
     for name, s in stats.items():
         if s["tokens"] == 0:
-            shutil.rmtree(partial, ignore_errors=True)
             n_docs = stats["train"]["documents"] + stats["val"]["documents"]
-            raise UsageError(f"{source_spec!r}: no document fell in the {name} split ({n_docs} documents, "
+            raise UsageError(f"{source.spec!r}: no document fell in the {name} split ({n_docs} documents, "
                              f"val fraction {val_fraction}); add documents or change --val-fraction")
     tok_hash = (hashlib.sha256(open(os.path.join(partial, "tokenizer.json"), "rb").read()).hexdigest()
                 if isinstance(tok, HFTokens) else "bytes")
-    fingerprint = hashlib.sha256(
-        f"{FORMAT}:{tok_hash}:{stats['train']['sha256']}:{stats['val']['sha256']}".encode()).hexdigest()[:16]
-    meta = {"format": FORMAT, "source": source_spec, "tokenizer": tok.describe(), "dtype": np.dtype(dtype).name,
-            "val_fraction": val_fraction, "splits": stats, "fingerprint": fingerprint,
+    meta = {"format": FORMAT, "source": source.spec, "tokenizer": tok.describe(), "dtype": np.dtype(dtype).name,
+            "val_fraction": val_fraction, "splits": stats,
+            "fingerprint": fingerprint(tok_hash, stats["train"]["sha256"], stats["val"]["sha256"]),
             "unigram_counts": counts.tolist()}
+    if source.kind == "text":
+        meta["decoding"] = decoding.record()
     with open(os.path.join(partial, "meta.json"), "w") as fh:
         json.dump(meta, fh)
         fh.flush()
         os.fsync(fh.fileno())
-    os.rename(partial, out)  # the corpus exists only once it is complete
     return meta
