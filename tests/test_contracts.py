@@ -101,7 +101,7 @@ def test_metrics_row_keys_are_documented(plan):
 
 def test_run_files_and_statuses_are_documented():
     from scaling.runs import files
-    from scaling.runs.index import STATUSES
+    from scaling.runs.records import STATUSES
 
     text = mentioned(section("The run directory"))
     for name in (files.CONFIG, files.METRICS, files.SUMMARY, files.CHECKPOINTS, files.TRAIN_LOG, "scaling.db",
