@@ -350,8 +350,8 @@ def add_parser(sub) -> None:
     q.add_argument("--budgets", metavar="C1,C2,...", help="FLOP budgets, e.g. 2.5e11,5e11,1e12")
     q.add_argument("--per-budget", type=positive_int, default=5, metavar="K",
                    help="sizes per budget (default 5; with --refine: sizes added past the edge)")
-    q.add_argument("--span", type=_count(1.0, strict=True), metavar="R",
-                   help="a factor: sizes from N_opt/R to N_opt*R (R = 4 spans 16x)")
+    q.add_argument("--span", type=_count(1.0, strict=True), metavar="R", default=3.0,
+                   help="a factor: sizes from N_opt/R to N_opt*R (R = 4 spans 16x; default %(default)g)")
     q.add_argument("--prior", default="chinchilla", metavar="chinchilla|FIT.json",
                    help="N_opt(C): Hoffmann et al.'s law (default) or a fit JSON (`scaling fit --json`, or a "
                         "report's fit.json)")
