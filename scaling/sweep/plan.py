@@ -275,7 +275,7 @@ def refine_table(frame, per_budget: int, shapes: Sequence[int] | None = None) ->
         step = math.log(hi / lo) / max(len(ran) - 1, 1)
         edge = hi if up else lo
         targets = [edge * math.exp((k + 1) * step * (1 if up else -1)) for k in range(per_budget)]
-        new = _buildable(targets, shapes, ran, edge, up) if shapes else [_round(n) for n in targets]
+        new = _buildable(targets, shapes, edge, up) if shapes else [_round(n) for n in targets]
         where = "no minimum (the loss keeps falling)" if b.n_opt is None else f"minimum {b.n_opt:.3g}"
         head = f"C = {b.flops:.3g}: {where} {'above' if up else 'below'} [{lo:.3g}, {hi:.3g}]: "
         if not new:
@@ -289,10 +289,10 @@ def refine_table(frame, per_budget: int, shapes: Sequence[int] | None = None) ->
     return points, lines
 
 
-def _buildable(targets: Sequence[float], shapes: Sequence[int], ran, edge: float, up: bool) -> list[int]:
-    """The recipe size nearest each target (in log) beyond the edge and not yet run, each used once."""
-    done = {round(float(n)) for n in ran}
-    beyond = [n for n in sorted(set(shapes)) if (n > edge * 1.001 if up else n < edge / 1.001) and n not in done]
+def _buildable(targets: Sequence[float], shapes: Sequence[int], edge: float, up: bool) -> list[int]:
+    """The recipe size nearest each target (in log) strictly beyond the edge (so none has run at this
+    budget: its sizes span the edges), each used once; fewer, or none, at the ends of the family."""
+    beyond = [n for n in sorted(set(shapes)) if (n > edge * 1.001 if up else n < edge / 1.001)]
     chosen: list[int] = []
     for t in targets:
         left = [n for n in beyond if n not in chosen]
