@@ -23,6 +23,7 @@ from scaling.report.tables import (
     headline,
     noise_table,
     parameter_table,
+    reach_of,
     runs_tables,
 )
 from scaling.runs import write_atomic
@@ -138,7 +139,8 @@ def write_report(data: ReportData, fits: Fits, spec: ReportSpec, out_dir: str,
         raise
     try:
         figures = draw_figures(data, fits, published, stage)
-        staged = ReportFiles(stage, figures, headline(fits), report_tables(data, fits, published))
+        staged = ReportFiles(stage, figures, headline(fits, reach_of(data.runs), headline_budgets(spec)),
+                             report_tables(data, fits, published))
         write_atomic(staged.runs_csv, data.runs.to_csv(index=False))
         write_atomic(staged.fit_json, json.dumps(fit_json(fits, data.metric), indent=2) + "\n")
         errors = [f"{law}: {why}" for law, why in fits.errors.items()]
@@ -153,6 +155,13 @@ def write_report(data: ReportData, fits: Fits, spec: ReportSpec, out_dir: str,
     moved = [dataclasses.replace(f, png=os.path.join(out_dir, "figures", os.path.basename(f.png)),
                                  svg=os.path.join(out_dir, "figures", os.path.basename(f.svg))) for f in figures]
     return ReportFiles(out_dir, moved, staged.headline, staged.tables)
+
+
+def headline_budgets(spec: ReportSpec) -> tuple[float, ...] | None:
+    """The spec's budgets when given (`--at`, or a spec file), else None: the headline then states the
+    largest measured C x10 and x100 and where N_opt reaches the largest size trained."""
+    default = next(f.default for f in dataclasses.fields(ReportSpec) if f.name == "budgets")
+    return None if tuple(spec.budgets) == tuple(default) else tuple(spec.budgets)
 
 
 def _publish(stage: str, out_dir: str) -> None:
