@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -208,7 +207,7 @@ def envelope_flag(fits: Fits) -> list[str]:
     env = fits.results.get("envelope")
     sizes = sorted(set(getattr(env, "frontier_sizes", ()) or ()))
     if env is not None and len(sizes) == 1:  # () is a fit that did not record its sizes
-        return [f"Approach 1 (envelope) left out: its frontier is one size ({fmt(sizes[0])}), "
+        return [f"Approach 1 (envelope) left out: its frontier is one size ({fmt(sizes[0], 3)}), "
                 "so its exponents say nothing; train sizes that win at different C"]
     return []
 
@@ -226,10 +225,9 @@ def holdout_trend(rows) -> str:
             "sizes hides it)")
 
 
-def headline(fits: Fits, reach: Reach | None = None, budgets: Sequence[float] | None = None) -> list[str]:
-    """The report's headline: laws, then the compute-optimal choice at `budgets` (None: the fit's own
-    target budgets, or with `reach` the defaults of `default_budgets`), each with its interval and its
-    extrapolation factor."""
+def headline(fits: Fits, reach: Reach | None = None) -> list[str]:
+    """The report's headline: laws, then the compute-optimal choice at the fit's target budgets, each
+    number with its interval and, given `reach`, how far its C lies past the largest measured."""
     lines = []
     if fits.by_group:
         for gf in fits.by_group.values():
@@ -258,10 +256,7 @@ def headline(fits: Fits, reach: Reach | None = None, budgets: Sequence[float] | 
     iso = fits.results.get("isoflop")
     best = res if res is not None and res.optimal is not None else iso
     if best is not None and best.optimal is not None:
-        if budgets is None and reach is not None:
-            budgets = default_budgets(best, reach)
-        points = best.optimal.at if budgets is None else best.allocate(list(budgets)).at
-        lines += allocation_lines(best, points, reach)
+        lines += allocation_lines(best, best.optimal.at, reach)
     lines += noise_headline(fits)
     if fits.holdout is not None and fits.holdout.holdout is not None:
         h = fits.holdout.holdout
