@@ -86,7 +86,7 @@ def test_an_unresolved_budget_is_listed_as_excluded_with_why():
     (_, _), (_, excluded) = runs_tables(DATA, fits)
     assert excluded == [["budget 1.00e+19", "unresolved",
                          "the curve's depth 0.004 is under 2 x the noise SD 0.003: its minimum could be one seed's "
-                         "luck; not used for N_opt(C) (fit with --keep-unresolved to use it)"]]
+                         "luck; not used for N_opt(C); add seeds or widen the sizes there"]]
 
 
 def test_approach_1_whose_frontier_is_one_size_is_flagged_and_kept_out_of_the_headline():
