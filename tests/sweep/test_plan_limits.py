@@ -118,3 +118,10 @@ def test_create_never_queues_a_point_identical_to_a_finished_run(tmp_path, capsy
     only = _spec(tmp_path, "c.yaml", [(2e4, 1e11)])
     assert main(["--home", home.root, "sweep", "create", only]) == 2
     assert "every point is a finished run" in capsys.readouterr().err
+
+
+def test_family_warns_below_the_smallest_buildable_size(capsys):
+    assert main(["family", "1e4", "1e6", "--vocab-size", "4096"]) == 0
+    out, err = capsys.readouterr()
+    assert err.count("warning") == 1 and "1e+04 is below the smallest model" in err and "68,912" in err
+    assert "68,912" in out  # the smallest model is what is shown for that target
