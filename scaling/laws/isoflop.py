@@ -145,6 +145,7 @@ class IsoflopFit:
 
         cmap = plt.get_cmap(style.get("cmap", "plasma"))
         which = None if runs is None else assign_budgets(runs, [b.flops for b in self.budgets])
+        labelled: set[str] = set()
         for i, prof in enumerate(self.budgets):
             color = cmap(0.1 + 0.8 * i / max(1, len(self.budgets) - 1))
             lo, hi = prof.params_range
@@ -164,9 +165,11 @@ class IsoflopFit:
                         label=f"C = {prof.flops:.2g}" if runs is None else "parabola per budget" if i == 0 else None)
             if prof.n_opt is not None:
                 marker = "*" if prof.used else "x" if not prof.interior else "P"
+                label = {"*": "minimum (used)", "x": "minimum outside the sizes",
+                         "P": "minimum not resolved (not used)"}[marker]
                 ax.plot([prof.n_opt], [prof.loss_opt], marker, ms=12, color=color, mec="k",
-                        label={"*": "minimum (used)", "x": "minimum outside the sizes",
-                               "P": "minimum not resolved (not used)"}[marker])
+                        label=None if label in labelled else label)  # each kind of marker once
+                labelled.add(label)
         ax.set_xscale("log")
         ax.set_xlabel("parameters N")
         ax.set_ylabel("final loss")

@@ -70,7 +70,7 @@ def fig_isoflop(data: ReportData, fits: Fits, published: dict, ax):
     iso = fits.results["isoflop"]
     iso.plot(ax, data.runs)
     ax.set_ylabel(f"final eval loss ({data.loss_unit})")
-    ax.set_title("IsoFLOP profiles: parabolas in log N and their minima (x: outside the sampled sizes)")
+    ax.set_title("IsoFLOP profiles: parabolas in log N and their minima (markers in the legend)")
     noise = getattr(iso, "noise", None) if iso is not None else None
     if noise is not None and noise.pooled.sd is not None:
         shallow = [b for b in iso.budgets if b.resolved is False]

@@ -212,6 +212,11 @@ def envelope_flag(fits: Fits) -> list[str]:
     return []
 
 
+# A change of the held-out error from the smallest to the largest size under this many percentage
+# points is not called a trend (seed noise alone moves a final loss by a few tenths of a percent).
+TREND_POINTS = 1.0
+
+
 def holdout_trend(rows) -> str:
     """The held-out error per size, smallest N first, when the held-out runs have two sizes or more."""
     if rows is None or not len(rows) or rows["params"].nunique() < 2:
@@ -219,10 +224,12 @@ def holdout_trend(rows) -> str:
     err = 100 * (rows["predicted"] - rows["loss"]) / rows["loss"]
     by = err.groupby(rows["params"]).mean().sort_index()
     slope = np.polyfit(np.log(by.index.to_numpy(float)), by.to_numpy(float), 1)[0]
-    trend = "growing with N" if slope > 0 and by.iloc[-1] > by.iloc[0] else \
-        "falling with N" if slope < 0 and by.iloc[-1] < by.iloc[0] else "no trend in N"
-    return (f"; by N: {', '.join(f'{fmt(n, 3)} {e:+.1f}%' for n, e in by.items())} ({trend}: a mean over "
-            "sizes hides it)")
+    change = by.iloc[-1] - by.iloc[0]
+    if abs(change) < TREND_POINTS or slope * change <= 0:
+        trend = f"no trend across N beyond {TREND_POINTS:g} point"
+    else:
+        trend = f"{'growing' if change > 0 else 'falling'} with N: the mean over sizes hides it"
+    return f"; by N: {', '.join(f'{fmt(n, 3)} {e:+.1f}%' for n, e in by.items())} ({trend})"
 
 
 def headline(fits: Fits, reach: Reach | None = None) -> list[str]:
