@@ -352,7 +352,7 @@ def fit_isoflop(table: RunsTable, *, bootstrap: int = DEFAULT_RESAMPLES, seed: i
     if not keep_unresolved:
         inside_all = inside_all & ~unresolved[None, :]
     if inside_all[0].sum() < min_budgets:
-        shallow = f", {int(unresolved.sum())} more left out as unresolved (keep them: keep_unresolved)" \
+        shallow = f", {int(unresolved.sum())} more not resolved (depth < 2 x noise: add seeds there)" \
             if unresolved.any() and not keep_unresolved else ""
         raise UsageError(f"isoflop needs at least {min_budgets} budgets whose loss minimum lies inside the "
                          f"sampled model sizes for an exponent; {int(inside_all[0].sum())} of {len(usable)} do"
