@@ -238,8 +238,22 @@ def refine_points(home: RunHome | str | None, sweep_id: str, per_budget: int) ->
     frame = runs_table(home, sweep_id)
     if not len(frame):
         raise UsageError(f"--refine {sweep_id}: no completed runs yet (see `scaling sweep status {sweep_id}`)")
+    frame = with_planned_budgets(frame, home.sweep_runs(sweep_id))
     points, lines = refine_table(frame, per_budget, _registered_shapes(registered["spec"]))
     return Refinement(points, lines, registered["spec"], f"{registered['name']}-refine")
+
+
+def with_planned_budgets(frame, queued):
+    """The runs table with each run's flops_budget as its sweep planned it (the runs table may not carry
+    it), so the refinement's points join their budget exactly, not at the measured FLOPs."""
+    planned = {r.run_id: r.config.get("flops_budget") for r in queued}
+    column = frame["run_id"].map(planned) if "run_id" in frame.columns else None
+    if column is None or column.isna().all():
+        return frame
+    frame = frame.copy()
+    given = frame["flops_budget"] if "flops_budget" in frame.columns else column * float("nan")
+    frame["flops_budget"] = given.fillna(column).astype(float)
+    return frame
 
 
 def _registered_shapes(spec: dict) -> list[int] | None:

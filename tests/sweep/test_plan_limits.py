@@ -125,3 +125,13 @@ def test_family_warns_below_the_smallest_buildable_size(capsys):
     out, err = capsys.readouterr()
     assert err.count("warning") == 1 and "1e+04 is below the smallest model" in err and "68,912" in err
     assert "68,912" in out  # the smallest model is what is shown for that target
+
+
+def test_refine_takes_each_runs_budget_from_its_sweep_when_the_runs_table_lacks_it():
+    from types import SimpleNamespace
+
+    frame = pd.DataFrame({"run_id": ["a", "b"], "params": [1e4, 2e4], "flops": [1.1998e11, 1.2003e11]})
+    queued = [SimpleNamespace(run_id="a", config={"flops_budget": 1.2e11}),
+              SimpleNamespace(run_id="b", config={"flops_budget": 1.2e11})]
+    assert plan_lib.with_planned_budgets(frame, queued)["flops_budget"].tolist() == [1.2e11, 1.2e11]
+    assert "flops_budget" not in frame.columns  # the caller's table is left as it was
