@@ -316,6 +316,23 @@ def shape_for_params(target: float, *, recipe: Recipe = RECIPE, **kwargs) -> Mod
     return best
 
 
+def recipe_sizes(*, recipe: Recipe = RECIPE, up_to: float = math.inf, **kwargs) -> list[int]:
+    """Every total parameter count the recipe builds for these settings (vocab_size, seq_len, mlp, ...),
+    smallest first, up to the first count above `up_to`: the family's reach, since `params=` snaps to one
+    of these. The smallest is set by the embedding (a 4,096-token vocabulary alone is 65,536 at width 16)."""
+    counts = []
+    for width in recipe.allowed_widths():
+        counts.append(shape_for_width(width, recipe=recipe, **kwargs).params)
+        if counts[-1] > up_to:
+            break
+    return counts
+
+
+def smallest_size(*, recipe: Recipe = RECIPE, **kwargs) -> int:
+    """The smallest model the recipe builds for these settings (its narrowest width)."""
+    return shape_for_width(recipe.min_width, recipe=recipe, **kwargs).params
+
+
 def default_lr(shape: ModelShape, recipe: Recipe = RECIPE, parametrization: Parametrization | None = None) -> float:
     """Peak AdamW learning rate: `lr_reference` at `lr_reference_width`, scaled as 1/sqrt(width) (muP for
     Adam would be 1/width; the square root is the milder, commonly tuned compromise), clipped.

@@ -19,7 +19,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from scaling.family import RECIPE, shape_for_params
+    import sys
+
+    from scaling.family import RECIPE, shape_for_params, smallest_size
 
     if not args.sizes and not args.recipe:
         raise UsageError("give target sizes (e.g. 1e5 1e6) or --recipe")
@@ -38,7 +40,11 @@ def run(args) -> int:
     head = f"{'target':>8} {'shape':>15} {'d_ff':>6} {'params':>15} {'non-embed':>15} {'FLOPs/token':>12}"
     print(head)
     print("-" * len(head))
+    least = smallest_size(**kw)
     for t in targets:
+        if t < least:
+            print(f"warning: {t:.3g} is below the smallest model the recipe builds at vocab {args.vocab_size}, "
+                  f"seq {args.seq_len} ({least:,} params): shown is that one", file=sys.stderr)
         s = shape_for_params(t, **kw)
         print(f"{t:>8.0e} {s.describe():>15} {s.d_ff:>6} {s.params:>15,} {s.params_nonembed:>15,} "
               f"{s.flops_per_token():>12.4g}")

@@ -68,8 +68,6 @@ def cmd_plan(args) -> int:
         budgets = parse_budgets(args.budgets, "--budgets")
         if not budgets:
             raise UsageError("--budgets: give at least one FLOP budget, e.g. 1e11,3e11,1e12")
-        if args.span is None:
-            raise UsageError("--span R is needed with --budgets (sizes from N_opt/R to N_opt*R)")
         prior = plan.prior_from(args.prior)
         spec = plan.spec_dict([], name=args.name or "isoflop-plan", base=base, settings=settings)
         constants = {k: v["value"] for k, v in spec.get("parameters", {}).items() if "value" in v}
@@ -168,8 +166,8 @@ def _plan_arguments(q) -> None:
     q.add_argument("--budgets", metavar="C1,C2,...", help="FLOP budgets, e.g. 2.5e11,5e11,1e12")
     q.add_argument("--per-budget", type=positive_int, default=5, metavar="K",
                    help="sizes per budget (default 5; with --refine: sizes added past the edge)")
-    q.add_argument("--span", type=number_above(1.0, strict=True), metavar="R",
-                   help="a factor: sizes from N_opt/R to N_opt*R (R = 4 spans 16x)")
+    q.add_argument("--span", type=number_above(1.0, strict=True), metavar="R", default=3.0,
+                   help="a factor: sizes from N_opt/R to N_opt*R (R = 4 spans 16x; default %(default)g)")
     q.add_argument("--prior", default="chinchilla", metavar="chinchilla|FIT.json",
                    help="N_opt(C): Hoffmann et al.'s law (default) or a fit JSON (`scaling fit --json`, or a "
                         "report's fit.json)")

@@ -55,6 +55,12 @@ class BudgetProfile:
     noise_sd: float | None = None  # the run-to-run SD it is compared with (this budget's, else pooled)
     noise_from: str = "none"  # "budget", "pooled" or "none"
     replicated: int = 0  # points of this budget with seed replicates
+    kept_unresolved: bool = False  # fitted with keep_unresolved: an unresolved minimum still enters the laws
+
+    @property
+    def used(self) -> bool:
+        """Whether the minimum enters N_opt(C): interior, and resolved (or kept by keep_unresolved)."""
+        return self.interior and (self.resolved is not False or self.kept_unresolved)
 
     @property
     def resolved(self) -> bool | None:
@@ -67,7 +73,7 @@ class BudgetProfile:
         return {"flops": self.flops, "n_opt": self.n_opt, "d_opt": self.d_opt, "loss_opt": self.loss_opt,
                 "interior": self.interior, "n_points": self.n_points, "params_range": list(self.params_range),
                 "depth": self.depth, "noise_sd": self.noise_sd, "noise_from": self.noise_from,
-                "replicated_points": self.replicated, "resolved": self.resolved}
+                "replicated_points": self.replicated, "resolved": self.resolved, "used": self.used}
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,7 @@ class IsoflopFit:
         return power_law_estimates(self.n_opt, self.d_opt)
 
     def details(self) -> list[Table]:
-        rows = tuple((b.flops, b.n_opt, b.d_opt, b.loss_opt, "yes" if b.interior else "NO (not used)", b.n_points,
+        rows = tuple((b.flops, b.n_opt, b.d_opt, b.loss_opt, _interior_text(b), b.n_points,
                       b.depth, b.noise_sd, _resolved_text(b)) for b in self.budgets)
         return [Table(("budget (FLOPs)", "N_opt", "D_opt", "loss", "interior", "runs", "depth", "noise SD",
                        "resolves min"), rows)]
@@ -139,6 +145,7 @@ class IsoflopFit:
 
         cmap = plt.get_cmap(style.get("cmap", "plasma"))
         which = None if runs is None else assign_budgets(runs, [b.flops for b in self.budgets])
+        labelled: set[str] = set()
         for i, prof in enumerate(self.budgets):
             color = cmap(0.1 + 0.8 * i / max(1, len(self.budgets) - 1))
             lo, hi = prof.params_range
@@ -155,9 +162,14 @@ class IsoflopFit:
                                 ecolor=color, capsize=3)
             if prof.parabola is not None:
                 ax.plot(*parabola_curve(prof.parabola, lo, hi), "-", color=color, lw=1,
-                        label=None if runs is not None else f"C = {prof.flops:.2g}")
+                        label=f"C = {prof.flops:.2g}" if runs is None else "parabola per budget" if i == 0 else None)
             if prof.n_opt is not None:
-                ax.plot([prof.n_opt], [prof.loss_opt], "*" if prof.interior else "x", ms=12, color=color, mec="k")
+                marker = "*" if prof.used else "x" if not prof.interior else "P"
+                label = {"*": "minimum (used)", "x": "minimum outside the sizes",
+                         "P": "minimum not resolved (not used)"}[marker]
+                ax.plot([prof.n_opt], [prof.loss_opt], marker, ms=12, color=color, mec="k",
+                        label=None if label in labelled else label)  # each kind of marker once
+                labelled.add(label)
         ax.set_xscale("log")
         ax.set_xlabel("parameters N")
         ax.set_ylabel("final loss")
@@ -204,6 +216,12 @@ def assign_budgets(runs, budget_flops: Sequence[float]) -> np.ndarray:
         match = np.isclose(given[:, None], budget_flops[None], rtol=1e-6)
         return np.where(match.any(axis=1), np.argmax(match, axis=1), nearest)
     return nearest
+
+
+def _interior_text(b: BudgetProfile) -> str:
+    if not b.interior:
+        return "NO (not used)"
+    return "yes" if b.used else "yes (unresolved: not used)"
 
 
 def _resolved_text(b: BudgetProfile) -> str:
@@ -267,7 +285,7 @@ def _vertex(c0, c1, c2, lo, hi):
 
 def fit_isoflop(table: RunsTable, *, bootstrap: int = DEFAULT_RESAMPLES, seed: int = 0,
                 budgets: Sequence[float] = (), cluster_ratio: float = CLUSTER_RATIO,
-                min_budgets: int = MIN_BUDGETS) -> IsoflopFit:
+                min_budgets: int = MIN_BUDGETS, keep_unresolved: bool = False) -> IsoflopFit:
     """Chinchilla's Approach 2: a parabola in log N per FLOP budget, then power laws through the minima.
 
     Seed replicates of one point (RunsTable `point`) enter as their mean, weighted by its inverse
@@ -283,6 +301,8 @@ def fit_isoflop(table: RunsTable, *, bootstrap: int = DEFAULT_RESAMPLES, seed: i
         min_budgets: budgets with an interior minimum required (a UsageError below it); 0 returns the
             profiles of whatever budgets there are (the planner's refinement reads them), whose power
             laws are NaN with fewer than MIN_BUDGETS interior minima.
+        keep_unresolved: let a budget whose curve is shallower than twice the noise (its minimum not
+            resolved) into the power laws; by default it is left out, as one seed's luck could move it.
     Returns:
         IsoflopFit: each budget's minimum (flagged when outside the sampled sizes, or shallower than
         twice the noise) and the power laws.
@@ -325,13 +345,18 @@ def fit_isoflop(table: RunsTable, *, bootstrap: int = DEFAULT_RESAMPLES, seed: i
             loss_opt=None if n_opt is None else float(ls[0]), interior=bool(inside[0]), n_points=int(rows.sum()),
             params_range=(float(np.exp(x.min())), float(np.exp(x.max()))), parabola=parabola,
             depth=depth_of(parabola, lo, hi) if np.isfinite(c0[0]) else None, noise_sd=sd, noise_from=source,
-            replicated=int((member.sum(axis=0) > 1).sum())))
+            replicated=int((member.sum(axis=0) > 1).sum()), kept_unresolved=keep_unresolved))
     flops = values[usable]
     xs_all, inside_all = np.array(xs_all).T, np.array(inside_all).T  # (R + 1, budgets)
+    unresolved = np.array([p.resolved is False for p in profiles], dtype=bool)
+    if not keep_unresolved:
+        inside_all = inside_all & ~unresolved[None, :]
     if inside_all[0].sum() < min_budgets:
+        shallow = f", {int(unresolved.sum())} more not resolved (depth < 2 x noise: add seeds there)" \
+            if unresolved.any() and not keep_unresolved else ""
         raise UsageError(f"isoflop needs at least {min_budgets} budgets whose loss minimum lies inside the "
-                         f"sampled model sizes for an exponent; {int(inside_all[0].sum())} of {len(usable)} do "
-                         f"(`scaling sweep plan --refine SWEEP` adds sizes beyond the edges)")
+                         f"sampled model sizes for an exponent; {int(inside_all[0].sum())} of {len(usable)} do"
+                         f"{shallow} (`scaling sweep plan --refine SWEEP` adds sizes beyond the edges)")
     n_opt, d_opt = _power_laws(flops, xs_all, inside_all)
     fit = IsoflopFit(budgets=tuple(profiles), n_opt=n_opt, d_opt=d_opt, n_points=table.n_points,
                      dropped=dict(table.dropped), n_resamples=bootstrap, noise=noise)

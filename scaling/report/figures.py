@@ -51,7 +51,11 @@ def fig_training_curves(data: ReportData, fits: Fits, published: dict, ax):
         ax.plot(rows["flops"], rows["loss"], "-", lw=1.2, alpha=0.85, color=mapper.to_rgba(rows["params"].iloc[0]))
     env = fits.results.get("envelope")
     if env is not None:
-        ax.plot(env.flops, env.loss, "k--", lw=1.6, label="compute frontier (min over runs)")
+        order = np.argsort(env.flops)
+        # the lowest loss any run reached at or below each C: spending more compute never makes it worse
+        frontier = np.minimum.accumulate(np.asarray(env.loss, dtype=float)[order])
+        ax.plot(np.asarray(env.flops)[order], frontier, "k--", lw=1.6,
+                label="compute frontier (lowest loss at or below C)")
         ax.legend(loc="upper right")
     ax.set_xscale("log")
     ax.set_xlabel("training FLOPs C = 6ND at each evaluation")
@@ -66,7 +70,7 @@ def fig_isoflop(data: ReportData, fits: Fits, published: dict, ax):
     iso = fits.results["isoflop"]
     iso.plot(ax, data.runs)
     ax.set_ylabel(f"final eval loss ({data.loss_unit})")
-    ax.set_title("IsoFLOP profiles: parabolas in log N and their minima (x: outside the sampled sizes)")
+    ax.set_title("IsoFLOP profiles: parabolas in log N and their minima (markers in the legend)")
     noise = getattr(iso, "noise", None) if iso is not None else None
     if noise is not None and noise.pooled.sd is not None:
         shallow = [b for b in iso.budgets if b.resolved is False]
@@ -84,23 +88,27 @@ def fig_optimal(data: ReportData, fits: Fits, published: dict, axes):
     ref = _chinchilla_line(published)
     colors_by_law = {law: f"C{i}" for i, law in enumerate(fits.results)}
     for which, ax in zip(("params", "tokens"), axes):
+        shown = list(runs[which].to_numpy(float))  # the sizes (tokens) trained set the axis with the lines
         for law, res in fits.results.items():
             mid, band = res.frontier(grid, which)
             if mid is None:
                 continue
             color = colors_by_law[law]
+            shown += list(mid)
             ax.plot(grid, mid, "-", color=color, label=res.label)
             if band is not None:
                 ax.fill_between(grid, band[0], band[1], color=color, alpha=0.15)
         iso = fits.results.get("isoflop")
         if iso is not None:
-            pts = [(b.flops, b.n_opt if which == "params" else b.d_opt) for b in iso.budgets if b.interior]
+            pts = [(b.flops, b.n_opt if which == "params" else b.d_opt) for b in iso.budgets if b.used]
             if pts:
                 ax.plot(*zip(*pts), "o", color=colors_by_law["isoflop"], mec="k", label="isoFLOP minima")
         if ref is not None:
             ax.plot(grid, ref[0](grid) if which == "params" else ref[1](grid), "k:", label=ref[2])
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xlim(grid[0], grid[-1])
+        clip_axis(ax, shown)
         ax.set_xlabel("compute C (FLOPs)")
         ax.set_ylabel("N_opt (parameters)" if which == "params" else "D_opt (tokens)")
         ax.set_title(f"Compute-optimal {'model size' if which == 'params' else 'training tokens'}")
@@ -199,8 +207,29 @@ def fig_holdout(data: ReportData, fits: Fits, published: dict, ax):
     ax.set_xscale("log")
     ax.set_xlabel("parameters N")
     ax.set_ylabel(f"final eval loss ({data.loss_unit})")
-    ax.set_title(f"Held-out largest budget: mean |error| {100 * h.mean_abs_rel_error:.2f}% over {h.n} runs")
+    budget = _holdout_budget(rows)
+    ax.set_title(f"Held-out budget{budget}: mean |error| {100 * h.mean_abs_rel_error:.2f}% over {h.n} runs")
     ax.legend(fontsize=7)
+
+
+def _holdout_budget(rows) -> str:
+    """' C = ...' when the held-out runs share one budget, else ''."""
+    if "flops_budget" in rows.columns and rows["flops_budget"].nunique() == 1:
+        return f" C = {float(rows['flops_budget'].iloc[0]):.3g}"
+    return f" C ≈ {float(rows['flops'].median()):.3g}" if "flops" in rows.columns else ""
+
+
+# Figures of fitted laws show the data's range of y times this factor either way, not wherever an
+# extrapolated interval band goes (1e-15 to 1e38 from a poorly constrained exponent).
+AXIS_MARGIN = 10.0
+
+
+def clip_axis(ax, values) -> None:
+    """Limit the y axis to [min / AXIS_MARGIN, max * AXIS_MARGIN] of the positive finite values."""
+    v = np.asarray([x for x in np.ravel(values) if x is not None], dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if len(v):
+        ax.set_ylim(v.min() / AXIS_MARGIN, v.max() * AXIS_MARGIN)
 
 
 MIN_TRANSFER_WIDTHS = 3  # widths, each swept over at least two learning rates, for an LR-transfer figure
@@ -259,7 +288,9 @@ FIGURES = [
     ("isoflop_profiles", "IsoFLOP profiles with parabolas and minima; points with seed replicates as their mean "
      "with its standard error", (7, 4.2), 1,
      lambda d, f, p: "isoflop" in f.results, fig_isoflop),
-    ("compute_optimal", "N_opt(C) and D_opt(C) with fitted power laws, 95% bands and Chinchilla's line",
+    ("compute_optimal", "N_opt(C) and D_opt(C) with fitted power laws, 95% bands and Chinchilla's line; "
+     f"C from a third of the smallest run to the largest target budget, y within {AXIS_MARGIN:g}x of the "
+     "sizes (tokens) trained and the fitted lines",
      (11, 4.2), 2, lambda d, f, p: bool(f.results), fig_optimal),
     ("by_corpus", "N_opt(C) and D_opt(C) fitted per corpus, each with its 95% band", (11, 4.2), 2,
      lambda d, f, p: bool(f.by_group), fig_by_corpus),
@@ -267,7 +298,7 @@ FIGURES = [
      lambda d, f, p: "chinchilla" in f.results, fig_contours),
     ("predicted_vs_observed", "Predicted against observed loss, with residuals", (11, 4.2), 2,
      lambda d, f, p: "chinchilla" in f.results, fig_residuals),
-    ("holdout", "The held-out largest budget predicted against observed", (7, 4.2), 1,
+    ("holdout", "The held-out largest budget (named in the title) predicted against observed", (7, 4.2), 1,
      lambda d, f, p: f.holdout_rows is not None and len(f.holdout_rows) > 0, fig_holdout),
     # a panel per parametrization: n_axes (and the width, one panel's here) from the runs
     ("lr_transfer", "Learning-rate transfer: final loss against peak learning rate, one line per width (mean over "

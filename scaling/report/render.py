@@ -18,11 +18,13 @@ from scaling.report.tables import (
     allocation_table,
     by_group_table,
     cost_table,
+    default_budgets,
     difference_lines,
     exponent_table,
     headline,
     noise_table,
     parameter_table,
+    reach_of,
     runs_tables,
 )
 from scaling.runs import write_atomic
@@ -129,6 +131,7 @@ def write_report(data: ReportData, fits: Fits, spec: ReportSpec, out_dir: str,
     Everything is made in a hidden folder beside out_dir first and moved in only when all of it was
     written, so a failure (a figure that cannot be drawn, a full disk) leaves out_dir as it was."""
     published = load_published(spec.published) if published is None else published
+    fits = at_report_budgets(data, fits, spec)
     parent = os.path.dirname(os.path.abspath(out_dir))
     try:
         os.makedirs(parent, exist_ok=True)
@@ -138,7 +141,7 @@ def write_report(data: ReportData, fits: Fits, spec: ReportSpec, out_dir: str,
         raise
     try:
         figures = draw_figures(data, fits, published, stage)
-        staged = ReportFiles(stage, figures, headline(fits), report_tables(data, fits, published))
+        staged = ReportFiles(stage, figures, headline(fits, reach_of(data.runs)), report_tables(data, fits, published))
         write_atomic(staged.runs_csv, data.runs.to_csv(index=False))
         write_atomic(staged.fit_json, json.dumps(fit_json(fits, data.metric), indent=2) + "\n")
         errors = [f"{law}: {why}" for law, why in fits.errors.items()]
@@ -153,6 +156,27 @@ def write_report(data: ReportData, fits: Fits, spec: ReportSpec, out_dir: str,
     moved = [dataclasses.replace(f, png=os.path.join(out_dir, "figures", os.path.basename(f.png)),
                                  svg=os.path.join(out_dir, "figures", os.path.basename(f.svg))) for f in figures]
     return ReportFiles(out_dir, moved, staged.headline, staged.tables)
+
+
+def at_report_budgets(data: ReportData, fits: Fits, spec: ReportSpec) -> Fits:
+    """The fits with every law's compute-optimal allocation at the report's budgets: the spec's when
+    given (`--at`, or a spec file), else the largest measured C x10 and x100 and where N_opt reaches the
+    largest size trained (`default_budgets`), so the headline, the allocation table and fit.json state
+    the same budgets, none far past the data unless asked for. (A spec whose budgets equal the built-in
+    default is taken as not giving any.)"""
+    default = next(f.default for f in dataclasses.fields(ReportSpec) if f.name == "budgets")
+    reach = reach_of(data.runs)
+    best = fits.results.get("chinchilla") or fits.results.get("isoflop")
+    if tuple(spec.budgets) != tuple(default) or reach is None or best is None or best.optimal is None:
+        return fits
+    budgets = default_budgets(best, reach)
+    results = {}
+    for law, res in fits.results.items():
+        try:
+            results[law] = dataclasses.replace(res, optimal=res.allocate(budgets)) if res.optimal is not None else res
+        except (ValueError, ArithmeticError):  # a law whose allocation cannot be evaluated there keeps its own
+            results[law] = res
+    return dataclasses.replace(fits, results=results)
 
 
 def _publish(stage: str, out_dir: str) -> None:

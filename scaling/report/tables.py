@@ -1,14 +1,32 @@
 """The report's tables and headline as rows of display text (rounding happens here, never in fit.json)."""
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
 from scaling.display import number as fmt
 from scaling.laws import chinchilla_allocation
 from scaling.report.fitting import Fits
 from scaling.report.gather import ReportData
 
 
-def fmt_ci(ci) -> str:
-    return f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "–"
+def fmt_exp(x) -> str:
+    """An exponent to 3 significant figures, trailing zeros kept (1.00, not 1)."""
+    return f"{x:#.3g}" if isinstance(x, (int, float)) and math.isfinite(x) else fmt(x)
+
+
+def fmt_ci(ci, show=fmt) -> str:
+    return f"[{show(ci[0])}, {show(ci[1])}]" if ci else "–"
+
+
+def exp_ci(ci) -> str:
+    return fmt_ci(ci, fmt_exp)
+
+
+def fig3(x) -> str:
+    return fmt(x, 3)
 
 
 def with_ci(value, ci) -> str:
@@ -46,7 +64,9 @@ def exponent_table(fits: Fits, published: dict) -> tuple[list[str], list[list[st
     for res in fits.results.values():
         ex = res.exponents()
         if ex is not None:
-            rows.append([res.label] + [with_ci(e.value, e.ci95) for e in ex])
+            one_size = res.law == "envelope" and envelope_flag(fits)
+            flag = " (frontier is one size: not in the headline)" if one_size else ""
+            rows.append([res.label + flag] + [with_ci(e.value, e.ci95) for e in ex])
     iso = published.get("isoflop_exponents", {})
     if iso:
         rows.append(["Hoffmann et al. 2022, Approaches 1 / 2", f"{iso.get('chinchilla_approach1_a')} / "
@@ -87,6 +107,11 @@ def runs_tables(data: ReportData, fits: Fits) -> tuple[tuple, tuple]:
             if not b.interior:
                 excluded.append([f"budget {fmt(b.flops, 3)}", "off-profile",
                                  "the parabola's minimum lies outside the sampled sizes: not used for N_opt(C)"])
+            elif not b.used:
+                excluded.append([f"budget {fmt(b.flops, 3)}", "unresolved",
+                                 f"the curve's depth {fmt(b.depth, 3)} is under 2 x the noise SD "
+                                 f"{fmt(b.noise_sd, 3)}: its minimum could be one seed's luck; not used for "
+                                 "N_opt(C); add seeds or widen the sizes there"])
     return (used_header, used), (["run", "status", "reason"], excluded)
 
 
@@ -133,7 +158,83 @@ def noise_headline(fits: Fits) -> list[str]:
     return [line]
 
 
-def headline(fits: Fits) -> list[str]:
+@dataclass(frozen=True)
+class Reach:
+    """What the runs measured, which the headline's extrapolations are stated against."""
+
+    largest_flops: float  # the largest C of a run
+    largest_params: float  # the largest N trained
+
+
+def reach_of(runs) -> Reach | None:
+    if not len(runs):
+        return None
+    return Reach(float(runs["flops"].max()), float(runs["params"].max()))
+
+
+def default_budgets(res, reach: Reach) -> list[float]:
+    """The largest measured C x10 and x100, and the C at which the fit's N_opt reaches the largest size
+    trained (when the fit gets there within 1e12 x the largest C)."""
+    out = [reach.largest_flops * 10, reach.largest_flops * 100]
+    grid = np.geomspace(reach.largest_flops / 1e3, reach.largest_flops * 1e12, 600)
+    mid, _ = res.frontier(grid, "params")
+    if mid is not None:
+        mid = np.asarray(mid, dtype=float)
+        above = np.nonzero(np.isfinite(mid) & (mid >= reach.largest_params))[0]
+        if len(above) and above[0] > 0 and np.all(np.isfinite(mid[above[0] - 1:above[0] + 1])):
+            i = above[0]  # interpolate in log-log between the grid points either side of the crossing
+            t = math.log(reach.largest_params / mid[i - 1]) / math.log(mid[i] / mid[i - 1])
+            out.append(float(grid[i - 1] * (grid[i] / grid[i - 1]) ** t))
+    return sorted(out)
+
+
+def allocation_lines(res, points, reach: Reach | None) -> list[str]:
+    """One line per BudgetPoint: N_opt, D_opt and the loss, each with its 95% interval, and how far C
+    lies beyond the largest measured."""
+    lines = []
+    for pt in points:
+        ci = pt.ci95
+        factor = f"; {fmt(pt.flops / reach.largest_flops, 3)}x the largest C measured" if reach else ""
+        lines.append(f"C = {fmt(pt.flops, 3)}{factor}: N_opt {fmt(pt.params, 3)} {fmt_ci(ci.get('params'), fig3)}, "
+                     f"D_opt {fmt(pt.tokens, 3)} {fmt_ci(ci.get('tokens'), fig3)}, D/N {fmt(pt.tokens_per_param, 3)}"
+                     + (f", loss {fmt(pt.loss, 4)} {fmt_ci(ci.get('loss'))}" if pt.loss is not None else "")
+                     + f" ({res.label})")
+    return lines
+
+
+def envelope_flag(fits: Fits) -> list[str]:
+    """Approach 1 whose frontier is one size has no exponent to speak of: said, and kept out."""
+    env = fits.results.get("envelope")
+    sizes = sorted(set(getattr(env, "frontier_sizes", ()) or ()))
+    if env is not None and len(sizes) == 1:  # () is a fit that did not record its sizes
+        return [f"Approach 1 (envelope) left out: its frontier is one size ({fmt(sizes[0], 3)}), "
+                "so its exponents say nothing; train sizes that win at different C"]
+    return []
+
+
+# A change of the held-out error from the smallest to the largest size under this many percentage
+# points is not called a trend (seed noise alone moves a final loss by a few tenths of a percent).
+TREND_POINTS = 1.0
+
+
+def holdout_trend(rows) -> str:
+    """The held-out error per size, smallest N first, when the held-out runs have two sizes or more."""
+    if rows is None or not len(rows) or rows["params"].nunique() < 2:
+        return ""
+    err = 100 * (rows["predicted"] - rows["loss"]) / rows["loss"]
+    by = err.groupby(rows["params"]).mean().sort_index()
+    slope = np.polyfit(np.log(by.index.to_numpy(float)), by.to_numpy(float), 1)[0]
+    change = by.iloc[-1] - by.iloc[0]
+    if abs(change) < TREND_POINTS or slope * change <= 0:
+        trend = f"no trend across N beyond {TREND_POINTS:g} point"
+    else:
+        trend = f"{'growing' if change > 0 else 'falling'} with N: the mean over sizes hides it"
+    return f"; by N: {', '.join(f'{fmt(n, 3)} {e:+.1f}%' for n, e in by.items())} ({trend})"
+
+
+def headline(fits: Fits, reach: Reach | None = None) -> list[str]:
+    """The report's headline: laws, then the compute-optimal choice at the fit's target budgets, each
+    number with its interval and, given `reach`, how far its C lies past the largest measured."""
     lines = []
     if fits.by_group:
         for gf in fits.by_group.values():
@@ -141,35 +242,33 @@ def headline(fits: Fits) -> list[str]:
                 ex = res.exponents()
                 if ex is not None:
                     a, b = ex
-                    lines.append(f"corpus {group}: N_opt ∝ C^{fmt(a.value, 3)} {fmt_ci(a.ci95)}, D_opt ∝ "
-                                 f"C^{fmt(b.value, 3)} {fmt_ci(b.ci95)}  ({res.label})")
+                    lines.append(f"corpus {group}: N_opt ∝ C^{fmt_exp(a.value)} {exp_ci(a.ci95)}, D_opt ∝ "
+                                 f"C^{fmt_exp(b.value)} {exp_ci(b.ci95)}  ({res.label})")
         found = difference_lines(fits)
         lines += found or ["no exponent or N_opt differs between corpora beyond the 95% intervals "
                            "(overlap is not evidence of equality)"]
     res = fits.results.get("chinchilla")
     if res is not None:
         p, ci = res.params, res.ci95
-        lines.append(f"L(N, D) = {fmt(p['E'])} + {fmt(p['A'])}/N^{fmt(p['alpha'], 3)} + "
-                     f"{fmt(p['B'])}/D^{fmt(p['beta'], 3)}"
-                     f"  (alpha {fmt_ci(ci.get('alpha'))}, beta {fmt_ci(ci.get('beta'))})")
+        lines.append(f"L(N, D) = {fmt(p['E'], 4)} + {fmt(p['A'], 4)}/N^{fmt_exp(p['alpha'])} + "
+                     f"{fmt(p['B'], 4)}/D^{fmt_exp(p['beta'])}"
+                     f"  (alpha {exp_ci(ci.get('alpha'))}, beta {exp_ci(ci.get('beta'))})")
     for other in fits.results.values():
         ex = other.exponents()
         if ex is not None and other.law != "envelope":  # Approach 1 is too coarse with few sizes to headline
             a, b = ex
-            lines.append(f"N_opt ∝ C^{fmt(a.value, 3)} {fmt_ci(a.ci95)}, D_opt ∝ C^{fmt(b.value, 3)} "
-                         f"{fmt_ci(b.ci95)}  ({other.label})")
+            lines.append(f"N_opt ∝ C^{fmt_exp(a.value)} {exp_ci(a.ci95)}, D_opt ∝ C^{fmt_exp(b.value)} "
+                         f"{exp_ci(b.ci95)}  ({other.label})")
+    lines += envelope_flag(fits)
     iso = fits.results.get("isoflop")
     best = res if res is not None and res.optimal is not None else iso
     if best is not None and best.optimal is not None:
-        for pt in best.optimal.at:
-            lines.append(f"C = {fmt(pt.flops, 3)}: N_opt {fmt(pt.params, 3)} {fmt_ci(pt.ci95.get('params'))}, "
-                         f"D_opt {fmt(pt.tokens, 3)}, D/N {fmt(pt.tokens_per_param, 3)}"
-                         + (f", loss {fmt(pt.loss)}" if pt.loss is not None else ""))
+        lines += allocation_lines(best, best.optimal.at, reach)
     lines += noise_headline(fits)
     if fits.holdout is not None and fits.holdout.holdout is not None:
         h = fits.holdout.holdout
         lines.append(f"held-out largest budget: mean |relative error| {100 * h.mean_abs_rel_error:.2f}% "
-                     f"(max {100 * h.max_abs_rel_error:.2f}%) over {h.n} runs")
+                     f"(max {100 * h.max_abs_rel_error:.2f}%) over {h.n} runs" + holdout_trend(fits.holdout_rows))
     return lines
 
 

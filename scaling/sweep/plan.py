@@ -41,6 +41,10 @@ class Prior:
     def n_opt(self, flops: float) -> float:
         return self.coefficient * flops**self.exponent
 
+    def budget_for(self, n: float) -> float:
+        """The budget C whose N_opt(C) is n (the law inverted)."""
+        return (n / self.coefficient) ** (1.0 / self.exponent)
+
 
 def chinchilla_prior(path: Path = PUBLISHED) -> Prior:
     """Hoffmann et al.'s Approach 3 law (unrounded), as analysis/published.yaml holds it."""
@@ -104,14 +108,58 @@ def _round(x: float) -> float:
 def plan_points(budgets: Sequence[float], per_budget: int, span: float, prior: Prior,
                 shapes: Sequence[int] | None = None) -> list[dict]:
     """{flops_budget, params} for each budget and each of its K sizes around the prior's N_opt, each
-    snapped to a distinct model of `shapes` (the recipe's parameter counts) when given."""
+    snapped to a distinct model of `shapes` (the recipe's parameter counts) when given; a budget whose
+    sizes would fall outside the recipe's reach is refused (`check_reach`)."""
     check_design(per_budget, span)
+    if shapes:
+        check_reach(budgets, span, prior, shapes)
     points = []
     for c in budgets:
         targets = sizes_around(prior.n_opt(c), per_budget, span)
-        sizes = snap(targets, shapes) if shapes else [_round(n) for n in targets]
+        try:
+            sizes = snap(targets, shapes) if shapes else [_round(n) for n in targets]
+        except UsageError as err:
+            raise UsageError(f"--budgets {c:.3g}: {err}") from None
         points += [{"flops_budget": float(c), "params": n} for n in sizes]
     return points
+
+
+def check_reach(budgets: Sequence[float], span: float, prior: Prior, shapes: Sequence[int]) -> None:
+    """Refuse budgets whose sizes [N_opt/R, N_opt*R] leave the recipe's sizes: below the smallest model
+    every target snaps to the same few smallest shapes, all above N_opt (the same sizes at every budget,
+    and no minimum to resolve). `shapes` runs up to the first count past the largest target, so a last
+    shape below N_opt*R is the recipe's largest."""
+    shapes = sorted(shapes)
+    smallest, largest = shapes[0], shapes[-1]
+    low = [c for c in budgets if prior.n_opt(c) / span < smallest]
+    if low:
+        least = _ceil3(prior.budget_for(smallest * span))
+        raise UsageError(
+            f"--budgets {_list(low)}: N_opt {_list(prior.n_opt(c) for c in low)} lies below what --span {span:g} "
+            f"can sample around: the smallest model the recipe builds for this corpus and seq_len is "
+            f"{smallest:,} params; the smallest budget that works is {least:.3g} (N_opt/{span:g} = {smallest:,})")
+    high = [c for c in budgets if prior.n_opt(c) * span > largest]
+    if high:
+        most = _floor3(prior.budget_for(largest / span))
+        raise UsageError(
+            f"--budgets {_list(high)}: N_opt {_list(prior.n_opt(c) for c in high)} lies above what --span {span:g} "
+            f"can sample around: the largest model the recipe builds is {largest:,} params; the largest "
+            f"budget that works is {most:.3g}")
+
+
+def _list(values) -> str:
+    return ",".join(f"{v:.3g}" for v in values)
+
+
+def _ceil3(x: float) -> float:
+    """x rounded up to 3 significant figures (so the budget named passes the check)."""
+    scale = 10.0 ** (math.floor(math.log10(x)) - 2)
+    return math.ceil(x / scale * (1 - 1e-12)) * scale
+
+
+def _floor3(x: float) -> float:
+    scale = 10.0 ** (math.floor(math.log10(x)) - 2)
+    return math.floor(x / scale * (1 + 1e-12)) * scale
 
 
 def as_branches(points: Sequence[dict]) -> list[dict]:
@@ -150,23 +198,18 @@ def snap(targets: Sequence[float], shapes: Sequence[int]) -> list[int]:
     return [int(shapes[i]) for i in idx]
 
 
-def recipe_shapes(constants: dict, up_to: float) -> list[int]:
+def recipe_shapes(constants: dict, up_to: float = math.inf) -> list[int]:
     """Every parameter count the recipe builds for these run settings (corpus, seq_len, mlp, ...), the
     same way the trainer resolves `params=`, up to the first count above `up_to`."""
     from scaling import data as data_lib
     from scaling.config import RunConfig
-    from scaling.family import RECIPE, shape_for_width
+    from scaling.family import RECIPE, recipe_sizes
 
     cfg = RunConfig.from_dict({**constants, "d_model": RECIPE.min_width, "tokens": 1e9})
     corpus = data_lib.load_corpus(cfg.corpus, cfg.vocab_size)
-    kwargs = dict(vocab_size=corpus.vocab_size, seq_len=cfg.seq_len, mlp=cfg.mlp, tied=cfg.tied,
-                  qk_norm=cfg.qk_norm, n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_ff=cfg.d_ff)
-    counts = []
-    for width in RECIPE.allowed_widths():
-        counts.append(shape_for_width(width, **kwargs).params)
-        if counts[-1] > up_to:
-            break
-    return counts
+    return recipe_sizes(vocab_size=corpus.vocab_size, seq_len=cfg.seq_len, mlp=cfg.mlp, tied=cfg.tied,
+                        qk_norm=cfg.qk_norm, n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_ff=cfg.d_ff,
+                        up_to=up_to)
 
 
 def check_design(per_budget: int, span: float) -> None:
@@ -195,16 +238,43 @@ def refine_points(home: RunHome | str | None, sweep_id: str, per_budget: int) ->
     frame = runs_table(home, sweep_id)
     if not len(frame):
         raise UsageError(f"--refine {sweep_id}: no completed runs yet (see `scaling sweep status {sweep_id}`)")
-    points, lines = refine_table(frame, per_budget)
+    frame = with_planned_budgets(frame, home.sweep_runs(sweep_id))
+    points, lines = refine_table(frame, per_budget, _registered_shapes(registered["spec"]))
     return Refinement(points, lines, registered["spec"], f"{registered['name']}-refine")
 
 
-def refine_table(frame, per_budget: int) -> tuple[list[dict], list[str]]:
+def with_planned_budgets(frame, queued):
+    """The runs table with each run's flops_budget as its sweep planned it (the runs table may not carry
+    it), so the refinement's points join their budget exactly, not at the measured FLOPs."""
+    planned = {r.run_id: r.config.get("flops_budget") for r in queued}
+    column = frame["run_id"].map(planned) if "run_id" in frame.columns else None
+    if column is None or column.isna().all():
+        return frame
+    frame = frame.copy()
+    given = frame["flops_budget"] if "flops_budget" in frame.columns else column * float("nan")
+    frame["flops_budget"] = given.fillna(column).astype(float)
+    return frame
+
+
+def _registered_shapes(spec: dict) -> list[int] | None:
+    """The recipe's sizes for a registered spec's constant settings (None when they cannot be read, e.g.
+    its corpus has moved: the refinement then proposes rounded sizes, as the trainer snaps them)."""
+    constants = {k: v["value"] for k, v in (spec.get("parameters") or {}).items()
+                 if isinstance(v, dict) and "value" in v}
+    try:
+        return recipe_shapes(constants)
+    except (UsageError, OSError):
+        return None
+
+
+def refine_table(frame, per_budget: int, shapes: Sequence[int] | None = None) -> tuple[list[dict], list[str]]:
     """K sizes beyond the edge for each budget of a runs table whose isoFLOP minimum fell outside its
     sizes (the fit's `interior` flag), and one line per budget saying what was done.
 
     The direction is the vertex's side, or, for a curve with no minimum, the side of the lower edge; the
-    spacing is the budget's own (its sampled log-range over its sizes less one).
+    spacing is the budget's own (its sampled log-range over its sizes less one). With `shapes` (the
+    recipe's sizes) each new size is a distinct buildable one not yet run at that budget; each point's
+    budget is the one the runs were given (their flops_budget), not the fit's measured C.
     """
     iso = fit_isoflop(load_runs(frame), bootstrap=0, min_budgets=0)
     points, lines = [], []
@@ -214,15 +284,45 @@ def refine_table(frame, per_budget: int) -> tuple[list[dict], list[str]]:
             lines.append(f"C = {b.flops:.3g}: minimum {b.n_opt:.3g} inside [{lo:.3g}, {hi:.3g}]: kept")
             continue
         up = (b.n_opt > hi) if b.n_opt is not None else _edge_loss(b.parabola, hi) < _edge_loss(b.parabola, lo)
-        sizes = len(frame.loc[_budget_rows(frame, b.flops), "params"].unique())
-        step = math.log(hi / lo) / max(sizes - 1, 1)
+        rows = _budget_rows(frame, b.flops)
+        ran = frame.loc[rows, "params"].astype(float).unique()
+        step = math.log(hi / lo) / max(len(ran) - 1, 1)
         edge = hi if up else lo
-        new = [_round(edge * math.exp((k + 1) * step * (1 if up else -1))) for k in range(per_budget)]
-        points += [{"flops_budget": b.flops, "params": n} for n in new]
+        targets = [edge * math.exp((k + 1) * step * (1 if up else -1)) for k in range(per_budget)]
+        new = _buildable(targets, shapes, edge, up) if shapes else [_round(n) for n in targets]
         where = "no minimum (the loss keeps falling)" if b.n_opt is None else f"minimum {b.n_opt:.3g}"
-        lines.append(f"C = {b.flops:.3g}: {where} {'above' if up else 'below'} [{lo:.3g}, {hi:.3g}]: "
-                     f"adding {', '.join(f'{n:.3g}' for n in new)}")
+        head = f"C = {b.flops:.3g}: {where} {'above' if up else 'below'} [{lo:.3g}, {hi:.3g}]: "
+        if not new:
+            bound = f"smallest, {min(shapes):,}" if not up else f"largest, {max(shapes):,}"
+            lines.append(head + f"no buildable size past the edge not yet run (the recipe's {bound} params); "
+                         + ("a larger budget moves N_opt up into reach" if not up else "nothing to add"))
+            continue
+        budget = _given_budget(frame, rows, b.flops)
+        points += [{"flops_budget": budget, "params": n} for n in new]
+        lines.append(head + f"adding {', '.join(f'{n:.3g}' for n in new)}")
     return points, lines
+
+
+def _buildable(targets: Sequence[float], shapes: Sequence[int], edge: float, up: bool) -> list[int]:
+    """The recipe size nearest each target (in log) strictly beyond the edge (so none has run at this
+    budget: its sizes span the edges), each used once; fewer, or none, at the ends of the family."""
+    beyond = [n for n in sorted(set(shapes)) if (n > edge * 1.001 if up else n < edge / 1.001)]
+    chosen: list[int] = []
+    for t in targets:
+        left = [n for n in beyond if n not in chosen]
+        if not left:
+            break
+        chosen.append(min(left, key=lambda n: abs(math.log(n / t))))
+    return sorted(chosen, reverse=not up)
+
+
+def _given_budget(frame, rows, measured: float) -> float:
+    """The flops_budget the runs of a budget were given (so the refinement joins that budget exactly)."""
+    if "flops_budget" in frame.columns:
+        given = frame.loc[rows, "flops_budget"].dropna().astype(float)
+        if len(given) and given.nunique() == 1:
+            return float(given.iloc[0])
+    return float(measured)
 
 
 def _edge_loss(parabola, n: float) -> float:

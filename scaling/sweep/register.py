@@ -59,6 +59,41 @@ def _point_text(point: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in point.items())
 
 
+# Config keys that do not change what a run computes once its plan (shape, tokens, batch) is fixed.
+SIZE_KEYS = ("run_id", "params", "d_model", "tokens", "flops_budget")
+BOOKKEEPING_KEYS = ("sweep", "wandb_project")
+
+
+def _run_key(config: dict, plan: dict, ignore: tuple = SIZE_KEYS) -> str:
+    rest = {k: v for k, v in config.items() if k not in ignore}
+    return json.dumps([plan["shape"], plan["tokens"], plan["batch_size"], rest], sort_keys=True, default=str)
+
+
+def reuse_finished(home: RunHome, runs: list[dict]) -> int:
+    """Mark each pending point identical to a completed run of the home (same model, tokens, batch and
+    settings, whichever sweep ran it) as skipped, naming that run: it is not trained twice, and its result
+    is already in the home's runs table. Returns how many points were reused."""
+    if not os.path.exists(home.db_path):
+        return 0
+    ignore = SIZE_KEYS + BOOKKEEPING_KEYS
+    done = {}
+    for row in home.read("SELECT run_id, config, plan FROM runs WHERE status='complete' AND plan IS NOT NULL"):
+        plan = json.loads(row["plan"]) if row["plan"] else None
+        if plan and all(k in plan for k in ("shape", "tokens", "batch_size")):
+            done.setdefault(_run_key(json.loads(row["config"] or "{}"), plan, ignore), row["run_id"])
+    reused = 0
+    for r in runs:
+        if r["status"] != "pending":
+            continue
+        found = done.get(_run_key(r["config"], r["plan"], ignore))
+        if found is not None:
+            r.update(status="skipped", reason=f"reuses finished run {found} ({r['plan']['shape']}, "
+                                              f"D={r['plan']['tokens']:,}): not queued again")
+            r.pop("plan")
+            reused += 1
+    return reused
+
+
 def duplicate_notes(runs: list[dict]) -> list[str]:
     """Points that resolve to the same model and length (e.g. two params targets the recipe rounds to
     one shape) would waste compute and put two copies of one point into a fit."""
@@ -66,10 +101,8 @@ def duplicate_notes(runs: list[dict]) -> list[str]:
     for r in runs:
         if r["status"] != "pending":
             continue
-        size_keys = ("run_id", "params", "d_model", "tokens", "flops_budget")
-        rest = {k: v for k, v in r["config"].items() if k not in size_keys}
         plan = r["plan"]
-        key = json.dumps([plan["shape"], plan["tokens"], plan["batch_size"], rest], sort_keys=True, default=str)
+        key = _run_key(r["config"], plan)
         if key in seen:
             notes.append(f"{seen[key]['run_id']} ({_point_text(seen[key]['point'])}) and {r['run_id']} "
                          f"({_point_text(r['point'])}) are the same run: {plan['shape']}, D={plan['tokens']:,}")
@@ -99,9 +132,16 @@ def create_sweep(home: RunHome | str | None, path: str) -> dict:
         runs = plan_sweep_runs(spec, sweep_id)
     except UsageError as err:
         raise UsageError(f"{path}: {err}") from None
+    reused = reuse_finished(home, runs)
+    if reused == len(runs):
+        raise UsageError(f"{path}: every point is a finished run of {home.root} (e.g. {runs[0]['reason']}); "
+                         "nothing to queue: fit the runs there")
     if all(r["status"] == "skipped" for r in runs):
         raise UsageError(f"{path}: no point can run; e.g. {_point_text(runs[0]['point'])}: {runs[0]['reason']}")
     notes = duplicate_notes(runs)
+    if reused:
+        notes.append(f"{reused} point(s) reuse finished runs; {sum(r['status'] == 'pending' for r in runs)} "
+                     "new run(s) queued")
     if spec.method == "grid" and spec.run_cap and spec.run_cap < _grid_size(spec):
         notes.append(f"run_cap={spec.run_cap} keeps the first {spec.run_cap} of {_grid_size(spec)} grid points")
     home.register_sweep(sweep_id, spec.name, spec.raw, [{k: v for k, v in r.items() if k != "point"} for r in runs])

@@ -172,24 +172,33 @@ def test_headline_matches_the_fit_json(report_dir):
     chin, iso = fits["chinchilla"], fits["isoflop"]
     p, ci = chin["params"], chin["ci95"]
     _shows(_numbers(lines[0], "L(N, D) = {} + {}/N^{} + {}/D^{}  (alpha [{}, {}], beta [{}, {}])"),
-           [p["E"], p["A"], p["alpha"], p["B"], p["beta"], *ci["alpha"], *ci["beta"]], [4, 4, 3, 4, 3, 4, 4, 4, 4])
+           [p["E"], p["A"], p["alpha"], p["B"], p["beta"], *ci["alpha"], *ci["beta"]], [4, 4, 3, 4, 3, 3, 3, 3, 3])
     exponents = "N_opt ∝ C^{} [{}, {}], D_opt ∝ C^{} [{}, {}]  "
     opt = chin["optimal"]
     _shows(_numbers(lines[1], exponents + "(Approach 3 (parametric))"),
-           [opt["a"], *opt["ci95"]["a"], opt["b"], *opt["ci95"]["b"]], [3, 4, 4, 3, 4, 4])
+           [opt["a"], *opt["ci95"]["a"], opt["b"], *opt["ci95"]["b"]], [3] * 6)
     _shows(_numbers(lines[2], exponents + "(Approach 2 (isoFLOP))"),
            [iso["n_opt"]["exponent"], *iso["n_opt"]["ci95"], iso["d_opt"]["exponent"], *iso["d_opt"]["ci95"]],
-           [3, 4, 4, 3, 4, 4])
+           [3] * 6)
     at = opt["at"]
     assert len(lines) == 3 + len(at) + 2
     # these runs have one seed each: the noise floor is reported as not measured, not as zero
     assert iso["noise"]["pooled"]["sd"] is None and lines[-2].startswith("noise floor: not measured")
+    # budgets by default: the largest C measured x10, x100, and where N_opt reaches the largest size trained
+    largest = float(pd.read_csv(report_dir / "runs.csv")["flops"].max())
+    runs = pd.read_csv(report_dir / "runs.csv")
+    scaled = [p for p in at if not any(abs(p["flops"] / (k * largest) - 1) < 1e-9 for k in (10, 100))]
+    assert len(at) == 3 and len(scaled) == 1 and scaled[0]["params"] == pytest.approx(runs["params"].max(), rel=0.02)
     for line, point in zip(lines[3:], at):
-        _shows(_numbers(line, "C = {}: N_opt {} [{}, {}], D_opt {}, D/N {}, loss {}"),
-               [point["flops"], point["params"], *point["ci95"]["params"], point["tokens"],
-                point["tokens_per_param"], point["loss"]], [3, 3, 4, 4, 3, 3, 4])
+        ci = point["ci95"]
+        _shows(_numbers(line, "C = {}; {}x the largest C measured: N_opt {} [{}, {}], D_opt {} [{}, {}], D/N {}, "
+                              "loss {} [{}, {}] (Approach 3 (parametric))"),
+               [point["flops"], point["flops"] / largest, point["params"], *ci["params"], point["tokens"],
+                *ci["tokens"], point["tokens_per_param"], point["loss"], *ci["loss"]], [3] * 9 + [4] * 3)
     held = fits["holdout_check"]["holdout"]
-    mean, worst, n = _numbers(lines[-1], "held-out largest budget: mean |relative error| {}% (max {}%) over {} runs")
+    summary, by_n = lines[-1].split("; by N: ")  # the error per held-out size follows the mean
+    mean, worst, n = _numbers(summary, "held-out largest budget: mean |relative error| {}% (max {}%) over {} runs")
+    assert by_n.count("%") == 5
     assert mean == pytest.approx(100 * held["mean_abs_rel_error"], abs=0.005)
     assert worst == pytest.approx(100 * held["max_abs_rel_error"], abs=0.005)
     assert n == held["n"] == 5

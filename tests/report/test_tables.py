@@ -131,20 +131,24 @@ def test_headline_states_the_law_the_exponents_the_allocation_and_the_holdout_er
     fits = _fits()
     fits.holdout = held
     assert headline(fits) == [
-        "L(N, D) = 1.5 + 400/N^0.3 + 1000/D^0.25  (alpha [0.28, 0.32], beta [0.24, 0.26])",
-        "N_opt ∝ C^0.455 [0.44, 0.47], D_opt ∝ C^0.545 [0.53, 0.56]  (Approach 3 (parametric))",
-        "N_opt ∝ C^0.48 [0.46, 0.51], D_opt ∝ C^0.52 [0.49, 0.54]  (Approach 2 (isoFLOP))",
-        # Approach 1 is too coarse with few sizes to headline; the allocation is Approach 3's
-        "C = 1.00e+21: N_opt 1.23e+09 [1.100e+09, 1.300e+09], D_opt 1.35e+11, D/N 109, loss 2.235",
-        "C = 2.50e+24: N_opt 4.50e+10 –, D_opt 9.26e+12, D/N 206, loss 1.877",
+        # exponents to 3 figures with their trailing zeros (no `D^1`), intervals at the same precision
+        "L(N, D) = 1.5 + 400/N^0.300 + 1000/D^0.250  (alpha [0.280, 0.320], beta [0.240, 0.260])",
+        "N_opt ∝ C^0.455 [0.440, 0.470], D_opt ∝ C^0.545 [0.530, 0.560]  (Approach 3 (parametric))",
+        "N_opt ∝ C^0.480 [0.460, 0.510], D_opt ∝ C^0.520 [0.490, 0.540]  (Approach 2 (isoFLOP))",
+        # Approach 1 is too coarse with few sizes to headline; the allocation is Approach 3's, every
+        # number with its interval
+        "C = 1.00e+21: N_opt 1.23e+09 [1.10e+09, 1.30e+09], D_opt 1.35e+11 [1.20e+11, 1.50e+11], D/N 109, "
+        "loss 2.235 [2.2, 2.25] (Approach 3 (parametric))",
+        "C = 2.50e+24: N_opt 4.50e+10 –, D_opt 9.26e+12 –, D/N 206, loss 1.877 – (Approach 3 (parametric))",
         "held-out largest budget: mean |relative error| 1.23% (max 4.56%) over 5 runs",
     ]
 
 
 def test_headline_without_a_parametric_fit_takes_the_allocation_from_the_isoflop_fit():
     assert headline(fits_of(isoflop=ISO, envelope=ENVELOPE)) == [
-        "N_opt ∝ C^0.48 [0.46, 0.51], D_opt ∝ C^0.52 [0.49, 0.54]  (Approach 2 (isoFLOP))",
-        "C = 1.00e+21: N_opt 2.00e+09 [1.500e+09, 2.500e+09], D_opt 8.33e+10, D/N 41.7",
+        "N_opt ∝ C^0.480 [0.460, 0.510], D_opt ∝ C^0.520 [0.490, 0.540]  (Approach 2 (isoFLOP))",
+        "C = 1.00e+21: N_opt 2.00e+09 [1.50e+09, 2.50e+09], D_opt 8.33e+10 [6.67e+10, 1.11e+11], D/N 41.7 "
+        "(Approach 2 (isoFLOP))",
     ]
 
 

@@ -108,7 +108,6 @@ def test_plan_without_a_base_takes_key_value_settings(tmp_path, capsys):
     (["--per-budget", "5", "--span", "3"], "give --budgets C1,C2,... (a new plan) or --refine SWEEP"),
     (["--budgets", "1e11", "--refine", "x", "--span", "3"], "one of them"),
     (["--budgets", "1e11", "--per-budget", "2", "--span", "3"], "at least 3 sizes per budget"),
-    (["--budgets", "1e11"], "--span R is needed"),
     (["--budgets", "1e11,-3", "--span", "3"], "--budgets budgets must be positive"),
     (["--budgets", "1e11", "--span", "3", "--prior", "nope.json"], "no such file"),
     (["--budgets", "1e11", "--span", "3", "colour=red"], "unknown key 'colour'"),
