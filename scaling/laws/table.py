@@ -6,7 +6,8 @@ Contract (DESIGN.md): one row per finished run or per evaluated checkpoint; `los
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -300,6 +301,37 @@ def holdout_split(table: RunsTable, k: int) -> tuple[RunsTable, RunsTable]:
     held = table.frame["run"].isin(per_run.index[:k])
     fit = table.with_frame(table.frame[~held], **{"held out": int(held.sum())})
     return fit, table.with_frame(table.frame[held])
+
+
+# How far past the compute a table measured a law may be asked about before the answer is mostly the
+# form's assumption: a factor 1e6 either way (Hoffmann et al. 2022 went about 1e3 past their largest run).
+REACH = 1e6
+
+
+class ExtrapolationWarning(UserWarning):
+    """A budget asked of a law lies outside [smallest C measured / REACH, largest C measured x REACH]."""
+
+
+def reach_warnings(table: RunsTable, budgets: Sequence[float]) -> list[str]:
+    """One line per budget outside the table's reach, with its extrapolation factor (C over the largest
+    C measured, or under the smallest)."""
+    flops = table.column("flops")
+    lo, hi = float(flops.min()), float(flops.max())
+    out = []
+    for c in budgets:
+        if c > hi * REACH:
+            out.append(f"at={c:g} FLOPs is {c / hi:.3g} times the largest compute measured ({hi:.3g}): an "
+                       f"extrapolation past the law's reach (x{REACH:g}), read its interval with care")
+        elif c < lo / REACH:
+            out.append(f"at={c:g} FLOPs is {c / lo:.3g} times the smallest compute measured ({lo:.3g}): an "
+                       f"extrapolation past the law's reach (/{REACH:g}), read its interval with care")
+    return out
+
+
+def warn_reach(table: RunsTable, budgets: Sequence[float]) -> None:
+    """Warn (ExtrapolationWarning) for each budget outside the table's reach (`reach_warnings`)."""
+    for line in reach_warnings(table, budgets):
+        warnings.warn(line, ExtrapolationWarning, stacklevel=3)
 
 
 def describe_dropped(dropped: Mapping[str, int]) -> str:
