@@ -46,16 +46,18 @@ def two_level_weights(run_codes: np.ndarray, point_of_run: np.ndarray, n_resampl
         members = np.flatnonzero(strata == s)
         drawn[:, members] = rng.multinomial(len(members), np.full(len(members), 1.0 / len(members)),
                                             size=n_resamples)
-    # Every run of a point comes in as often as its point was drawn: one gather, not a loop over points
-    # (a scan of all runs per point made 10,000 points cost seconds and 100,000 minutes).
+    # Every run of a point comes in as often as its point was drawn: one gather per row, not a loop over
+    # points (a scan of all runs per point made 10,000 points cost seconds and 100,000 minutes), and no
+    # (resamples, runs) array in between (800 MB at 100,000 runs).
+    if not redraw_seeds:
+        return drawn[:, point_of_run[run_codes]].astype(np.float64)
     counts = drawn[:, point_of_run].astype(np.float64)
-    if redraw_seeds:
-        order = np.argsort(point_of_run, kind="stable")  # runs grouped by point, in point order
-        for runs in np.split(order, np.flatnonzero(np.diff(point_of_run[order])) + 1):
-            if len(runs) > 1:
-                # k draws of the point, each drawing its n seeds with replacement: n k draws of one seed
-                k = drawn[:, point_of_run[runs[0]]]
-                counts[:, runs] = rng.multinomial(k * len(runs), np.full(len(runs), 1.0 / len(runs)))
+    order = np.argsort(point_of_run, kind="stable")  # runs grouped by point, in point order
+    for runs in np.split(order, np.flatnonzero(np.diff(point_of_run[order])) + 1):
+        if len(runs) > 1:
+            # k draws of the point, each drawing its n seeds with replacement: n k draws of one seed
+            k = drawn[:, point_of_run[runs[0]]]
+            counts[:, runs] = rng.multinomial(k * len(runs), np.full(len(runs), 1.0 / len(runs)))
     return counts[:, run_codes]
 
 

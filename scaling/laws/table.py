@@ -174,7 +174,10 @@ def load_runs(source, *, params_column: str = "params", best_of: Iterable[str] =
         frame[col] = numeric_column(frame[col], col, finite=False)
 
     dropped: dict[str, int] = {}
-    duplicate = frame.duplicated(keep="first")
+    try:
+        duplicate = frame.duplicated(keep="first")
+    except TypeError:  # a column of lists (Parquet) cannot be hashed; its text can
+        duplicate = frame.astype(str).duplicated(keep="first")
     dropped["exact duplicate rows (one copy kept)"] = int(duplicate.sum())
     frame = frame[~duplicate]
     if "status" in frame.columns:
