@@ -41,7 +41,7 @@ def two_level_weights(run_codes: np.ndarray, point_of_run: np.ndarray, n_resampl
     point_of_run = np.asarray(point_of_run, dtype=np.int64)
     n_points = int(point_of_run.max()) + 1 if len(point_of_run) else 0
     strata = np.zeros(n_points, dtype=np.int64) if strata is None else np.asarray(strata, dtype=np.int64)
-    drawn = np.zeros((n_resamples, n_points), dtype=np.int64)
+    drawn = np.zeros((n_resamples, n_points))  # float: the weights' type, so no converted copy later
     for s in np.unique(strata):
         members = np.flatnonzero(strata == s)
         drawn[:, members] = rng.multinomial(len(members), np.full(len(members), 1.0 / len(members)),
@@ -50,13 +50,13 @@ def two_level_weights(run_codes: np.ndarray, point_of_run: np.ndarray, n_resampl
     # points (a scan of all runs per point made 10,000 points cost seconds and 100,000 minutes), and no
     # (resamples, runs) array in between (800 MB at 100,000 runs).
     if not redraw_seeds:
-        return drawn[:, point_of_run[run_codes]].astype(np.float64)
-    counts = drawn[:, point_of_run].astype(np.float64)
+        return drawn[:, point_of_run[run_codes]]
+    counts = drawn[:, point_of_run]
     order = np.argsort(point_of_run, kind="stable")  # runs grouped by point, in point order
     for runs in np.split(order, np.flatnonzero(np.diff(point_of_run[order])) + 1):
         if len(runs) > 1:
             # k draws of the point, each drawing its n seeds with replacement: n k draws of one seed
-            k = drawn[:, point_of_run[runs[0]]]
+            k = drawn[:, point_of_run[runs[0]]].astype(np.int64)
             counts[:, runs] = rng.multinomial(k * len(runs), np.full(len(runs), 1.0 / len(runs)))
     return counts[:, run_codes]
 
