@@ -37,7 +37,7 @@ from scaling.laws.noise import NoiseEstimate, NoiseFloor, noise_floor
 from scaling.laws.optim import BatchResult, Tolerances, minimize_batched
 from scaling.laws.parametric import DEFAULT_HUBER_DELTA, Holdout, LawFit, fit_parametric
 from scaling.laws.powerlaw import PowerLaw
-from scaling.laws.table import RunsTable, holdout_split, keep_best_of, load_runs
+from scaling.laws.table import RunsTable, holdout_split, keep_best_of, load_runs, warn_reach
 
 LAWS: tuple[str, ...] = ("chinchilla", "isoflop", "envelope", "kaplan-n", "kaplan-d", "kaplan-joint",
                          "compute", "data-constrained", "lr")
@@ -64,6 +64,8 @@ def fit(table: RunsTable, law: str = "chinchilla", *, huber_delta: float = DEFAU
         UsageError: the table cannot support the law (too few points, budgets, columns);
             ArgumentError (a UsageError) when an argument is wrong, named by its parameter.
     """
+    if law != "lr":
+        warn_reach(table, budgets)  # a budget a factor 1e6 past the data is mostly the form's assumption
     if law == "lr":
         for given, parameter in ((holdout, "holdout"), (fixed, "fixed"), (len(budgets), "budgets")):
             if given:

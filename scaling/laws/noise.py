@@ -60,12 +60,14 @@ class NoiseFloor:
 
 
 def _pool(final: pd.DataFrame) -> NoiseEstimate:
+    # Deviations from each point's own mean, in whole columns: a Python call per point (groupby.apply)
+    # cost a minute on a 10,000-run table.
     groups = final.groupby("point", sort=False)["loss"]
     n = groups.size()
-    ss = groups.apply(lambda v: float(np.sum((v - v.mean()) ** 2)))
+    ss = float(np.sum((final["loss"] - groups.transform("mean")) ** 2))
     dof = int((n - 1).sum())
     points = int((n > 1).sum())
-    return NoiseEstimate(float(np.sqrt(ss.sum() / dof)) if dof > 0 else None, dof, points)
+    return NoiseEstimate(float(np.sqrt(ss / dof)) if dof > 0 else None, dof, points)
 
 
 def final_rows(table: RunsTable) -> pd.DataFrame:

@@ -6,7 +6,8 @@ user mistake raises `UsageError` with one line that names the column, the row an
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -17,9 +18,15 @@ from scaling.errors import UsageError
 from scaling.laws.errors import ArgumentError
 
 SIZE_COLUMNS = ("params", "tokens", "flops")
-# Statuses that mean the run did not finish; anything else (or no status column) is kept.
-UNFINISHED = frozenset({"failed", "crashed", "killed", "running", "pending", "queued", "claimed",
-                        "preempted", "error", "errored", "cancelled", "canceled"})
+# Statuses of a run that finished and whose loss a fit may use (this workbench writes "complete"; the others
+# are other trackers' words). Any other status (diverged, interrupted, skipped, failed, ...) is dropped and
+# counted under its name: a diverged run's last loss is not a point on the law. A blank status is kept.
+COMPLETE = frozenset({"complete", "completed", "finished", "done", "success", "succeeded", "ok"})
+# Past these a value is not a measurement but a corrupt row: 1e40 FLOPs is ~1e14 times the largest training
+# run to date and keeps C = 6ND finite (1e308 does not); a loss of 1e3 nats is a uniform guess over e^1000
+# tokens. Such rows are dropped and counted like missing values, rather than overflowing the fit.
+MAX_SIZE = 1e40
+MAX_LOSS = 1e3
 # Columns that tell runs apart when there is no run_id (per-checkpoint rows of one run share them).
 RUN_KEYS = ("sweep_id", "params", "params_nonembed", "lr", "batch_size", "seed", "epochs", "flops_budget")
 # Columns that make runs the same experiment: replicates of a point differ in `seed` (and run_id) only.
@@ -117,8 +124,12 @@ METRICS = {"loss": "loss", "bpb": "eval_bpb"}  # --metric -> the runs-table colu
 def load_runs(source, *, params_column: str = "params", best_of: Iterable[str] = (), metric: str = "loss") -> RunsTable:
     """Read and validate a runs table (path, or DataFrame) into a `RunsTable`.
 
-    Rows with a missing value in a needed column are dropped and counted; non-numeric, infinite or
-    non-positive values are errors. `params_column` picks which count is N (e.g. `params_nonembed`).
+    Dropped and counted by why (`RunsTable.dropped`): rows with a missing value in a needed column,
+    rows whose status is other than complete (by status), rows with an infinite, non-positive or absurd
+    value (beyond MAX_SIZE / MAX_LOSS), and exact duplicates of an earlier row (one copy kept: without a
+    run id a copy would pass for a seed replicate with the same loss, and fake a zero noise floor).
+    Non-numeric values are errors, and so is a table with no usable row left.
+    `params_column` picks which count is N (e.g. `params_nonembed`).
     `best_of` keeps, for each (N, D), the row with the lowest loss across those hyperparameter columns.
 
     Args:
@@ -161,36 +172,53 @@ def load_runs(source, *, params_column: str = "params", best_of: Iterable[str] =
                          f"(columns: {', '.join(map(str, raw.columns)) or 'none'})")
     needed = ["loss", *sizes]
     for col in needed:
-        frame[col] = numeric_column(frame[col], col)
+        frame[col] = numeric_column(frame[col], col, finite=False)
 
     dropped: dict[str, int] = {}
+    try:
+        duplicate = frame.duplicated(keep="first")
+    except TypeError:  # a column of lists (Parquet) cannot be hashed; its text can
+        duplicate = frame.astype(str).duplicated(keep="first")
+    dropped["exact duplicate rows (one copy kept)"] = int(duplicate.sum())
+    frame = frame[~duplicate]
     if "status" in frame.columns:
-        unfinished = frame["status"].astype(str).str.strip().str.lower().isin(UNFINISHED)
-        dropped["unfinished"] = int(unfinished.sum())
-        frame = frame[~unfinished]
+        status = frame["status"].astype("string").str.strip().str.lower().fillna("")
+        other = ~status.isin(COMPLETE | {""})
+        for name, n in status[other].value_counts(sort=False).items():
+            dropped[f"status {name}"] = int(n)
+        frame = frame[~other]
     missing_rows = frame[needed].isna().any(axis=1)
     dropped["missing values"] = int(missing_rows.sum())
     frame = frame[~missing_rows]
-    for col in needed:
-        bad = frame[col] <= 0
-        if bad.any():
-            row = bad.idxmax()
-            raise UsageError(f"column {col!r} must be positive; row {row + 1} has {frame.at[row, col]:g}")
     frame = _derive(frame)
+    for col in (*needed, *(c for c in SIZE_COLUMNS if c not in needed)):
+        bad = bad_values(frame[col], col)
+        if bad.any():
+            first = frame.loc[bad, col].iloc[0]
+            dropped[f"bad {col} (e.g. {first:g})"] = int(bad.sum())
+            frame = frame[~bad]
+    dropped = {k: v for k, v in dropped.items() if v}
+    if not len(frame):
+        raise UsageError(f"runs table {name} has no usable rows ({sum(dropped.values())} dropped: "
+                         f"{describe_dropped(dropped)})")
     frame["run"] = _run_ids(frame)
     best_of = [c.strip() for c in best_of if c.strip()]
     frame["point"] = _point_ids(frame, best_of)
-    table = RunsTable(frame=frame.reset_index(drop=True), n_input=n_input,
-                      dropped={k: v for k, v in dropped.items() if v}, params_column=params_column,
-                      source=name, metric=metric)
-    if not table.n_points:
-        raise UsageError(f"runs table {name} has no usable rows ({table.n_dropped} dropped: "
-                         f"{describe_dropped(table.dropped)})")
+    table = RunsTable(frame=frame.reset_index(drop=True), n_input=n_input, dropped=dropped,
+                      params_column=params_column, source=name, metric=metric)
     return keep_best_of(table, best_of) if best_of else table
 
 
-def numeric_column(values: pd.Series, col: str) -> pd.Series:
-    """Floats from a column; one-line UsageError naming the first non-numeric or infinite value."""
+def bad_values(values: pd.Series, col: str) -> pd.Series:
+    """Which values of a size or loss column are no measurement: infinite, not positive, or past MAX_SIZE
+    (MAX_LOSS for the loss)."""
+    limit = MAX_LOSS if col == "loss" else MAX_SIZE
+    return ~((values > 0) & (values <= limit))
+
+
+def numeric_column(values: pd.Series, col: str, finite: bool = True) -> pd.Series:
+    """Floats from a column; one-line UsageError naming the first non-numeric (or, with `finite`,
+    infinite) value."""
     num = pd.to_numeric(values, errors="coerce")
     text = values.astype("string").str.strip()
     bad = num.isna() & values.notna() & ~text.str.lower().isin(["", "nan", "none", "null", "na", "<na>"])
@@ -199,7 +227,7 @@ def numeric_column(values: pd.Series, col: str) -> pd.Series:
         raise UsageError(f"column {col!r} has a non-numeric value {str(values[row])!r} (row {row + 1})")
     num = num.astype(np.float64)
     inf = np.isinf(num)
-    if inf.any():
+    if finite and inf.any():
         row = inf.idxmax()
         raise UsageError(f"column {col!r} has a non-finite value {num[row]} (row {row + 1})")
     return num
@@ -277,6 +305,37 @@ def holdout_split(table: RunsTable, k: int) -> tuple[RunsTable, RunsTable]:
     held = table.frame["run"].isin(per_run.index[:k])
     fit = table.with_frame(table.frame[~held], **{"held out": int(held.sum())})
     return fit, table.with_frame(table.frame[held])
+
+
+# How far past the compute a table measured a law may be asked about before the answer is mostly the
+# form's assumption: a factor 1e6 either way (Hoffmann et al. 2022 went about 1e3 past their largest run).
+REACH = 1e6
+
+
+class ExtrapolationWarning(UserWarning):
+    """A budget asked of a law lies outside [smallest C measured / REACH, largest C measured x REACH]."""
+
+
+def reach_warnings(table: RunsTable, budgets: Sequence[float]) -> list[str]:
+    """One line per budget outside the table's reach, with its extrapolation factor (C over the largest
+    C measured, or under the smallest)."""
+    flops = table.column("flops")
+    lo, hi = float(flops.min()), float(flops.max())
+    out = []
+    for c in budgets:
+        if c > hi * REACH:
+            out.append(f"at={c:g} FLOPs is {c / hi:.3g} times the largest compute measured ({hi:.3g}): an "
+                       f"extrapolation past the law's reach (x{REACH:g}), read its interval with care")
+        elif c < lo / REACH:
+            out.append(f"at={c:g} FLOPs is {c / lo:.3g} times the smallest compute measured ({lo:.3g}): an "
+                       f"extrapolation past the law's reach (/{REACH:g}), read its interval with care")
+    return out
+
+
+def warn_reach(table: RunsTable, budgets: Sequence[float]) -> None:
+    """Warn (ExtrapolationWarning) for each budget outside the table's reach (`reach_warnings`)."""
+    for line in reach_warnings(table, budgets):
+        warnings.warn(line, ExtrapolationWarning, stacklevel=3)
 
 
 def describe_dropped(dropped: Mapping[str, int]) -> str:

@@ -7,6 +7,7 @@ and prints their URLs; offline it writes their definitions as JSON and says how 
 from __future__ import annotations
 
 import glob
+import html
 import json
 import os
 import re
@@ -53,6 +54,7 @@ def report_spec(sweep: str, report_dir: str) -> dict:
     with open(os.path.join(report_dir, "report.md")) as fh:
         markdown = fh.read()
     title = next((line[2:].strip() for line in markdown.splitlines() if line.startswith("# ")), f"Sweep {sweep}")
+    title = html.unescape(re.sub(r"\\(.)", r"\1", title))  # plain text again: report.md escapes it (md_text)
     # Image links point into the report folder, which W&B cannot see; the figure panels show them instead.
     body = re.sub(r"^!\[[^\]]*\]\([^)]*\)[ \t]*\n?", "", markdown, flags=re.M)
     body = "\n".join(line for line in body.splitlines() if not line.startswith("# ")).strip() + "\n"

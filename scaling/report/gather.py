@@ -8,6 +8,7 @@ import pandas as pd
 
 from scaling.errors import UsageError
 from scaling.laws import load_runs
+from scaling.laws.table import MAX_LOSS, MAX_SIZE, bad_values
 from scaling.runs import RunHome, runs_table
 
 
@@ -86,9 +87,12 @@ def gather(home: RunHome | str | None, sweep: str | None = None, csv: str | None
     if not runs:
         raise UsageError(f"sweep {sweep!r} not found in {home.root} (see `scaling sweep status`)")
     table = runs_table(home, sweep)
+    table, corrupt = _without_bad_values(table)
     used = set(table["run_id"])
-    excluded = [ExcludedRun(r.run_id, r.status, _why(r)) for r in runs if r.run_id not in used]
+    excluded = [ExcludedRun(r.run_id, r.status, corrupt.get(r.run_id) or _why(r)) for r in runs
+                if r.run_id not in used]
     steps = runs_table(home, sweep, steps=True)
+    steps = steps[steps["run_id"].isin(used)].reset_index(drop=True)
     if "flops_budget" not in table.columns:  # the isoFLOP grid's intended budget, from each run's config
         budget = {r.run_id: r.config.get("flops_budget") for r in runs}
         for frame in (table, steps):
@@ -97,6 +101,24 @@ def gather(home: RunHome | str | None, sweep: str | None = None, csv: str | None
     if set(kind.values()) != {"standard"}:  # muP runs: the LR-transfer figure draws each parametrization apart
         table["parametrization"] = table["run_id"].map(kind)
     return ReportData(runs=table, steps=steps, excluded=excluded, source=f"sweep {sweep} in {home.root}")
+
+
+def _without_bad_values(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The runs whose summary holds a number that is no measurement (params 1e308, a loss of 0), left
+    out of every table and figure, not only the fit (a figure's log axis cannot draw them): (the rest,
+    run id -> why)."""
+    why: dict[str, str] = {}
+    keep = pd.Series(True, index=table.index)
+    for col in ("loss", "params", "tokens", "flops"):
+        if col not in table.columns:
+            continue
+        values = pd.to_numeric(table[col], errors="coerce")
+        bad = values.notna() & bad_values(values, col) & keep
+        limit = MAX_LOSS if col == "loss" else MAX_SIZE
+        for run_id, v in zip(table.loc[bad, "run_id"], values[bad]):
+            why[str(run_id)] = f"{col} {v:g} is no measurement (allowed: positive, at most {limit:g})"
+        keep &= ~bad
+    return table[keep].reset_index(drop=True), why
 
 
 def _why(run) -> str:

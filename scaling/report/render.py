@@ -6,6 +6,7 @@ import dataclasses
 import html
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -30,10 +31,21 @@ from scaling.report.tables import (
 from scaling.runs import write_atomic
 from scaling.runs.files import raise_storage_error, umask
 
+# Marks markdown reads in text: code, emphasis, links and images, table cells, headings, strikethrough.
+MD_MARKS = re.compile(r"([\\`*_\[\]|#!~])")
 
-def md_table(header, rows) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+def md_text(text) -> str:
+    """Text from outside the report (a title, a run id, a reason, an error) as literal markdown on one
+    line: HTML's characters as entities, as index.html writes them, and markdown's marks backslashed, so
+    a run id `a|b` stays one table cell and a title `<script>` or `[x](y)` stays text."""
+    return MD_MARKS.sub(r"\\\1", html.escape(" ".join(str(text).split()), quote=False))
+
+
+def md_table(header, rows, escape: bool = False) -> str:
+    cell = md_text if escape else str
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -68,6 +80,7 @@ class Table:
     header: list[str]
     rows: list[list[str]]
     note: str = ""
+    user_text: bool = False  # cells hold text from outside (run ids, reasons): report.md escapes them
 
 
 @dataclass(frozen=True)
@@ -119,8 +132,8 @@ def report_tables(data: ReportData, fits: Fits, published: dict) -> list[Table]:
         Table("Compute spent", *cost_table(data),
               "Of the runs used. A cooldown branch continues its parent's stable phase from a checkpoint, so "
               "only its decay is spent on it; separate runs would each train from scratch."),
-        Table(f"Runs used ({len(used)})", used_h, used),
-        Table(f"Runs and budgets excluded ({len(excl)})", excl_h, excl),
+        Table(f"Runs used ({len(used)})", used_h, used, user_text=True),
+        Table(f"Runs and budgets excluded ({len(excl)})", excl_h, excl, user_text=True),
     ]
 
 
@@ -205,15 +218,16 @@ def _metric(data: ReportData) -> str:
 
 
 def markdown(written: ReportFiles, data: ReportData, spec: ReportSpec, errors: list[str]) -> str:
-    md = [f"# {spec.title}", "", f"Source: {data.source}. Laws: {', '.join(spec.laws)}. Loss: {_metric(data)}.", ""]
+    md = [f"# {md_text(spec.title)}", "",
+          f"Source: {md_text(data.source)}. Laws: {', '.join(spec.laws)}. Loss: {_metric(data)}.", ""]
     md += ["## Headline", ""] + [f"- {line}" for line in written.headline] + [""]
     if errors:
-        md += ["Not fitted: " + "; ".join(errors), ""]
+        md += ["Not fitted: " + md_text("; ".join(errors)), ""]
     for t in written.tables:
-        md += [f"## {t.title}", "", t.note, "", md_table(t.header, t.rows) if t.rows else "(none)", ""]
+        md += [f"## {t.title}", "", t.note, "", md_table(t.header, t.rows, t.user_text) if t.rows else "(none)", ""]
     md += ["## Figures", ""]
     for f in written.figures:
-        md += [f"![{f.caption}](figures/{f.name}.png)", f"*{f.caption}*", ""]
+        md += [f"![{md_text(f.caption)}](figures/{f.name}.png)", f"*{md_text(f.caption)}*", ""]
     return "\n".join(md)
 
 

@@ -8,6 +8,7 @@ import pytest
 from laws_synth import chinchilla_loss, chinchilla_table, isoflop_table, optimal_n, true_allocation
 
 from scaling.cli import main
+from scaling.laws import load_runs
 
 
 @pytest.fixture
@@ -91,13 +92,15 @@ def test_missing_columns(tmp_path, capsys):
     assert "missing loss" in err
 
 
-def test_non_positive_value(tmp_path, capsys):
+def test_a_non_positive_value_drops_its_row_and_is_listed(tmp_path, capsys):
     df = chinchilla_table(n_points=10)
     df.loc[4, "params"] = 0
-    assert "'params' must be positive; row 5 has 0" in _error(capsys, ["fit", _csv(tmp_path, df)])
-    df = chinchilla_table(n_points=10)
     df.loc[2, "loss"] = -1.5
-    assert "'loss' must be positive" in _error(capsys, ["fit", _csv(tmp_path, df)])
+    table = load_runs(_csv(tmp_path, df))
+    assert table.n_points == 8 and table.dropped == {"bad loss (e.g. -1.5)": 1, "bad params (e.g. 0)": 1}
+    df.loc[:, "loss"] = -1.5
+    assert "has no usable rows (10 dropped: 10 bad loss (e.g. -1.5))" in _error(
+        capsys, ["fit", _csv(tmp_path, df)])
 
 
 def test_non_numeric_value(tmp_path, capsys):

@@ -226,3 +226,27 @@ def test_plan_as_branches_gives_each_size_one_wsd_run_whose_branches_cover_its_p
             covered.add((point["params"], branch.config.flops_budget))
     assert covered == planned
     assert main([*common, "--branches", "--refine", "x", "--out", str(branched)]) == 2
+
+
+def test_a_fit_json_prior_takes_n_opts_exponent_a_not_d_opts_b(tmp_path):
+    # a != b (a = b = 0.5 above would let a planner reading b for a pass)
+    law = tmp_path / "law.json"
+    law.write_text(json.dumps({"law": "chinchilla", "optimal": {"a": 0.46, "b": 0.54, "G": 3.0}}))
+    assert plan_lib.prior_from(str(law)).n_opt(6e12) == pytest.approx(3.0 * 1e12**0.46)
+    iso = tmp_path / "iso.json"
+    iso.write_text(json.dumps({"law": "isoflop", "n_opt": {"coefficient": 0.05, "exponent": 0.45},
+                               "d_opt": {"coefficient": 3.3, "exponent": 0.55}}))
+    assert plan_lib.prior_from(str(iso)).n_opt(1e12) == pytest.approx(0.05 * 1e12**0.45)
+
+
+def test_a_prior_from_a_real_isoflop_fit_json_plans_around_that_fits_n_opt(tmp_path):
+    from laws_synth import isoflop_table
+
+    from scaling.laws import fit_isoflop, load_runs
+
+    result = fit_isoflop(load_runs(isoflop_table(noise=0.001)), bootstrap=0)
+    assert abs(result.n_opt.exponent - result.d_opt.exponent) > 0.05  # a != b: a swap would show
+    path = tmp_path / "fit.json"
+    path.write_text(json.dumps(result.to_json()))
+    for c in (1e19, 1e23):
+        assert plan_lib.prior_from(str(path)).n_opt(c) == pytest.approx(result.allocate([c]).at[0].params, rel=1e-9)
