@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from contextlib import contextmanager
 
 from scaling.commands.common import check_output_file, parse_budgets, refresh_index
@@ -160,15 +161,18 @@ def run(args) -> int:
                        budgets=budgets, holdout=args.holdout, fixed=fixed, **options)
 
     by = group_column(args.by, table)
-    if by is not None:
-        from scaling.laws import fit_by
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if by is not None:
+            from scaling.laws import fit_by
 
-        with flag_names():
-            result = fit_by(table, by, fit_one)
-        summary = render_grouped(result, table.source, table.metric)
-    else:
-        result = fit_one(table)
-        summary = render(result, table.source, table.metric)
+            with flag_names():
+                result = fit_by(table, by, fit_one)
+            summary = render_grouped(result, table.source, table.metric)
+        else:
+            result = fit_one(table)
+            summary = render(result, table.source, table.metric)
+    print_warnings(caught)
     text = json.dumps({**result.to_json(), "metric": args.metric}, indent=2, allow_nan=False) + "\n"
     if args.json == "-":  # the JSON alone on stdout, for a pipe; the readable summary goes to stderr
         print(summary, file=sys.stderr)
@@ -179,6 +183,23 @@ def run(args) -> int:
         write_atomic(args.json, text)
         print(f"wrote {args.json}")
     return 0
+
+
+def print_warnings(caught) -> None:
+    """The fit's warnings as lines in the command's terms: a budget past the law's reach names --at; numeric
+    warnings (e.g. an exp overflowing at a far-off optimizer start) become one counted note, never a raw
+    Python warning with its source line."""
+    from scaling.laws.table import ExtrapolationWarning
+
+    numeric = [w for w in caught if issubclass(w.category, RuntimeWarning)]
+    for w in caught:
+        if issubclass(w.category, ExtrapolationWarning):
+            print("warning: " + str(w.message).replace("at=", "--at ", 1), file=sys.stderr)
+        elif not issubclass(w.category, RuntimeWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+    if numeric:
+        print(f"note: {len(numeric)} numeric warning(s) while fitting (first: {numeric[0].message})",
+              file=sys.stderr)
 
 
 def group_column(by: str, table) -> str | None:

@@ -35,3 +35,14 @@ def test_budgets_within_the_reach_fit_without_a_warning(table):
         warnings.simplefilter("error", ExtrapolationWarning)
         result = fit(table, "isoflop", bootstrap=0, budgets=inside)
     assert len(result.optimal.at) == 3
+
+
+def test_fit_command_says_the_reach_warning_in_its_flag_and_prints_no_raw_warning(table, tmp_path, capsys):
+    from scaling.cli import main
+
+    csv = tmp_path / "runs.csv"
+    table.frame.to_csv(csv, index=False)
+    assert main(["fit", str(csv), "--law", "isoflop", "--bootstrap", "0", "--at", "1e28"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: --at 1e+28 FLOPs is" in err
+    assert "ExtrapolationWarning" not in err and "warnings.warn" not in err
