@@ -14,7 +14,7 @@ COMMAND = ["${env}", "${interpreter}", "-m", "scaling.cli", "train", "${args_no_
 POINTS = {"seq_len": {"value": 16}, "batch_size": {"value": 2}, "corpus": {"value": "synthetic"},
           "n_evals": {"value": 2}, "eval_tokens": {"value": 64}, "wandb": {"value": "off"},
           # grid order puts the two shapes' runs in turn, so packing must pick runs out of order
-          "tokens": {"values": [3200, 4800, 6400]}, "d_model": {"values": [16, 32]},
+          "tokens": {"values": [640, 960, 1280]}, "d_model": {"values": [16, 32]},
           "lr": {"values": [2.0e-3, 8.0e-3]}}
 
 
@@ -54,20 +54,24 @@ def test_pack_flag_is_refused_with_isolate(tmp_path, home, capsys):
     assert "--pack 2" in capsys.readouterr().err
 
 
-def test_a_packed_run_taken_over_before_its_pack_opened_is_lost_alone_and_the_rest_train(tmp_path):
-    # The agent claims a pack, is suspended past its lease (here: a lease that lapses at once), and another
-    # agent takes one run over before the pack opens. That run is the other agent's: this one reports it
-    # lost and writes nothing to it; its pack-mates train and complete (before: the takeover's LeaseLost
-    # escaped the pack and every run of it was released as failed).
+def test_a_packed_run_taken_over_before_its_pack_opened_is_lost_alone_and_the_rest_train(tmp_path, monkeypatch):
+    # The agent claims a pack, is suspended past its lease (here: the other agent claims on a clock two
+    # minutes on), and another agent takes one run over before the pack opens. That run is the other
+    # agent's: this one reports it lost and writes nothing to it; its pack-mates train and complete
+    # (before: the takeover's LeaseLost escaped the pack and every run of it was released as failed).
     home = str(tmp_path / "home")
     path = tmp_path / "two.yaml"
-    points = {**POINTS, "tokens": {"value": 3200}, "d_model": {"value": 16}}
+    points = {**POINTS, "tokens": {"value": 640}, "d_model": {"value": 16}}
     path.write_text(yaml.safe_dump({"name": "two", "method": "grid", "parameters": points, "command": COMMAND}))
     sid = sweep.create_sweep(home, str(path))["sweep_id"]
     agent, index = Agent(home, sid, pack=2, lease_s=30), RunHome(home)
-    rows = [index.claim(sid, agent.name, lease_s=0.01) for _ in range(2)]
-    time.sleep(0.05)
-    taken = index.claim(sid, "other-agent", lease_s=60)
+    rows = [index.claim(sid, agent.name, lease_s=60) for _ in range(2)]
+    # A lease that lapsed by the wall clock (0.01 s) could lapse before this agent's own second claim under
+    # load, which then took the first run again: move the clock instead, for the takeover alone.
+    later = time.time() + 120
+    with monkeypatch.context() as clock:
+        clock.setattr(time, "time", lambda: later)
+        taken = index.claim(sid, "other-agent", lease_s=60)
     assert taken.run_id in {r.run_id for r in rows}
     results = {r.run_id: r.status for r in agent._run_pack(rows)}
     kept = next(r.run_id for r in rows if r.run_id != taken.run_id)
