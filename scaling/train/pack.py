@@ -151,7 +151,10 @@ def _train(members: list[tuple[int, Member]]) -> None:
         raise
 
 
+@jax.jit
 def _slice(tree, slot: int):
+    # One compiled call for the whole tree: indexed leaf by leaf, each leaf was its own dispatch (~1 ms on
+    # CPU), a quarter of a small packed sweep's time.
     return jax.tree.map(lambda leaf: leaf[slot], tree)
 
 
