@@ -16,6 +16,14 @@ os.environ.pop("WANDB_API_KEY", None)
 os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("WANDB_SILENT", "true")
 
+# JAX's persistent compilation cache for the whole session, as `scaling train` turns it on
+# (SCALING_COMPILATION_CACHE names another folder, or `off`): the laws' fits and the models' steps re-jit
+# the same computations under new closures test after test, and load them from disk instead of
+# compiling them again (half the CPU time of tests/laws and tests/report).
+from scaling.train.step import use_compilation_cache  # noqa: E402
+
+use_compilation_cache()
+
 TINY = ["d_model=16", "seq_len=32", "batch_size=4", "eval_tokens=256", "n_evals=3"]
 
 # Fast tests take seconds (the slowest, with its module's fixture, about a minute on 2 busy cores): one

@@ -15,7 +15,7 @@ COMMAND = ["${env}", "${interpreter}", "-m", "scaling.cli", "train", "${args_no_
 POINTS = {"seq_len": {"value": 16}, "batch_size": {"value": 2}, "corpus": {"value": "synthetic"},
           "n_evals": {"value": 2}, "eval_tokens": {"value": 64}, "wandb": {"value": "off"},
           # grid order puts the two shapes' runs in turn, so packing must pick runs out of order
-          "tokens": {"values": [3200, 4800, 6400]}, "d_model": {"values": [16, 32]},
+          "tokens": {"values": [640, 960, 1280]}, "d_model": {"values": [16, 32]},
           "lr": {"values": [2.0e-3, 8.0e-3]}}
 
 
@@ -62,7 +62,7 @@ def test_a_packed_run_taken_over_before_its_pack_opened_is_lost_alone_and_the_re
     # escaped the pack and every run of it was released as failed).
     home = str(tmp_path / "home")
     path = tmp_path / "two.yaml"
-    points = {**POINTS, "tokens": {"value": 3200}, "d_model": {"value": 16}}
+    points = {**POINTS, "tokens": {"value": 640}, "d_model": {"value": 16}}
     path.write_text(yaml.safe_dump({"name": "two", "method": "grid", "parameters": points, "command": COMMAND}))
     sid = sweep.create_sweep(home, str(path))["sweep_id"]
     agent, index = Agent(home, sid, pack=2, lease_s=30), RunHome(home)

@@ -34,6 +34,9 @@ def _agent_process(home, sweep_id, *extra):
                              "--quiet", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+# Slow (4 processes, ~17 s): exactly-once across agent processes is also checked by the slow isolating-agents
+# and chaos tests, and in the fast suite by two agents sharing a branch sweep (tests/train/test_branches.py).
+@pytest.mark.slow
 def test_four_agents_started_together_run_each_of_20_points_exactly_once(tmp_path, home):
     sid = _create(tmp_path, home, {"tokens": {"values": [320, 352, 384, 416, 448]},
                                    "lr": {"values": [1.0e-3, 2.0e-3, 4.0e-3, 8.0e-3]}})
@@ -53,6 +56,9 @@ def test_four_agents_started_together_run_each_of_20_points_exactly_once(tmp_pat
         assert steps == sorted(set(steps)) and steps[-1] == r.summary["steps"]  # one trainer per run dir
 
 
+# Slow (~13 s): kill, takeover and resume are also checked by the slow sigkilled-isolating-agent and chaos tests,
+# and the lapsed lease itself by the fast test_a_lapsed_claim_is_lost_to_its_holder_and_repeated_deaths_fail_the_run.
+@pytest.mark.slow
 def test_an_agent_killed_mid_run_leaves_its_run_to_be_taken_over_and_resumed(tmp_path, home):
     # ~400 steps, a checkpoint every 100: slow enough to kill in the middle.
     sid = _create(tmp_path, home, {"d_model": {"value": 32}, "seq_len": {"value": 32}, "batch_size": {"value": 8},

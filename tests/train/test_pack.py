@@ -10,8 +10,8 @@ from scaling.train import plan_run, train_run
 from scaling.train.pack import train_pack
 
 # Runs that differ in everything a pack allows: seed, learning rate, schedule and length.
-VARIANTS = [{"seed": 0, "tokens": 6e4}, {"seed": 1, "tokens": 4e4, "lr": 3e-3},
-            {"seed": 2, "tokens": 5e4, "schedule": "wsd", "n_evals": 5}]
+VARIANTS = [{"seed": 0, "tokens": 6e3}, {"seed": 1, "tokens": 4e3, "lr": 3e-3},
+            {"seed": 2, "tokens": 5e3, "schedule": "wsd", "n_evals": 5}]
 
 
 def _plans(tiny, prefix, **extra):
@@ -42,8 +42,8 @@ def test_packed_runs_end_as_they_do_alone_each_with_its_own_run_directory(home, 
 
 def test_a_stopped_pack_resumes_packed_or_alone_to_the_same_losses(home, tiny):
     whole = train_pack(_plans(tiny, "whole"), home)
-    cut = train_pack(_plans(tiny, "cut"), home, stop_at_step=150)
-    assert [s["status"] for s in cut] == ["interrupted"] * 3 and [s["step"] for s in cut] == [150] * 3
+    cut = train_pack(_plans(tiny, "cut"), home, stop_at_step=15)
+    assert [s["status"] for s in cut] == ["interrupted"] * 3 and [s["step"] for s in cut] == [15] * 3
     plans = _plans(tiny, "cut")
     resumed = [train_run(plans[0], home)] + train_pack(plans[1:], home)  # one alone, two packed
     for w, r in zip(whole, resumed):

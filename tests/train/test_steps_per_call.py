@@ -18,9 +18,9 @@ def _run(home, tiny, run_id, **extra):
 
 
 def test_several_steps_per_call_give_the_same_run_as_one_step_per_call(home, tiny):
-    # 781 steps logged every 7: calls of 4 and 3 steps (padded to 4), and single steps near the early evals
-    one, rows_one = _run(home, tiny, "one", steps_per_call=1)
-    many, rows_many = _run(home, tiny, "many", steps_per_call=4, checkpoint_every=50)
+    # 400 steps logged every 4: calls of 3 and 1 step (padded to 3), and shorter calls at the evals and checkpoints
+    one, rows_one = _run(home, tiny, "one", steps_per_call=1, tokens=51200)
+    many, rows_many = _run(home, tiny, "many", steps_per_call=3, checkpoint_every=50, tokens=51200)
     assert one["status"] == many["status"] == "complete"
     assert many["eval_loss"] == pytest.approx(one["eval_loss"], abs=1e-6)
     assert [r["step"] for r in rows_many] == [r["step"] for r in rows_one]  # every log point kept
@@ -32,8 +32,8 @@ def test_several_steps_per_call_give_the_same_run_as_one_step_per_call(home, tin
 
 
 def test_a_run_stopped_between_calls_resumes_to_the_same_loss(home, tiny):
-    whole, _ = _run(home, tiny, "whole", steps_per_call=8)
-    values = dict(i.split("=") for i in tiny) | {"tokens": 1e5, "wandb": "off", "run_id": "cut", "steps_per_call": 8}
+    whole, _ = _run(home, tiny, "whole", steps_per_call=8, tokens=2e4)
+    values = dict(i.split("=") for i in tiny) | {"tokens": 2e4, "wandb": "off", "run_id": "cut", "steps_per_call": 8}
     plan = plan_run(RunConfig.from_dict(values))
     assert train_run(plan, home, stop_at_step=101)["status"] == "interrupted"  # not a multiple of 8
     with open(os.path.join(home, "cut", "summary.json")) as fh:

@@ -163,16 +163,16 @@ def test_values_chosen_by_a_wandb_agent_win_over_the_command_line(home, tiny, tm
     """`wandb agent` runs `scaling train ${args_no_hyphens}` with WANDB_SWEEP_ID, WANDB_RUN_ID and
     WANDB_SWEEP_PARAM_PATH set; the values in that file are the ones the run must use."""
     params = tmp_path / "sweep-params.yaml"
-    params.write_text(yaml.safe_dump({"d_model": {"value": 32}, "lr": {"value": 0.0042}}))
+    params.write_text(yaml.safe_dump({"d_model": {"value": 16}, "lr": {"value": 0.0042}}))  # TINY's: compiled
     monkeypatch.setenv("WANDB_SWEEP_ID", "swp123")
     monkeypatch.setenv("WANDB_RUN_ID", "agentrun")
     monkeypatch.setenv("WANDB_SWEEP_PARAM_PATH", str(params))
-    rc = main(["--home", home, "train", *tiny, "tokens=4e3", "lr=0.1", "--quiet"])
+    rc = main(["--home", home, "train", *tiny, "d_model=32", "tokens=4e3", "lr=0.1", "--quiet"])
     assert rc == 0
     s = _summary(home, "agentrun")
-    assert s["d_model"] == 32 and s["lr"] == pytest.approx(0.0042)
+    assert s["d_model"] == 16 and s["lr"] == pytest.approx(0.0042)
     rec = offline_run(os.path.join(home, "agentrun", "wandb"), "eval_loss")
-    assert rec["config"]["d_model"] == 32 and rec["config"]["lr"] == pytest.approx(0.0042)
+    assert rec["config"]["d_model"] == 16 and rec["config"]["lr"] == pytest.approx(0.0042)
 
 
 def test_yaml_config_is_overridden_by_key_value(tmp_path):
