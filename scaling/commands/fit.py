@@ -42,7 +42,8 @@ LAWS = ("chinchilla", "isoflop", "envelope", "kaplan-n", "kaplan-d", "kaplan-joi
 
 # scaling.laws names a bad argument by its Python parameter; this command names the flag that gave it.
 FLAGS = {"holdout": "--holdout", "fixed": "--fix", "budgets": "--at", "column": "--by", "huber_delta": "--huber-delta",
-         "metric": "--metric", "params_column": "--params-column", "best_of": "--best-of"}
+         "metric": "--metric", "params_column": "--params-column", "best_of": "--best-of",
+         "keep_unresolved": "--keep-unresolved"}
 
 
 @contextmanager
@@ -74,6 +75,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="FLOP budgets for the compute-optimal N, D, tokens/param and loss, e.g. 1e21,1e24")
     p.add_argument("--holdout", type=int, default=0, metavar="K",
                    help="leave out the K largest-compute runs, fit the rest, report the error predicting them")
+    p.add_argument("--keep-unresolved", action="store_true",
+                   help="isoflop: let a budget whose minimum is within the noise enter N_opt(C) (default: left out)")
     p.add_argument("--best-of", default="", metavar="COL,...",
                    help="for each (N, D) keep the lowest loss across these swept columns, e.g. lr,batch_size")
     p.add_argument("--huber-delta", type=float, default=1e-3, metavar="DELTA",
@@ -158,7 +161,8 @@ def run(args) -> int:
     def fit_one(part):
         with flag_names():  # a group's reason, kept by fit_by, reads in flags too
             return fit(part, args.law, huber_delta=args.huber_delta, bootstrap=args.bootstrap, seed=args.seed,
-                       budgets=budgets, holdout=args.holdout, fixed=fixed, **options)
+                       budgets=budgets, holdout=args.holdout, fixed=fixed, keep_unresolved=args.keep_unresolved,
+                       **options)
 
     by = group_column(args.by, table)
     with warnings.catch_warnings(record=True) as caught:

@@ -19,6 +19,9 @@ def add_parser(sub) -> None:
     p.add_argument("--metric", choices=("loss", "bpb"),
                    help="fit and plot the eval loss in nats/token (default) or in bits per byte (runs of "
                         "different tokenizers; the spec's `metric`)")
+    p.add_argument("--keep-unresolved", action="store_true", default=None,
+                   help="isoflop: let a budget whose minimum is within the noise enter N_opt(C) (default: listed "
+                        "under excluded and left out; the spec's `keep_unresolved`)")
     p.add_argument("--wandb", default="auto", choices=("auto", "off", "offline", "online"),
                    help="log figures and tables to a W&B analysis run (default: offline without an API key)")
     add_home(p)
@@ -39,7 +42,8 @@ def run(args) -> int:
     if args.bootstrap is not None and args.bootstrap < 0:
         raise UsageError(f"--bootstrap {args.bootstrap}: must be 0 or more resamples")
     check_output_dir(args.out, "--out")
-    spec = report.ReportSpec.load(spec_path, sweep=args.sweep, bootstrap=args.bootstrap, metric=args.metric)
+    spec = report.ReportSpec.load(spec_path, sweep=args.sweep, bootstrap=args.bootstrap, metric=args.metric,
+                                     keep_unresolved=args.keep_unresolved)
     csv = csv or spec.runs
     if csv is None and spec.sweep is None:
         raise UsageError("give --sweep SWEEP, a RUNS.csv, or a spec that names one")

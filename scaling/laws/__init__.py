@@ -45,13 +45,15 @@ LAWS: tuple[str, ...] = ("chinchilla", "isoflop", "envelope", "kaplan-n", "kapla
 
 def fit(table: RunsTable, law: str = "chinchilla", *, huber_delta: float = DEFAULT_HUBER_DELTA,
         bootstrap: int = DEFAULT_RESAMPLES, seed: int = 0, budgets: Sequence[float] = (), holdout: int = 0,
-        fixed: Mapping[str, float] | None = None, **options) -> LawFit | IsoflopFit | EnvelopeFit | LrFit:
+        fixed: Mapping[str, float] | None = None, keep_unresolved: bool = False,
+        **options) -> LawFit | IsoflopFit | EnvelopeFit | LrFit:
     """Fit one of `LAWS` to a `RunsTable` (see `load_runs`).
 
     huber_delta and holdout apply to the parametric laws; budgets (FLOPs) add the compute-optimal
     allocation with intervals; bootstrap is the number of seeded resamples of points, each with all its
     seed replicates (0 for none); fixed holds parameters of a parametric law at values, by their printed
-    names (`fixed={"E": 1.69}`), and fits the rest.
+    names (`fixed={"E": 1.69}`), and fits the rest. keep_unresolved (isoflop) lets a budget whose minimum
+    is not resolved above the noise still enter N_opt(C) (by default it is listed and left out).
     Extra options go to `fit_parametric` (starts, bootstrap_starts, warm_starts, cross_check, tol).
 
     Args:
@@ -76,8 +78,11 @@ def fit(table: RunsTable, law: str = "chinchilla", *, huber_delta: float = DEFAU
             raise ArgumentError("holdout", f"needs a parametric law (it predicts held-out losses); {law} has none")
         if fixed:
             raise ArgumentError("fixed", f"needs a parametric law; {law} has no parameters to hold")
-        fn = fit_isoflop if law == "isoflop" else fit_envelope
-        return fn(table, bootstrap=bootstrap, seed=seed, budgets=budgets)
+        if law == "isoflop":
+            return fit_isoflop(table, bootstrap=bootstrap, seed=seed, budgets=budgets, keep_unresolved=keep_unresolved)
+        return fit_envelope(table, bootstrap=bootstrap, seed=seed, budgets=budgets)
+    if keep_unresolved:
+        raise ArgumentError("keep_unresolved", f"applies to law isoflop only, not {law}")
     return fit_parametric(table, law, huber_delta=huber_delta, bootstrap=bootstrap, seed=seed,
                           budgets=budgets, holdout=holdout, fixed=fixed, **options)
 

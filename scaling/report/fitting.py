@@ -36,8 +36,9 @@ def fit_all(data: ReportData, spec: ReportSpec, progress=print) -> Fits:
         progress(f"fitting {law}{' per corpus' if by_corpus else ''} ({spec.bootstrap} bootstrap resamples)")
 
         def one(part, law=law):
+            extra = {"keep_unresolved": spec.keep_unresolved} if law == "isoflop" else {}
             return fit(part, law, huber_delta=spec.huber_delta, bootstrap=spec.bootstrap, seed=spec.seed,
-                       budgets=spec.budgets)
+                       budgets=spec.budgets, **extra)
 
         try:
             results[law] = fit_by(source, "corpus", one) if by_corpus else one(source)

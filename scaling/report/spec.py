@@ -31,6 +31,7 @@ class ReportSpec:
     seed: int = 0
     published: str | None = None
     metric: str = "loss"  # loss (nats/token) or bpb (bits per byte, for runs of different tokenizers)
+    keep_unresolved: bool = False  # isoflop: a budget whose minimum is within the noise still enters N_opt(C)
 
     @classmethod
     def load(cls, path: str | None, **overrides) -> ReportSpec:
@@ -65,6 +66,8 @@ class ReportSpec:
         values["holdout"] = _holdout(values.get("holdout", cls.holdout), where)
         if values.get("metric", "loss") not in ("loss", "bpb"):
             raise UsageError(f"{where}: metric={values['metric']!r}: allowed loss (nats/token) or bpb (bits per byte)")
+        if not isinstance(values.get("keep_unresolved", False), bool):
+            raise UsageError(f"{where}: keep_unresolved={values['keep_unresolved']!r}: expected true or false")
         for key in ("title", "sweep", "runs", "published"):
             if values.get(key) is not None and not isinstance(values[key], str):
                 raise UsageError(f"{where}: {key}: expected text, got {values[key]!r}")

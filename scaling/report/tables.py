@@ -111,7 +111,7 @@ def runs_tables(data: ReportData, fits: Fits) -> tuple[tuple, tuple]:
                 excluded.append([f"budget {fmt(b.flops, 3)}", "unresolved",
                                  f"the curve's depth {fmt(b.depth, 3)} is under 2 x the noise SD "
                                  f"{fmt(b.noise_sd, 3)}: its minimum could be one seed's luck; not used for "
-                                 "N_opt(C); add seeds or widen the sizes there"])
+                                 "N_opt(C); add seeds or widen the sizes there (keep_unresolved: true keeps it)"])
     return (used_header, used), (["run", "status", "reason"], excluded)
 
 

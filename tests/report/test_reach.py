@@ -19,6 +19,7 @@ from handmade_fits import (
 from laws_synth import replicated_isoflop_table
 from matplotlib.figure import Figure
 
+from scaling.errors import UsageError
 from scaling.laws import fit_isoflop, load_runs
 from scaling.report.figures import AXIS_MARGIN, fig_holdout, fig_optimal
 from scaling.report.gather import ReportData
@@ -86,7 +87,8 @@ def test_an_unresolved_budget_is_listed_as_excluded_with_why():
     (_, _), (_, excluded) = runs_tables(DATA, fits)
     assert excluded == [["budget 1.00e+19", "unresolved",
                          "the curve's depth 0.004 is under 2 x the noise SD 0.003: its minimum could be one seed's "
-                         "luck; not used for N_opt(C); add seeds or widen the sizes there"]]
+                         "luck; not used for N_opt(C); add seeds or widen the sizes there "
+                         "(keep_unresolved: true keeps it)"]]
 
 
 def test_approach_1_whose_frontier_is_one_size_is_flagged_and_kept_out_of_the_headline():
@@ -131,3 +133,25 @@ def test_compute_optimal_axes_stay_within_the_stated_margin_of_the_data_and_line
         line = [x for x in ax.get_lines() if x.get_label() == "Approach 2 (isoFLOP)"][0]
         values = np.concatenate([RUNS[which].to_numpy(float), np.asarray(line.get_ydata(), float)])
         assert ax.get_ylim() == pytest.approx((values.min() / AXIS_MARGIN, values.max() * AXIS_MARGIN))
+
+
+def test_keep_unresolved_reaches_the_isoflop_fit_from_the_fit_command_and_the_report_spec(tmp_path, capsys):
+    # The flag and the spec key must reach fit_isoflop: without them an unresolved budget stays left out.
+    import json
+
+    from scaling.cli import main
+
+    frame = replicated_isoflop_table(budgets=(1e18, 1e19, 1e20, 1e21), span=0.6, noise=0.03, seed=3)
+    csv = tmp_path / "runs.csv"
+    frame.to_csv(csv, index=False)
+    out, args = tmp_path / "fit.json", ["fit", str(csv), "--law", "isoflop", "--bootstrap", "0"]
+    assert main(args) == 2  # no minimum resolved: too few budgets left for an exponent
+    assert "not resolved" in capsys.readouterr().err
+    assert main([*args, "--json", str(out), "--keep-unresolved"]) == 0
+    budgets = json.loads(out.read_text())["budgets"]
+    assert sum(b["used"] for b in budgets) >= 3 and not all(b["resolved"] for b in budgets)
+    assert ReportSpec.load(None, keep_unresolved=True).keep_unresolved is True
+    spec = tmp_path / "r.yaml"
+    spec.write_text("keep_unresolved: 3\n")
+    with pytest.raises(UsageError, match="keep_unresolved=3"):
+        ReportSpec.load(str(spec))
