@@ -12,7 +12,7 @@ import yaml
 
 from scaling import sweep
 from scaling.agents import Agent
-from scaling.runs import RunHome, queue, read_metrics
+from scaling.runs import RunHome, read_metrics
 
 COMMAND = ["${env}", "${interpreter}", "-m", "scaling.cli", "train", "${args_no_hyphens}"]
 # One shape for every run (so each agent compiles once) and the same seed (the trainer compiles its
@@ -93,32 +93,6 @@ def test_an_agent_killed_mid_run_leaves_its_run_to_be_taken_over_and_resumed(tmp
     assert steps[-1] == 400
     with open(os.path.join(home, run_id, "summary.json")) as fh:
         assert json.load(fh)["step"] == 400
-
-
-def test_a_lapsed_claim_is_lost_to_its_holder_and_repeated_deaths_fail_the_run(home):
-    store = RunHome(home)
-    store.register_sweep("s", "s", {}, [{"run_id": "s-000", "status": "pending", "config": {}},
-                                         {"run_id": "s-001", "status": "pending", "config": {}}])
-    first = queue.claim(store, "s", "a", lease_s=0.2)
-    assert first.run_id == "s-000" and not first.resumed
-    assert queue.claim(store, "s", "b", lease_s=0.2).run_id == "s-001"  # a live claim is never handed out twice
-    assert queue.claim(store, "s", "c", lease_s=0.2) is None
-    assert queue.renew(store, "s-000", "a", 0.2)
-    time.sleep(0.3)
-    again = queue.claim(store, "s", "c", lease_s=60)
-    assert again.run_id == "s-000" and again.resumed and again.attempts == 2
-    assert not queue.renew(store, "s-000", "a", 60)  # a's claim is gone; its heartbeat notices
-    assert queue.release(store, "s-000", "c")
-    assert store.sweep_runs("s")[0].status == "interrupted"  # released unfinished: resumable
-    # A run whose agents keep dying is failed, not handed to the next victim forever.
-    for agent in ("d", "e"):
-        assert queue.claim(store, "s", agent, lease_s=0.01, max_attempts=4).run_id in ("s-000", "s-001")
-        time.sleep(0.02)
-    queue.claim(store, "s", "f", lease_s=0.01, max_attempts=3)
-    time.sleep(0.02)
-    queue.claim(store, "s", "g", lease_s=60, max_attempts=3)
-    failed = [r for r in store.sweep_runs("s") if r.status == "failed"]
-    assert failed and "died" in failed[0].reason
 
 
 @pytest.mark.slow

@@ -78,7 +78,7 @@ def test_a_storage_fault_in_one_packed_run_fails_it_alone_and_its_pack_mates_sto
     from scaling.runs.files import StorageError
     from scaling.train import checkpoints
 
-    plans = _plans(tiny, "disk", checkpoint_every=50)
+    plans = _plans(tiny, "disk", checkpoint_every=10)
     real_save = checkpoints.Checkpoints.save
 
     def save(self, step, state):  # run disk1's disk fills up at its first checkpoint
@@ -87,13 +87,13 @@ def test_a_storage_fault_in_one_packed_run_fails_it_alone_and_its_pack_mates_sto
         return real_save(self, step, state)
 
     monkeypatch.setattr(checkpoints.Checkpoints, "save", save)
-    with pytest.raises(StorageError, match="run disk1 stopped at step 50"):
+    with pytest.raises(StorageError, match="run disk1 stopped at step 10"):
         train_pack(plans, home)
     ended = {}
     for plan in plans:
         with open(os.path.join(home, plan.run_id, "summary.json")) as fh:
             ended[plan.run_id] = json.load(fh)
     assert ended["disk1"]["status"] == "failed" and "no space left" in ended["disk1"]["reason"]
-    assert [(ended[r]["status"], ended[r]["step"]) for r in ("disk0", "disk2")] == [("interrupted", 50)] * 2
+    assert [(ended[r]["status"], ended[r]["step"]) for r in ("disk0", "disk2")] == [("interrupted", 10)] * 2
     monkeypatch.setattr(checkpoints.Checkpoints, "save", real_save)
     assert [s["status"] for s in train_pack(plans, home)] == ["complete"] * 3  # each resumes
