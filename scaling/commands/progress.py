@@ -17,7 +17,8 @@ class ProgressLine:
     def __call__(self, p) -> None:
         text = (f"step {p.step}/{p.steps}  loss {number(p.loss)}"
                 + (f"  eval {number(p.eval_loss)}" if p.eval_loss is not None else "")
-                + f"  {p.tokens_per_s / 1e3:.1f}k tok/s  MFU {100 * (p.mfu or 0):.1f}%  ETA {duration(p.eta_s)}")
+                + (f"  {p.tokens_per_s / 1e3:.1f}k tok/s  MFU {100 * (p.mfu or 0):.1f}%  ETA {duration(p.eta_s)}"
+                   if p.tokens_per_s else ""))  # the first step compiles and is not timed: no speed yet
         if self.tty:
             self.stream.write("\r\x1b[2K" + text + ("\n" if p.step == p.steps else ""))
             self.stream.flush()
@@ -28,7 +29,8 @@ class ProgressLine:
                 print(text, file=self.stream, flush=True)
 
 
-def print_summary(s: dict) -> None:
+def print_summary(s: dict, ceiling: str | None = None) -> None:
+    """The run's summary; `ceiling` says where the MFU's ceiling comes from (hardware.ceiling_flops)."""
     rows = [
         ("run", f"{s['run_id']}  ({s['status']})"),
         ("N params", f"{s['params']:,}  (non-embedding {s['params_nonembed']:,})"),
@@ -37,12 +39,22 @@ def print_summary(s: dict) -> None:
         ("eval loss", f"{number(s['eval_loss'])} nats/token   (train {number(s['train_loss'])})"
                       + (f"   {number(s['eval_bpb'])} bits/byte" if s.get("eval_bpb") is not None else "")),
         ("unigram H", f"{number(s['unigram_entropy'])} nats/token  (the loss of a model that ignores context)"),
-        ("speed", f"{s['tokens_per_s']:,.0f} tokens/s   MFU {100 * (s['mfu'] or 0):.1f}% of "
-                  f"{s['ceiling_flops'] / 1e9:.0f} GFLOP/s"),
+        ("speed", _speed(s)),
         ("wall", duration(s["wall_s"]) + f"  ({s['wall_s']:.1f} s)"),
     ]
+    if ceiling and s.get("ceiling_flops") and s.get("tokens_per_s"):
+        rows.insert(-1, ("ceiling", ceiling))
     for key, value in rows:
         print(f"  {key:<10} {value}")
+
+
+def _speed(s: dict) -> str:
+    if not s.get("tokens_per_s"):  # the first step (compilation) is never timed
+        return "not measured (too few steps: the first, which compiles, is not timed)"
+    text = f"{s['tokens_per_s']:,.0f} tokens/s"
+    if s.get("ceiling_flops"):
+        text += f"   MFU {100 * (s['mfu'] or 0):.1f}% of {s['ceiling_flops'] / 1e9:.0f} GFLOP/s"
+    return text
 
 
 class SweepDisplay:
