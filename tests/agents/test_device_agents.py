@@ -44,3 +44,9 @@ def test_one_agent_per_pair_of_devices_runs_every_point_once_on_its_own_pair(tmp
         assert record["resolved"]["mesh"] == "data:2,fsdp:1"
         placed.add(record["config"]["devices"])
     assert placed <= {"0,1", "2,3"} and len({r.claimed_by for r in runs}) >= 1
+
+
+def test_agents_on_a_one_device_cpu_share_it_n_at_a_time():
+    assert device_groups(1, 1, agents=3, platform="cpu") == [None, None, None]
+    assert device_groups(1, 1, platform="cpu") == [None]
+    assert device_groups(8, 2, agents=3) == [(0, 1), (2, 3), (4, 5)]
