@@ -6,6 +6,13 @@ import sys
 from scaling.agents.events import Claimed, Event, Finished, RunProgress, Stopped, Waiting
 from scaling.display import duration, number
 
+WIDTH = 80  # a log line, or a terminal's, is cut here rather than wrapped
+
+
+def clip(text: str, width: int = WIDTH) -> str:
+    """One line of at most `width` characters (an ellipsis says where it was cut)."""
+    return text if len(text) <= width else text[:width - 3] + "..."
+
 
 class ProgressLine:
     """One live line on a terminal; a line per ~10% of the run when output is a log file."""
@@ -76,7 +83,7 @@ class SweepDisplay:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=12), MofNCompleteColumn(),
                                      TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
                                      console=Console(file=stream), transient=False)
             self.sweep_task = self.progress.add_task("runs", total=None, info="")
@@ -91,18 +98,20 @@ class SweepDisplay:
         what += "  (resuming)" if e.run.resumed else ""
         if self.live:
             self.progress.update(self.sweep_task, completed=e.done, total=e.total)
-            self.tasks[e.run.run_id] = self.progress.add_task(what, total=plan.get("steps"), info="starting")
+            # the run id alone beside its bar: with shape, N and D the row no longer fits 80 columns
+            self.tasks[e.run.run_id] = self.progress.add_task(clip(e.run.run_id, 28), total=plan.get("steps"),
+                                                              info="starting")
+            self.progress.console.print(clip(what))
         else:
-            print(f"[{e.done}/{e.total}] " + (f"{self.claimed} " if self.claimed else "") + what,
+            print(clip(f"[{e.done}/{e.total}] " + (f"{self.claimed} " if self.claimed else "") + what),
                   file=self.stream, flush=True)
 
     def _progress(self, e: RunProgress) -> None:
         task = self.tasks.get(e.run_id)
         if not self.live or task is None:
             return
-        info = f"loss {number(e.loss)}" + (f"  eval {number(e.eval_loss)}" if e.eval_loss is not None else "")
-        if e.tokens_per_s:
-            info += f"  {e.tokens_per_s / 1e3:.1f}k tok/s"
+        # loss and eval only: with tokens/s too, the row pushes the bar out of 80 columns
+        info = f"loss {number(e.loss)}" + (f" eval {number(e.eval_loss)}" if e.eval_loss is not None else "")
         self.progress.update(task, completed=e.step, total=e.steps, info=info)
 
     def _finished(self, e: Finished) -> None:
@@ -118,7 +127,7 @@ class SweepDisplay:
             self.progress.update(self.sweep_task, completed=e.done, total=e.total)
             self.progress.console.print(line)
         else:
-            print(line, file=self.stream, flush=True)
+            print(clip(line), file=self.stream, flush=True)
 
     def _waiting(self, e: Waiting) -> None:
         if self.live:

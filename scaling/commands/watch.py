@@ -8,17 +8,12 @@ from __future__ import annotations
 import sys
 import time
 
+from scaling.commands.progress import WIDTH, clip
 from scaling.display import duration, number
 from scaling.runs import IndexedRun, RunHome
 from scaling.sweep.status import FINISHED, SweepStatus, sweep_status
 
 HEARTBEAT_S = 30.0
-WIDTH = 80
-
-
-def clip(text: str, width: int = WIDTH) -> str:
-    """One line of at most `width` characters (an ellipsis says where it was cut)."""
-    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 class SweepWatch:
@@ -38,7 +33,7 @@ class SweepWatch:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=20),
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=12),
                                      MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
                                      console=Console(file=self.stream, width=min(WIDTH, Console().width)))
             self.bar = self.progress.add_task("runs", total=None, info="")
