@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import sys
+import time
 
 from scaling.agents.events import Claimed, Event, Finished, RunProgress, Stopped, Waiting
 from scaling.display import duration, number
 
 WIDTH = 80  # a log line, or a terminal's, is cut here rather than wrapped
+HEARTBEAT_S = 30.0  # a log says something at least this often while runs are in flight
 
 
 def clip(text: str, width: int = WIDTH) -> str:
@@ -68,12 +70,15 @@ class SweepDisplay:
     """What a person watches while a sweep runs, from the events of a local agent or a Ray driver (they
     emit the same records, scaling.agents.events). Live on a terminal (rich): runs done/total, and each
     run in flight with its step, loss and speed. In a log file: one line per run claimed and per run
-    ended. `engine` names who speaks ("agent", "ray"); `claimed` is the word for a claim ("submitted" for
-    a Ray task)."""
+    ended, and a heartbeat line (the run in flight, its step and loss) after HEARTBEAT_S without one.
+    `engine` names who speaks ("agent", "ray"); `claimed` is the word for a claim ("submitted" for a Ray
+    task); `runnable()`, when given, is the sweep's total counting the cooldown branches still to come
+    (sweep_status(...).runnable), which the events' own total learns only as parents queue them."""
 
-    def __init__(self, stream=None, engine: str = "agent", claimed: str = ""):
+    def __init__(self, stream=None, engine: str = "agent", claimed: str = "", runnable=None, clock=time.monotonic):
         self.stream = stream = stream or sys.stderr
-        self.engine, self.claimed = engine, claimed
+        self.engine, self.claimed, self.runnable, self.clock = engine, claimed, runnable, clock
+        self.last_line = clock()
         self.live = stream.isatty()
         self.progress = None
         self.tasks = {}  # run id -> its bar: a packing agent, or Ray, trains several runs at once
@@ -96,19 +101,24 @@ class SweepDisplay:
         plan = e.run.plan or {}
         what = f"{e.run.run_id}  {plan.get('shape', '')} N={plan.get('params', 0):,} D={plan.get('tokens', 0):,}"
         what += "  (resuming)" if e.run.resumed else ""
+        total = self._total(e.total)
         if self.live:
-            self.progress.update(self.sweep_task, completed=e.done, total=e.total)
+            self.progress.update(self.sweep_task, completed=e.done, total=total)
             # the run id alone beside its bar: with shape, N and D the row no longer fits 80 columns
             self.tasks[e.run.run_id] = self.progress.add_task(clip(e.run.run_id, 28), total=plan.get("steps"),
                                                               info="starting")
             self.progress.console.print(clip(what))
         else:
-            print(clip(f"[{e.done}/{e.total}] " + (f"{self.claimed} " if self.claimed else "") + what),
-                  file=self.stream, flush=True)
+            self._line(f"[{e.done}/{total}] " + (f"{self.claimed} " if self.claimed else "") + what)
 
     def _progress(self, e: RunProgress) -> None:
+        if not self.live:
+            if self.clock() - self.last_line >= HEARTBEAT_S:
+                self._line(f"  {e.run_id} step {e.step}/{e.steps}  loss {number(e.loss)}"
+                           + (f"  eval {number(e.eval_loss)}" if e.eval_loss is not None else ""))
+            return
         task = self.tasks.get(e.run_id)
-        if not self.live or task is None:
+        if task is None:
             return
         # loss and eval only: with tokens/s too, the row pushes the bar out of 80 columns
         info = f"loss {number(e.loss)}" + (f" eval {number(e.eval_loss)}" if e.eval_loss is not None else "")
@@ -117,17 +127,25 @@ class SweepDisplay:
     def _finished(self, e: Finished) -> None:
         r = e.result
         loss = r.summary.get("eval_loss") if r.summary else None
-        line = (f"[{e.done}/{e.total}] {r.run_id} {r.status}" + (f"  eval {number(loss)}" if loss is not None else "")
+        total = self._total(e.total)
+        line = (f"[{e.done}/{total}] {r.run_id} {r.status}" + (f"  eval {number(loss)}" if loss is not None else "")
                 + f"  {r.wall_s:.1f} s"
                 + (f" (first step after {r.startup_s:.1f} s)" if r.startup_s is not None else "")
                 + (f"  {r.reason}" if r.reason else ""))
         if self.live:
             if r.run_id in self.tasks:
                 self.progress.remove_task(self.tasks.pop(r.run_id))
-            self.progress.update(self.sweep_task, completed=e.done, total=e.total)
-            self.progress.console.print(line)
+            self.progress.update(self.sweep_task, completed=e.done, total=total)
+            self.progress.console.print(clip(line))
         else:
-            print(clip(line), file=self.stream, flush=True)
+            self._line(line)
+
+    def _total(self, counted: int) -> int:
+        return max(counted, self.runnable()) if self.runnable is not None else counted
+
+    def _line(self, text: str) -> None:
+        print(clip(text), file=self.stream, flush=True)
+        self.last_line = self.clock()
 
     def _waiting(self, e: Waiting) -> None:
         if self.live:

@@ -14,6 +14,7 @@ from scaling.errors import UsageError
 def cmd_agent(args) -> int:
     from scaling.agents import Agent
     from scaling.commands.progress import SweepDisplay
+    from scaling.sweep.status import sweep_status
 
     overrides = {"wandb": args.wandb} if args.wandb else {}
     if args.devices:
@@ -24,7 +25,7 @@ def cmd_agent(args) -> int:
         raise UsageError(f"--count {args.count}: must be at least 1")
     agent = Agent(args.home, args.sweep, lease_s=args.lease, isolate=args.isolate, overrides=overrides,
                   wait=not args.no_wait, max_attempts=args.max_attempts, pack=args.pack)
-    display = None if args.quiet else SweepDisplay()
+    display = None if args.quiet else SweepDisplay(runnable=lambda: sweep_status(args.home, args.sweep).runnable)
     if display:
         agent.on_event = display
     try:
