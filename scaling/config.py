@@ -187,7 +187,7 @@ class RunConfig:
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
-            raise UsageError(f"unknown key {unknown[0]!r} (known keys: {', '.join(known)})")
+            raise UsageError(unknown_key_message(unknown[0]))
         hints = typing.get_type_hints(cls)
         values = _lr_from_fit(values)
         if isinstance(values.get("cooldowns"), (list, tuple)):  # YAML's [1e6, 2e6]
@@ -199,6 +199,28 @@ class RunConfig:
 
     def replace(self, **changes) -> RunConfig:
         return dataclasses.replace(self, **changes)
+
+
+# The keys a person sets for a study (`scaling train --help` groups them the same way). The rest of
+# RunConfig's fields place a run on devices or are set by the trainer, an agent or a multi-host launcher;
+# listing them all after a typo buries the answer (a near miss of one is still suggested).
+USER_KEYS = ("params", "d_model", "n_layers", "n_heads", "d_ff", "mlp", "tied", "qk_norm", "seq_len", "tokens",
+             "flops_budget", "batch_size", "lr", "schedule", "warmup_fraction", "warmup_tokens", "min_lr_ratio",
+             "decay_fraction", "cooldowns", "weight_decay", "beta1", "beta2", "grad_clip", "parametrization",
+             "base_width", "corpus", "seed", "eval_tokens", "n_evals", "run_id", "name", "sweep",
+             "checkpoint_every", "wandb", "wandb_project", "dtype")
+
+
+def unknown_key_message(key: str) -> str:
+    """One line for a key RunConfig does not have: the nearest keys by spelling (any field, internal ones
+    included, since a near miss of one is still what was meant), else the keys a person sets."""
+    import difflib
+
+    names = [f.name for f in fields(RunConfig)]
+    near = difflib.get_close_matches(key, names, n=3, cutoff=0.6) or [n for n in USER_KEYS if key in n][:3]
+    if near:
+        return f"unknown key {key!r}; did you mean {' or '.join(near)}?"
+    return f"unknown key {key!r}; keys: {', '.join(USER_KEYS)} (scaling train --help)"
 
 
 def _show(value) -> str:

@@ -40,31 +40,46 @@ def device_key() -> str:
 
 
 def ceiling_flops(refresh: bool = False) -> tuple[float, str]:
-    """(FLOP/s, how it was obtained). Accelerators use the stated peak; CPUs a cached measurement."""
+    """(FLOP/s, how it was obtained and when). Accelerators use the stated peak; CPUs one measurement per
+    machine, cached, so `train` and `bench` divide by the same figure (a fresh measurement on a loaded
+    machine differs by 2x from one minute to the next). `refresh` measures again and replaces it."""
     dev = jax.devices()[0]
     if dev.platform != "cpu":
         for prefix, peak in STATED_PEAKS.items():
             if dev.device_kind.startswith(prefix):
                 return peak, f"stated bf16 peak of {dev.device_kind}"
     key, path = device_key(), _cache_path()
-    cache = {}
-    if os.path.exists(path) and not refresh:
-        try:
-            with open(path) as fh:
-                cache = json.load(fh)
-        except (OSError, ValueError):
-            cache = {}
-        if key in cache:
-            return float(cache[key]), f"measured fp32 matmul ({key}, cached)"
-    value = measure_matmul_flops()
-    cache[key] = value
+    cache = _read_cache(path)
+    entry = cache.get(key)
+    if isinstance(entry, (int, float)):  # written before the measurement kept its time
+        entry = {"flops": float(entry), "measured_at": None}
+    if isinstance(entry, dict) and not refresh:
+        return float(entry["flops"]), f"fp32 matmul {_when(entry.get('measured_at'))} on {key}, cached"
+    value, now = measure_matmul_flops(), time.time()
+    cache[key] = {"flops": value, "measured_at": now}
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as fh:
+        with open(path + ".tmp", "w") as fh:
             json.dump(cache, fh)
+        os.replace(path + ".tmp", path)  # an agent reading it meanwhile sees the old file or the new one
     except OSError:
         pass
-    return value, f"measured fp32 matmul ({key})"
+    return value, f"fp32 matmul {_when(now)} on {key}"
+
+
+def _read_cache(path: str) -> dict:
+    try:
+        with open(path) as fh:
+            cache = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
+def _when(measured_at: float | None) -> str:
+    if not isinstance(measured_at, (int, float)):
+        return "measured (time not recorded)"
+    return "measured " + time.strftime("%Y-%m-%d %H:%M", time.localtime(measured_at))
 
 
 def run_ceiling(n_devices: int) -> float:

@@ -16,6 +16,8 @@ def add_parser(sub) -> None:
                    help="optimizer steps per compiled call (default: what a run of that size uses)")
     p.add_argument("--pack", type=int, default=1, metavar="K",
                    help="also time K runs of each shape packed into one step (tokens/s of the pack)")
+    p.add_argument("--remeasure", action="store_true",
+                   help="measure the matmul ceiling again (default: this machine's cached one, as train uses)")
     p.set_defaults(func=run)
 
 
@@ -29,7 +31,7 @@ def run(args) -> int:
     if args.pack < 1 or (args.steps_per_call is not None and args.steps_per_call < 1):
         raise UsageError(f"--pack {args.pack} --steps-per-call {args.steps_per_call}: each must be at least 1")
 
-    ceiling, how = hardware.ceiling_flops(refresh=True)
+    ceiling, how = hardware.ceiling_flops(refresh=args.remeasure)
     print(f"device   {hardware.device_description()}")
     print(f"ceiling  {ceiling / 1e9:,.1f} GFLOP/s  ({how})")
     print(f"{'shape':>14} {'params':>12} {'runs':>5} {'steps/call':>10} {'ms/step':>9} {'tokens/s':>10} "

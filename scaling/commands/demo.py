@@ -4,7 +4,6 @@ Running it again reuses the finished runs and continues unfinished ones."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,39 +30,39 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from scaling import report
-    from scaling.agents import Agent
-    from scaling.commands.progress import SweepDisplay
+    from scaling.agents.fleet import run_fleet
+    from scaling.commands.watch import SweepWatch
     from scaling.runs import RunHome
     from scaling.sweep import find_or_create_sweep
 
     t0 = time.perf_counter()
+    if args.agents < 1:
+        raise UsageError(f"--agents {args.agents}: must be at least 1")
+    if args.pack is not None and args.pack < 1:
+        raise UsageError(f"--pack {args.pack}: must be at least 1")
     home = RunHome(args.home)
     sweep_id, created = find_or_create_sweep(home, str(DEMO_SWEEP))
     done = home.sweep_counts(sweep_id).get("complete", 0)
     print(f"demo: sweep {sweep_id} ({'new' if created else f'continuing, {done} runs already done'}) "
           f"from {os.path.relpath(DEMO_SWEEP)} in {home.root}", file=sys.stderr)
     # Small models leave part of the two cores idle (XLA's per-op overhead dominates their steps), so
-    # a second agent process takes runs from the same queue: about 20% more throughput here.
-    if args.pack is not None and args.pack < 1:
-        raise UsageError(f"--pack {args.pack}: must be at least 1")
+    # a second agent process takes runs from the same queue: about 20% more throughput here. Packing
+    # (the default for the demo's small models) trains the runs of one shape in one compiled step.
     pack = [] if args.pack is None else ["--pack", str(args.pack)]
-    # Packing (the default for the demo's small models) trains the runs of one shape in one compiled step.
-    others = [subprocess.Popen([sys.executable, "-m", "scaling.cli", "--home", home.root, "sweep", "agent",
-                                sweep_id, "--quiet", *pack], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-              for _ in range(max(0, args.agents - 1))]
-    display = SweepDisplay()
-    agent = Agent(home, sweep_id, on_event=display, pack=args.pack)
+    # Every agent is a process of its own, sharing the machine; this one watches the index, so the log
+    # shows every agent's runs and a total that counts the cooldown branches to come.
+    watch = SweepWatch(home, sweep_id)
     try:
-        agent.run()
+        agents = run_fleet(home, sweep_id, [None] * args.agents, pack, on_tick=watch.poll)
     finally:
-        display.close()
-        for proc in others:
-            if agent.stop_requested:
-                proc.terminate()  # SIGTERM: the agent checkpoints its run and releases it
-            proc.wait()
-    if agent.stop_requested:
+        watch.close()
+    if any(a.returncode == 130 for a in agents):
         print("demo: stopped; run `make demo` again to continue", file=sys.stderr)
         return 130
+    failed = [a.returncode for a in agents if a.returncode not in (0, 1)]
+    if failed:  # 1: some run failed, which the report lists; anything else: the agent itself broke
+        print(f"demo: an agent exited {failed[0]}; see `scaling sweep status {sweep_id}`", file=sys.stderr)
+        return failed[0]
     t_sweep = time.perf_counter() - t0
 
     spec = report.ReportSpec.load(str(DEMO_REPORT), sweep=sweep_id)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
 
 from scaling.commands.common import add_home, check_output_file, refresh_index
@@ -46,9 +47,11 @@ def run(args) -> int:
         print("no completed runs" + (f" in sweep {args.sweep}" if args.sweep else "") + f" in {home.root}",
               file=sys.stderr)
         return 0
-    shown = ["run_id"] + (["step"] if args.steps else []) + ["params", "tokens", "flops", "loss", "lr", "batch_size",
-                                                             "wall_s"]
-    fmt = {"flops": "{:.3g}".format, "loss": "{:.4f}".format, "lr": "{:.3g}".format, "wall_s": "{:.1f}".format}
+    # corpus and metric beside the loss: a BPE run's 5-7 nats/token and a byte run's 1-2 are not comparable
+    shown = ["run_id"] + (["step"] if args.steps else []) + ["params", "tokens", "flops", "loss", "metric", "corpus",
+                                                             "lr", "wall_s"]
+    fmt = {"flops": "{:.3g}".format, "loss": "{:.4f}".format, "lr": "{:.3g}".format, "wall_s": "{:.1f}".format,
+           "corpus": _short_corpus}
     print(table[shown].to_string(index=False, formatters=fmt))
     print(f"({len(table)} rows; --csv FILE for all columns)", file=sys.stderr)
     return 0
@@ -74,6 +77,12 @@ def _from_wandb(args) -> int:
         print(table[["run_id", "sweep_id", "params", "tokens", "flops", "loss", "lr"]].to_string(index=False,
                                                                                                 formatters=fmt))
     return 0
+
+
+def _short_corpus(spec) -> str:
+    """A corpus folder's own name (the CSV keeps the whole path)."""
+    text = str(spec)
+    return os.path.basename(text.rstrip("/")) or text if "/" in text else text
 
 
 def _write(table, path: str) -> None:

@@ -128,7 +128,7 @@ def print_status(home, sweep_id: str) -> None:
           + (f"; {len(st.to_come)} cooldown branch(es) to come as their parents reach their cuts"
              if st.to_come else ""))
     print(f"  done {st.finished}/{st.runnable}; {st.agents} agent(s) active; "
-          f"elapsed {duration(time.time() - st.created)}; "
+          f"elapsed {duration(st.elapsed_s(time.time()))}" + (" (ended)" if st.ended is not None else "") + "; "
           f"ETA {duration(st.eta_s) if st.eta_s is not None else '? (no finished run to time yet)'}"
           + ("" if st.agents or st.held or not (st.runnable - st.finished) else " (if one agent runs)"))
     now = time.time()

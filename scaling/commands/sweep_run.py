@@ -14,6 +14,7 @@ from scaling.errors import UsageError
 def cmd_agent(args) -> int:
     from scaling.agents import Agent
     from scaling.commands.progress import SweepDisplay
+    from scaling.sweep.status import sweep_status
 
     overrides = {"wandb": args.wandb} if args.wandb else {}
     if args.devices:
@@ -24,7 +25,7 @@ def cmd_agent(args) -> int:
         raise UsageError(f"--count {args.count}: must be at least 1")
     agent = Agent(args.home, args.sweep, lease_s=args.lease, isolate=args.isolate, overrides=overrides,
                   wait=not args.no_wait, max_attempts=args.max_attempts, pack=args.pack)
-    display = None if args.quiet else SweepDisplay()
+    display = None if args.quiet else SweepDisplay(runnable=lambda: sweep_status(args.home, args.sweep).runnable)
     if display:
         agent.on_event = display
     try:
@@ -49,20 +50,30 @@ def cmd_agents(args) -> int:
     import jax
 
     from scaling.agents.fleet import device_groups, run_fleet
+    from scaling.commands.watch import SweepWatch
     from scaling.runs import RunHome
     from scaling.sweep import require_sweep
 
     home = RunHome(args.home)
     require_sweep(home, args.sweep)
-    groups = device_groups(len(jax.local_devices()), args.devices_per_run)
-    print(f"{len(groups)} agent(s) on devices " + " | ".join(",".join(map(str, g)) for g in groups), file=sys.stderr)
-    extra = [f"--lease={args.lease}"] + (["--wandb", args.wandb] if args.wandb else [])
-    done = run_fleet(home, args.sweep, groups, extra)
-    for a in done:
-        print(f"  agent on devices {','.join(map(str, a.devices))}: exit {a.returncode}", file=sys.stderr)
+    devices = jax.local_devices()
+    groups = device_groups(len(devices), args.devices_per_run, args.agents, devices[0].platform)
+    print(f"{len(groups)} agent(s) " + ("sharing the CPU" if groups[0] is None else
+                                         "on devices " + " | ".join(",".join(map(str, g)) for g in groups)),
+          file=sys.stderr)
+    extra = [f"--lease={args.lease}"] + (["--wandb", args.wandb] if args.wandb else []) + \
+        (["--pack", str(args.pack)] if args.pack else [])
+    watch = None if args.quiet else SweepWatch(home, args.sweep)
+    try:
+        done = run_fleet(home, args.sweep, groups, extra, on_tick=watch.poll if watch else None)
+    finally:
+        if watch:
+            watch.close()
+    for i, a in enumerate(done):
+        where = f"on devices {','.join(map(str, a.devices))}" if a.devices is not None else f"{i + 1}"
+        print(f"  agent {where}: exit {a.returncode}", file=sys.stderr)
     codes = {a.returncode for a in done}
     return 130 if 130 in codes else max(codes)
-
 
 
 # ---- slurm ----------------------------------------------------------------------------------------
@@ -169,15 +180,21 @@ AGENT = Subcommand("agent", cmd_agent, _agent_arguments,
 
 def _agents_arguments(q) -> None:
     q.add_argument("sweep", metavar="SWEEP")
+    q.add_argument("--agents", type=positive_int, default=None, metavar="N",
+                   help="agent processes (default: one per device group; on CPU, 1: N share its cores)")
     q.add_argument("--devices-per-run", type=positive_int, default=1, metavar="K", help="devices per run (default 1)")
+    q.add_argument("--pack", type=positive_int, default=None, metavar="K",
+                   help="each agent trains up to K runs of one shape together (default: by size)")
+    q.add_argument("--quiet", action="store_true", help="no progress display")
     q.add_argument("--lease", type=positive_float, default=60.0, metavar="SECONDS", help="claim lease (default 60)")
     q.add_argument("--wandb", choices=("auto", "off", "offline", "online"), help="override the runs' W&B mode")
 
 
 AGENTS = Subcommand("agents", cmd_agents, _agents_arguments,
                     help="one agent per group of K devices of this machine, supervised",
-                    description="Start one `sweep agent --devices ...` per group of K visible devices and "
-                                "wait for them all; SIGTERM stops every agent at a checkpoint.")
+                    description="Start one `sweep agent --devices ...` per group of K visible devices (on "
+                                "CPU: --agents N processes sharing the cores) and wait for them all, showing "
+                                "every agent's runs; SIGTERM stops every agent at a checkpoint.")
 
 
 def _slurm_arguments(q) -> None:

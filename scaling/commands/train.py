@@ -57,6 +57,7 @@ def _train(args) -> int:
         from scaling.agents.isolated import die_with_parent
 
         die_with_parent(args.die_with_parent)
+    from scaling import hardware
     from scaling.commands.progress import ProgressLine, print_summary
     from scaling.config import resolve_config
     from scaling.display import number
@@ -78,6 +79,11 @@ def _train(args) -> int:
     print(f"{plan.run_id}: {plan.shape.describe()} N={plan.shape.params:,} D={plan.tokens:,} "
           f"C={number(plan.flops, 3)} ({plan.steps} steps x {plan.batch_size}x{plan.shape.seq_len}, "
           f"lr {number(plan.lr, 2)})", file=sys.stderr)
+    asked = plan.config.length.tokens(plan.shape.params)
+    if abs(plan.tokens - asked) > 0.01 * asked:  # a run is whole steps: say when that moved D noticeably
+        steps = f"{plan.steps} whole step" + ("s" if plan.steps != 1 else "")
+        print(f"  {plan.config.length} asks D={number(asked, 3)}; rounded to {steps} of {plan.tokens_per_step:,} "
+              "tokens", file=sys.stderr)
     # Under an agent (a claim passed in), the sweep's agents train the cooldown branches: each is queued
     # for them once seeded. Alone, this process trains them after the run.
     branching = Branching(queue=fence is not None)
@@ -87,14 +93,15 @@ def _train(args) -> int:
     except LeaseLost as err:
         print(f"scaling train: {err}; stopped without writing", file=sys.stderr)
         return EXIT_LEASE_LOST
-    print_summary(summary)
+    ceiling = hardware.ceiling_flops()[1]  # cached by the run's start: what its MFU divides by, and since when
+    print_summary(summary, ceiling)
     if summary["status"] == "complete" and fence is None:
         # No agent shares this run's cooldown branches: train them here, each from its seed.
         def branch(branch_plan):
             print(f"{branch_plan.run_id}: cooldown branch of {plan.run_id} from step {branch_plan.stable_end} "
                   f"to {branch_plan.steps} (D={branch_plan.tokens:,})", file=sys.stderr)
             done = train_run(branch_plan, args.home, on_progress=None if args.quiet else ProgressLine())
-            print_summary(done)
+            print_summary(done, ceiling)
             return done
 
         summary = next((s for s in train_branches(plan, args.home, branch) if s["status"] != "complete"), summary)

@@ -13,7 +13,7 @@ from scaling.runs.index import RunHome
 RUN_COLUMNS = ["run_id", "sweep_id", "params", "params_nonembed", "tokens", "flops", "flops_model", "loss",
                "eval_bpb", "train_loss", "lr", "batch_size", "seq_len", "seed", "status", "epochs", "d_model",
                "n_layers", "n_heads", "steps", "wall_s", "tokens_per_s", "mfu", "corpus", "corpus_fingerprint",
-               "branch_of", "branch_step"]
+               "metric", "branch_of", "branch_step"]
 
 
 def runs_table(home: RunHome | str | None, sweep_id: str | None = None, steps: bool = False) -> pd.DataFrame:
@@ -33,14 +33,14 @@ def runs_table(home: RunHome | str | None, sweep_id: str | None = None, steps: b
         query, args = query + " AND sweep_id=?", (sweep_id,)
     found = home.read(query, args)
 
-    rows = []
+    rows, vocab = [], {}
     for r in found:
         s = json.loads(r["summary"]) if r["summary"] else {}
         if not _finite(s.get("eval_loss")):
             continue
         base = {c: s.get(c) for c in RUN_COLUMNS}
         base.update(run_id=r["run_id"], sweep_id=r["sweep_id"] or s.get("sweep_id"), loss=s["eval_loss"],
-                    eval_bpb=s.get("eval_bpb"), status="complete")
+                    eval_bpb=s.get("eval_bpb"), status="complete", metric=_metric(home, r["run_id"], s, vocab))
         if not steps:
             rows.append(base)
             continue
@@ -67,6 +67,17 @@ def runs_table(home: RunHome | str | None, sweep_id: str | None = None, steps: b
     table = pd.DataFrame(rows, columns=columns)
     sort = ["sweep_id", "params", "flops"] + (["step"] if steps else [])
     return table.sort_values(sort, na_position="first", kind="stable").reset_index(drop=True)
+
+
+def _metric(home: RunHome, run_id: str, summary: dict, vocab: dict) -> str:
+    """What `loss` is measured in: nats per token of a vocabulary of V tokens. Losses over different
+    vocabularies (bytes at ~1-2 nats, a BPE at 5-7) are not comparable, and this says so row by row. The
+    vocabulary is in the run's config.yaml, read once per corpus fingerprint."""
+    key = summary.get("corpus_fingerprint") or run_id
+    if key not in vocab:
+        record = home.files(run_id).read_record() or {}
+        vocab[key] = (record.get("corpus") or {}).get("vocab_size")
+    return "nats/token" + (f" V={vocab[key]}" if vocab[key] else "")
 
 
 def _finite(x) -> bool:

@@ -29,6 +29,8 @@ class SweepStatus:
     held: tuple[IndexedRun, ...] = ()  # running as tasks of an engine that holds them without a lease (SLURM)
     # Cooldown branches not in the index yet: each is queued when its parent reaches its cut point.
     to_come: tuple[str, ...] = ()
+    # When the last run ended, once nothing is left to run or in flight: the sweep's clock stops there.
+    ended: float | None = None
 
     @property
     def finished(self) -> int:
@@ -37,6 +39,10 @@ class SweepStatus:
     @property
     def runnable(self) -> int:
         return self.total - self.counts.get("skipped", 0) + len(self.to_come)
+
+    def elapsed_s(self, now: float) -> float:
+        """From creation to now, or to the end of the last run of a sweep with nothing left to run."""
+        return (self.ended if self.ended is not None else now) - self.created
 
 
 def sweep_status(home: RunHome | str | None, sweep_id: str) -> SweepStatus:
@@ -64,8 +70,11 @@ def sweep_status(home: RunHome | str | None, sweep_id: str) -> SweepStatus:
     eta = remaining * spent / work / max(1, len(live) + len(held)) if work > 0 else None
     stale = tuple(r.run_id for r in runs if r.status == "running" and r not in live and r not in held)
     problems = tuple(r for r in runs if r.status in ("failed", "skipped"))
+    over = [r.updated for r in runs if r.status in FINISHED]
+    open_runs = [r for r in runs if r.status not in FINISHED and r.status != "skipped"]
+    ended = max(over) if over and not open_runs and not to_come else None
     return SweepStatus(sweep_id, info["name"], info["created"], len(runs), counts, tuple(live), len(agents), stale,
-                       eta, problems, tuple(held), tuple(to_come))
+                       eta, problems, tuple(held), tuple(to_come), ended)
 
 
 def _remaining_flops(run: IndexedRun, live: bool) -> float:

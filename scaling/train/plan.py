@@ -145,12 +145,15 @@ def plan_run(cfg: RunConfig) -> RunPlan:
     tokens_per_step = batch_size * shape.seq_len
     length = cfg.length
     wanted = length.tokens(shape.params)
-    steps = int(round(wanted / tokens_per_step))
-    if steps < 1:
+    # One rule for both units: a run is whole steps of batch x seq_len tokens, D rounded to the nearest
+    # whole step, and at least one step (a shorter request is refused, not rounded up to a run it did not ask for).
+    if wanted < tokens_per_step:
         what = str(length) if length.unit == "tokens" else (
-            f"{length} gives D={wanted:.3g} tokens for N={shape.params}, which")
-        raise UsageError(f"{what} is less than one batch ({tokens_per_step} tokens = "
-                         f"{batch_size} x {shape.seq_len}); allowed: at least {tokens_per_step / 2:g} tokens")
+            f"{length} gives D={wanted:.3g} tokens for N={shape.params:,}")
+        raise UsageError(f"{what}: less than one batch of {tokens_per_step:,} tokens ({batch_size} x {shape.seq_len}); "
+                         f"allowed: tokens>={tokens_per_step:,}, or for this model "
+                         f"flops_budget>={6.0 * shape.params * tokens_per_step:.3g}")
+    steps = int(round(wanted / tokens_per_step))
     if data_lib.windows_per_epoch(corpus, shape.seq_len) < 1:
         raise UsageError(f"corpus={cfg.corpus!r} is shorter than one sequence of {shape.seq_len + 1} tokens")
     check_batch(batch_size, cfg.microbatches, MeshShape.parse(cfg.mesh, None))

@@ -44,3 +44,32 @@ def test_one_agent_per_pair_of_devices_runs_every_point_once_on_its_own_pair(tmp
         assert record["resolved"]["mesh"] == "data:2,fsdp:1"
         placed.add(record["config"]["devices"])
     assert placed <= {"0,1", "2,3"} and len({r.claimed_by for r in runs}) >= 1
+
+
+def test_agents_on_a_one_device_cpu_share_it_n_at_a_time():
+    assert device_groups(1, 1, agents=3, platform="cpu") == [None, None, None]
+    assert device_groups(1, 1, platform="cpu") == [None]
+    assert device_groups(8, 2, agents=3) == [(0, 1), (2, 3), (4, 5)]
+
+
+@pytest.mark.slow
+def test_two_agents_share_a_one_device_cpu_and_the_log_shows_both(tmp_path):
+    """`sweep agents --agents 2` on a CPU started one agent before (XLA shows one device); now two
+    processes share it, and the log, not a terminal, has a line for every run either of them ended."""
+    home = str(tmp_path / "runs")
+    smoke = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                         "sweeps", "smoke.yaml")
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    cli = [sys.executable, "-m", "scaling.cli", "--home", home, "sweep"]
+    sid = subprocess.run([*cli, "create", smoke], env=env, capture_output=True, text=True, check=True).stdout.strip()
+    proc = subprocess.run([*cli, "agents", sid, "--agents", "2"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 agent(s) sharing the CPU" in proc.stderr
+    runs = RunHome(home).sweep_runs(sid)
+    assert [r.status for r in runs] == ["complete"] * 4
+    ends = [line for line in proc.stderr.splitlines() if " complete  eval " in line]
+    assert sorted(line.split("] ")[0] for line in ends) == ["[1/4", "[2/4", "[3/4", "[4/4"]
+    assert {line.split()[1] for line in ends} == {r.run_id for r in runs}
+    assert all(len(line) <= 80 for line in proc.stderr.splitlines() if line.startswith("["))

@@ -43,3 +43,36 @@ def test_a_ray_drivers_events_read_as_tasks_submitted():
 def test_an_event_the_display_does_not_know_is_refused_not_ignored():
     with pytest.raises(KeyError):
         SweepDisplay(io.StringIO())(object())
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_a_log_gets_a_heartbeat_after_30_s_without_a_line_and_not_before():
+    out, clock = io.StringIO(), Clock()
+    display = SweepDisplay(out, clock=clock)
+    claimed, progress = _events()[:2]
+    display(claimed)
+    clock.t = 29
+    display(progress)
+    assert len(out.getvalue().splitlines()) == 1
+    clock.t = 30
+    display(progress)
+    clock.t = 45
+    display(progress)
+    lines = out.getvalue().splitlines()
+    assert lines[1:] == ["  s-000 step 3/10  loss 2.9"]
+
+
+def test_the_total_counts_branches_to_come_from_the_first_line():
+    out = io.StringIO()
+    display = SweepDisplay(out, runnable=lambda: 6)  # 2 queued runs, 4 cooldown branches to come
+    for event in _events():
+        display(event)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("[0/6] ") and lines[1].startswith("[1/6] ")

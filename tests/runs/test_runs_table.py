@@ -76,6 +76,18 @@ def test_runs_steps_gives_one_row_per_evaluated_checkpoint(smoke):
     assert (steps.flops == 6 * steps.params * steps.tokens).all()
 
 
+def test_runs_name_each_loss_corpus_and_vocabulary(smoke, capsys):
+    """A BPE run's 5-7 nats/token beside a byte run's 1-2 must not read as one scale: each row says its
+    corpus and what its loss is measured in, in the CSV and on the screen."""
+    home, sweep_id, _ = smoke
+    table = runs_table(home, sweep_id)
+    assert (table.metric == "nats/token V=16").all() and (table.corpus == "synthetic").all()
+    assert main(["--home", home, "runs", "--sweep", sweep_id]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert "metric" in header and "corpus" in header
+    assert all("nats/token V=16" in row and "synthetic" in row for row in rows)
+
+
 def test_status_shows_counts_and_the_finished_sweep(smoke, capsys):
     home, sweep_id, _ = smoke
     assert main(["--home", home, "sweep", "status", sweep_id]) == 0

@@ -30,3 +30,23 @@ def test_status_counts_branches_to_come_until_their_parents_queue_them(tmp_path,
 
     assert main(["--home", home, "sweep", "status", sid]) == 0
     assert "3 cooldown branch(es) to come" in capsys.readouterr().out
+
+
+def test_status_clock_stops_when_the_last_run_ends(tmp_path, home, capsys):
+    spec = {"name": "two", "method": "grid",
+            "command": ["${env}", "${interpreter}", "-m", "scaling.cli", "train", "${args_no_hyphens}"],
+            "parameters": {**{k: {"value": v} for k, v in BASE.items() if k != "cooldowns"},
+                           "d_model": {"values": [16, 24]}}}
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(spec))
+    sid = sweep.create_sweep(home, str(tmp_path / "two.yaml"))["sweep_id"]
+    created = sweep.sweep_status(home, sid).created
+    with RunHome(home).db() as conn:
+        conn.execute("UPDATE runs SET status='complete', updated=? WHERE run_id=?", (created + 90, f"{sid}-000"))
+    st = sweep.sweep_status(home, sid)
+    assert st.ended is None and st.elapsed_s(created + 1000) == 1000  # one run still pending: the clock runs
+    with RunHome(home).db() as conn:
+        conn.execute("UPDATE runs SET status='failed', updated=? WHERE run_id=?", (created + 120, f"{sid}-001"))
+    st = sweep.sweep_status(home, sid)
+    assert st.ended == created + 120 and st.elapsed_s(created + 1e6) == 120
+    assert main(["--home", home, "sweep", "status", sid]) == 0
+    assert "elapsed 2:00 (ended)" in capsys.readouterr().out
