@@ -16,3 +16,19 @@ def test_a_sweep_of_cooldown_runs_without_warmup_tokens_trains_every_point(tmp_p
     assert [r.status for r in results] == ["complete"] * 3, [(r.run_id, r.reason) for r in results]
     parent = row(home, f"{sweep_id}-000")
     assert parent.status == "complete" and "warmup_tokens" in parent.config
+
+
+def test_a_nan_eval_loss_with_a_finite_train_loss_ends_the_run_diverged(home, tiny, monkeypatch):
+    # Issue #23: only the train loss was ever made NaN in tests; the eval's own check went unguarded.
+    import math
+
+    from scaling.config import RunConfig
+    from scaling.train import plan_run, train_run
+    from scaling.train.loop import Session
+
+    monkeypatch.setattr(Session, "evaluate", lambda self, params: math.nan)
+    cfg = RunConfig.from_dict(dict(i.split("=") for i in tiny) | {"tokens": 128 * 12, "wandb": "off", "run_id": "e"})
+    summary = train_run(plan_run(cfg), home)
+    assert summary["status"] == "diverged" and math.isfinite(summary["train_loss"])
+    assert "eval loss nan" in summary["reason"] and summary["step"] < 12
+    assert row(home, "e").status == "diverged"
