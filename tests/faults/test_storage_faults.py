@@ -109,3 +109,53 @@ def test_a_read_only_home_can_be_read_and_refuses_writes_in_one_line(tmp_path, t
             line = err.strip().splitlines()[-1]
             assert "Traceback" not in err and "read-only" in line, (argv, err)
         assert tree(disk) == before
+
+
+def _metrics_steps(home, run_id):
+    return [json.loads(line)["step"] for line in open(os.path.join(home, run_id, "metrics.jsonl"))]
+
+
+def test_a_disk_that_fills_up_under_a_packed_agent_leaves_every_member_resumable_and_retry_requeues_the_failed(
+        tmp_path, capsys):
+    # Issue #23 item 1: three runs of one shape in one pack, a checkpoint every 5 of their 40 steps, on a
+    # disk with room for a few of them.
+    from faultlib import make_sweep
+
+    sweep = {"tokens": {"values": [1280, 1216, 1152]}, "checkpoint_every": {"value": 5}}
+    ref_home = str(tmp_path / "ref")
+    ref = make_sweep(tmp_path, ref_home, sweep, name="p")
+    assert main(["--home", ref_home, "sweep", "agent", ref, "--pack", "3", "--no-wait", "--quiet"]) == 0
+    expected = [row(ref_home, f"{ref}-{i:03d}").summary["eval_loss"] for i in range(3)]
+    capsys.readouterr()
+    with tmpfs(tmp_path / "disk", "4m") as disk:
+        home = os.path.join(disk, "runs")
+        sid = make_sweep(tmp_path, home, sweep, name="p")
+        runs = [f"{sid}-{i:03d}" for i in range(3)]
+        filler = os.path.join(disk, "filler")
+        with open(filler, "wb") as fh:
+            st = os.statvfs(disk)
+            fh.write(b"\0" * (st.f_bavail * st.f_frsize - 400 * 1024))
+        assert main(["--home", home, "sweep", "agent", sid, "--pack", "3", "--no-wait", "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "no space left on device" in err, err
+        rows = [row(home, r) for r in runs]
+        for r in rows:  # none is `failed` while its own record says it only stopped
+            said = (r.summary or {}).get("status")
+            assert r.status in ("interrupted", "failed") and r.lease_until is None, vars(r)
+            assert r.status == "interrupted" or ("no space left" in r.reason and said in (None, "failed")), vars(r)
+        assert any(r.status == "failed" for r in rows)
+
+        saved = {r: (checkpoint_steps(home, r) or [0])[-1] for r in runs}
+        assert any(saved.values())  # the test's point: some member had saved before the disk filled
+
+        os.remove(filler)
+        assert main(["--home", home, "sweep", "retry", sid]) == 0
+        out = capsys.readouterr()
+        assert "requeued" in out.err + out.out
+        assert all(row(home, r).status in ("pending", "interrupted") for r in runs)
+        assert main(["--home", home, "sweep", "agent", sid, "--pack", "3", "--no-wait", "--quiet"]) == 0
+        for run_id, loss in zip(runs, expected):
+            r = row(home, run_id)
+            assert r.status == "complete" and r.summary["eval_loss"] == pytest.approx(loss, abs=1e-6), vars(r)
+            steps = _metrics_steps(home, run_id)  # each resumed from its last checkpoint, not from scratch
+            assert set(steps) == set(range(1, max(steps) + 1)) and (not saved[run_id] or steps.count(1) == 1), steps
