@@ -32,3 +32,49 @@ def test_a_nan_eval_loss_with_a_finite_train_loss_ends_the_run_diverged(home, ti
     assert summary["status"] == "diverged" and math.isfinite(summary["train_loss"])
     assert "eval loss nan" in summary["reason"] and summary["step"] < 12
     assert row(home, "e").status == "diverged"
+
+
+_KILLED_SEED = """
+import os, signal, sys
+from scaling.config import RunConfig
+from scaling.train import plan_run, train_run
+from scaling.train import branches
+from scaling.train.branches import Branching
+
+def killed(source, target, *a, **k):  # SIGKILL between the seed's copy and its rename into place
+    if ".seeding" in str(source):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return os.replace(source, target)
+
+branches.os.rename = killed
+cfg = RunConfig.from_dict(dict(d_model=16, seq_len=32, batch_size=4, eval_tokens=256, n_evals=3, wandb="off",
+                               schedule="wsd", decay_fraction=0.25, warmup_tokens=384, tokens=5120,
+                               cooldowns="2048", run_id="p"))
+train_run(plan_run(cfg), sys.argv[1], on_checkpoint=Branching())
+"""
+
+
+def test_the_staging_of_a_seed_killed_mid_way_is_removed_by_the_next_seed_and_a_live_ones_is_kept(home):
+    import socket
+    import subprocess
+    import sys
+
+    from faultlib import env
+
+    from scaling.config import RunConfig
+    from scaling.train import plan_run, train_run
+    from scaling.train.branches import Branching
+
+    proc = subprocess.run([sys.executable, "-c", _KILLED_SEED, home], env=env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    seeding = os.path.join(home, ".seeding")
+    assert len(os.listdir(seeding)) == 1  # the killed seed's copy of the checkpoint
+    live = os.path.join(seeding, f"other-cd1@{socket.gethostname()}-{os.getpid()}-0000")  # a live writer's
+    os.makedirs(live)
+    cfg = RunConfig.from_dict(dict(d_model=16, seq_len=32, batch_size=4, eval_tokens=256, n_evals=3, wandb="off",
+                                   schedule="wsd", decay_fraction=0.25, warmup_tokens=384, tokens=5120,
+                                   cooldowns="2048", run_id="p"))
+    assert train_run(plan_run(cfg), home, on_checkpoint=Branching())["status"] == "complete"
+    assert os.listdir(seeding) == [os.path.basename(live)]
+    assert os.path.isdir(os.path.join(home, "p-cd2048", "checkpoints", "12"))
