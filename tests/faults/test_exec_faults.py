@@ -2,9 +2,10 @@
 planner, two homes that share one run directory, and the staging a killed seed leaves behind."""
 import os
 
-from faultlib import make_sweep, row
+from faultlib import checkpoint_steps, make_sweep, row, tree
 
 from scaling.agents import Agent
+from scaling.cli import main
 
 
 def test_a_sweep_of_cooldown_runs_without_warmup_tokens_trains_every_point(tmp_path, home):
@@ -78,3 +79,27 @@ def test_the_staging_of_a_seed_killed_mid_way_is_removed_by_the_next_seed_and_a_
     assert train_run(plan_run(cfg), home, on_checkpoint=Branching())["status"] == "complete"
     assert os.listdir(seeding) == [os.path.basename(live)]
     assert os.path.isdir(os.path.join(home, "p-cd2048", "checkpoints", "12"))
+
+
+def test_a_second_home_reaching_a_run_directory_through_a_link_is_refused_in_one_line(tmp_path, tiny, capsys):
+    first, second = str(tmp_path / "a"), str(tmp_path / "b")
+    items = [*tiny, "tokens=2560", "run_id=x", "wandb=off", "checkpoint_every=5", "--quiet"]
+    from scaling.config import RunConfig
+    from scaling.train import plan_run, train_run
+
+    cfg = RunConfig.from_dict(dict(i.split("=") for i in items[:-1]))
+    assert train_run(plan_run(cfg), first, stop_at_step=10)["status"] == "interrupted"
+    assert checkpoint_steps(first, "x")[-1] == 10
+    capsys.readouterr()
+    os.makedirs(second)
+    os.symlink(os.path.join(first, "x"), os.path.join(second, "x"))
+    before = tree(os.path.join(first, "x"))
+    assert main(["--home", second, "train", *items]) == 2
+    err = capsys.readouterr().err
+    line = err.strip().splitlines()[-1]  # after the plan's line, the refusal's
+    assert "Traceback" not in err and line.startswith("scaling train: error: run x:"), err
+    assert "belongs to the run home" in line and os.path.realpath(first) in line
+    assert tree(os.path.join(first, "x")) == before  # no checkpoint set aside, no metrics row added
+
+    os.rename(first, str(tmp_path / "moved"))  # a home moved away: its runs train from where it is now
+    assert main(["--home", str(tmp_path / "moved"), "train", *items]) == 0
