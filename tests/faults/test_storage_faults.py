@@ -119,7 +119,7 @@ def test_a_disk_that_fills_up_under_a_packed_agent_leaves_every_member_resumable
         tmp_path, capsys):
     # Issue #23 item 1: three runs of one shape in one pack, a checkpoint every 5 of their 40 steps, on a
     # disk with room for a few of them.
-    from faultlib import make_sweep
+    from faultlib import make_sweep, run
 
     sweep = {"tokens": {"values": [1280, 1216, 1152]}, "checkpoint_every": {"value": 5}}
     ref_home = str(tmp_path / "ref")
@@ -135,9 +135,11 @@ def test_a_disk_that_fills_up_under_a_packed_agent_leaves_every_member_resumable
         with open(filler, "wb") as fh:
             st = os.statvfs(disk)
             fh.write(b"\0" * (st.f_bavail * st.f_frsize - 400 * 1024))
-        assert main(["--home", home, "sweep", "agent", sid, "--pack", "3", "--no-wait", "--quiet"]) == 2
-        err = capsys.readouterr().err
-        assert "Traceback" not in err and "no space left on device" in err, err
+        agent = run(home, "sweep", "agent", sid, "--pack", "3", "--no-wait", "--quiet")  # its real stderr
+        assert agent.returncode == 2, agent.stderr[-3000:]
+        last = agent.stderr.strip().splitlines()[-1]
+        assert "Traceback" not in agent.stderr and last.startswith("scaling sweep: error: run "), agent.stderr
+        assert "no space left on device" in last and f"scaling sweep retry {sid}" in last
         rows = [row(home, r) for r in runs]
         for r in rows:  # none is `failed` while its own record says it only stopped
             said = (r.summary or {}).get("status")
