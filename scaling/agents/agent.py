@@ -20,6 +20,7 @@ from scaling.agents.lease import Claim, Heartbeat
 from scaling.config import RunConfig
 from scaling.errors import UsageError
 from scaling.runs import Fence, IndexedRun, LeaseLost, RunHome, StorageError, queue
+from scaling.runs.files import storage_error
 from scaling.sweep.register import require_sweep
 from scaling.train import Interrupted, plan_run, train_run
 from scaling.train.branches import Branching
@@ -165,8 +166,18 @@ class Agent:
         """End the claim. Failed runs record why; any other status was written by the trainer itself. A
         claim that was taken over is left alone (its token no longer matches, so this would change nothing)."""
         status = "failed" if run.status == "failed" else None
-        if not run.claim.lost and not queue.release(self.home, run.run_id, self.name, status, run.reason,
-                                                    token=run.fence.token):
+        try:
+            released = run.claim.lost or queue.release(self.home, run.run_id, self.name, status, run.reason,
+                                                       token=run.fence.token)
+        except Exception as err:
+            fault = storage_error(err, f"run {run.run_id}: its claim cannot be released")
+            if fault is None:
+                raise
+            # The index is on the full disk too: the claim stays until its lease lapses, and the next
+            # agent takes the run over and resumes it.
+            self.storage_fault = self.storage_fault or fault
+            return
+        if not released:
             run.claim.lost = True
 
     def _finish(self, run: ClaimedRun, t_claim: float) -> RunResult:

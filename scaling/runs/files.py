@@ -53,8 +53,10 @@ def storage_error(err: BaseException, what: str) -> StorageError | None:
         if isinstance(err, OSError) and err.errno in STORAGE_ERRNOS:
             where = f" ({err.filename})" if err.filename else ""
             return StorageError(f"{what}: {os.strerror(err.errno).lower()}{where}")
-        # tensorstore (under orbax) reports the OS error in its message only
+        # tensorstore (under orbax) reports the OS error in its message only, SQLite in its own words
         text = str(err)
+        if "database or disk is full" in text:
+            return StorageError(f"{what}: {os.strerror(errno.ENOSPC).lower()}")
         for code in _MESSAGE_ERRNOS:
             if os.strerror(code) in text or f"os_error_code='{code}'" in text:
                 return StorageError(f"{what}: {os.strerror(code).lower()}")
