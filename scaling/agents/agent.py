@@ -19,7 +19,8 @@ from scaling.agents.isolated import train_isolated
 from scaling.agents.lease import Claim, Heartbeat
 from scaling.config import RunConfig
 from scaling.errors import UsageError
-from scaling.runs import Fence, IndexedRun, LeaseLost, RunHome, queue
+from scaling.runs import Fence, IndexedRun, LeaseLost, RunHome, StorageError, queue
+from scaling.runs.files import storage_error
 from scaling.sweep.register import require_sweep
 from scaling.train import Interrupted, plan_run, train_run
 from scaling.train.branches import Branching
@@ -86,6 +87,8 @@ class Agent:
         self.on_event = on_event or (lambda event: None)
         self.name = agent_name()
         self.stop_requested = False
+        # A full or read-only run home: every run after it would fail alike, so the agent stops with it.
+        self.storage_fault: StorageError | None = None
         self.results: list[RunResult] = []
 
     def run(self, count: int | None = None) -> list[RunResult]:
@@ -105,6 +108,9 @@ class Agent:
                 for result in self._run_pack(self._fill_pack(row)) if self.pack != 1 else [self._run_one(row)]:
                     self.results.append(result)
                     failures = failures + 1 if result.status == "failed" else 0
+                if self.storage_fault is not None:
+                    self.on_event(Stopped(str(self.storage_fault)))
+                    break
                 if failures >= self.max_failures_in_a_row:
                     self.on_event(Stopped(f"{failures} runs in a row failed"))
                     break
@@ -137,6 +143,8 @@ class Agent:
             run.status = run.summary["status"] if run.summary else "failed"
         except LeaseLost:  # taken over while this agent was away: the run is the other agent's now
             run.claim.lost = True
+        except StorageError as err:  # recorded `failed` by the trainer where the disk let it; `sweep retry`
+            run.status, run.reason, self.storage_fault = "failed", str(err), err
         except UsageError as err:
             run.status, run.reason = "failed", str(err)
         except Exception as err:  # a bug or a broken environment: record it, keep the sweep going
@@ -158,12 +166,22 @@ class Agent:
         """End the claim. Failed runs record why; any other status was written by the trainer itself. A
         claim that was taken over is left alone (its token no longer matches, so this would change nothing)."""
         status = "failed" if run.status == "failed" else None
-        if not run.claim.lost and not queue.release(self.home, run.run_id, self.name, status, run.reason,
-                                                    token=run.fence.token):
+        try:
+            released = run.claim.lost or queue.release(self.home, run.run_id, self.name, status, run.reason,
+                                                       token=run.fence.token)
+        except Exception as err:
+            fault = storage_error(err, f"run {run.run_id}: its claim cannot be released")
+            if fault is None:
+                raise
+            # The index is on the full disk too: the claim stays until its lease lapses, and the next
+            # agent takes the run over and resumes it.
+            self.storage_fault = self.storage_fault or fault
+            return
+        if not released:
             run.claim.lost = True
 
     def _finish(self, run: ClaimedRun, t_claim: float) -> RunResult:
-        if run.status == "interrupted" and not run.claim.lost:
+        if run.status == "interrupted" and not run.claim.lost and self.storage_fault is None:
             self.stop_requested = True
         result = RunResult(run.run_id, "lost" if run.claim.lost else run.status, run.reason, run.summary,
                            run.row.resumed, time.perf_counter() - t_claim,
@@ -245,6 +263,11 @@ class Agent:
                         run.claim.lost = True
                     else:
                         run.summary, run.status = summary, summary["status"]
+        except StorageError as err:
+            # The disk, not the runs: each member recorded how it stopped where the disk let it (the one
+            # whose write failed, and any whose last save failed too, `failed` with the cause; the others
+            # `interrupted`), and keeps its checkpoints. Nothing here marks a member failed for good.
+            self.storage_fault = err
         except Exception as err:  # a bug or a broken environment: record it on the runs it stopped
             traceback.print_exc(file=sys.stderr)
             for run in runs.values():
@@ -254,5 +277,15 @@ class Agent:
             beat.stop()
             for run in runs.values():
                 self._release(run)
+                if run.status is None and self.storage_fault is not None:
+                    run.status, run.reason = self._recorded(run.run_id), str(self.storage_fault)
                 results.append(self._finish(run, t_claim))
         return results
+
+    def _recorded(self, run_id: str) -> str:
+        """The status a run's trainer left in the index (after a storage fault stopped its pack)."""
+        try:
+            row = self.home.indexed_run(run_id)
+        except Exception:  # noqa: BLE001 - the index on the same failing disk: the release left it resumable
+            row = None
+        return row.status if row is not None and row.status != "running" else "interrupted"

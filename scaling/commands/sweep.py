@@ -14,6 +14,7 @@ examples:
   scaling sweep plan --budgets 2.5e11,5e11,1e12 --per-budget 5 --span 3 --branches --out plan.yaml  (cooldown branches)
   scaling sweep agent SWEEP                      # run it here; start more agents to share the work
   scaling sweep status SWEEP                     # counts, runs in flight, ETA
+  scaling sweep retry SWEEP                      # requeue its failed runs (a full disk, now freed)
   scaling sweep slurm SWEEP --parallel 8 --partition gpu --gpus 1 --time 120
   scaling sweep slurm SWEEP --per-point --array-parallelism 16 --gpus 1   # no SQLite locks on the nodes
   scaling sweep ray SWEEP --address auto --gpus-per-run 1                 # on a Ray cluster
@@ -30,5 +31,5 @@ def add_parser(sub) -> None:
     add_home(p)
     ssub = p.add_subparsers(dest="sweep_command", metavar="SUBCOMMAND", required=True)
     for subcommand in (sweep_design.CREATE, sweep_design.PLAN, sweep_run.AGENT, sweep_run.AGENTS, sweep_design.STATUS,
-                       sweep_run.SLURM, sweep_run.RAY):
+                       sweep_run.SLURM, sweep_run.RAY, sweep_run.RETRY):
         subcommand.add_to(ssub)

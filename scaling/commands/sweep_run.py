@@ -40,6 +40,9 @@ def cmd_agent(args) -> int:
           + (" (" + ", ".join(f"{n} {s}" for s, n in sorted(by.items())) + ")" if by else "")
           + ("; stopped early (SIGTERM or interruption), the run can resume" if agent.stop_requested else ""),
           file=sys.stderr)
+    if agent.storage_fault is not None:  # one line, exit 2; the runs it stopped resume (`sweep retry` the failed)
+        raise UsageError(f"{agent.storage_fault}; free space (or make the home writable), then "
+                         f"`scaling sweep retry {args.sweep}` and start the agent again")
     if agent.stop_requested:
         return 130
     return 1 if any(r.status == "failed" for r in results) else 0
@@ -156,6 +159,19 @@ def cmd_ray(args) -> int:
     return 1 if any(r.status == "failed" for r in results) else 0
 
 
+# ---- retry ----------------------------------------------------------------------------------------
+def cmd_retry(args) -> int:
+    from scaling.runs import RunHome, queue
+    from scaling.sweep import require_sweep
+
+    home = RunHome(args.home)
+    require_sweep(home, args.sweep)
+    requeued = queue.retry(home, args.sweep, tuple(args.status or ["failed"]))
+    print(f"requeued {len(requeued)} run(s) of sweep {args.sweep}" + (": " + ", ".join(requeued) if requeued else "")
+          + ("; next: scaling sweep agent " + args.sweep if requeued else ""), file=sys.stderr)
+    return 0
+
+
 # ---- parsers --------------------------------------------------------------------------------------
 def _agent_arguments(q) -> None:
     q.add_argument("sweep", metavar="SWEEP")
@@ -250,3 +266,18 @@ RAY = Subcommand("ray", cmd_ray, _ray_arguments,
                              "them, retries a task whose worker or node died (the run resumes from its "
                              "checkpoint). The run home must be on storage every node sees. Needs "
                              "pip install 'scaling-workbench[ray]'.")
+
+
+def _retry_arguments(q) -> None:
+    from scaling.runs.queue import RETRYABLE
+
+    q.add_argument("sweep", metavar="SWEEP")
+    q.add_argument("--status", action="append", choices=RETRYABLE,
+                   help="requeue runs with this status (default failed; repeat for several)")
+
+
+RETRY = Subcommand("retry", cmd_retry, _retry_arguments,
+                   help="requeue a sweep's failed runs (e.g. after a full disk), attempts counted afresh",
+                   description="Put runs that ended `failed` (or, with --status, `diverged`) back in the "
+                               "queue for the agents; a run that recorded a state resumes from its "
+                               "checkpoints. Runs under a live claim are left alone.")

@@ -6,6 +6,7 @@
     <home>/<run_id>/checkpoints/   orbax
     <home>/<run_id>/wandb/         the W&B run's files
     <home>/<run_id>/train.log      an isolated trainer's output
+    <home>/<run_id>/.home          the real path of the home that trains it (another home is refused)
 
 Writes that replace a file go through `write_atomic`, so a crash leaves the old file or the new one.
 """
@@ -27,6 +28,7 @@ METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 CHECKPOINTS = "checkpoints"
 TRAIN_LOG = "train.log"
+HOME_MARK = ".home"  # the real path of the run home whose trainer writes this directory
 
 
 # errno values that mean the storage, not the program, is at fault: the user can act on them.
@@ -51,8 +53,10 @@ def storage_error(err: BaseException, what: str) -> StorageError | None:
         if isinstance(err, OSError) and err.errno in STORAGE_ERRNOS:
             where = f" ({err.filename})" if err.filename else ""
             return StorageError(f"{what}: {os.strerror(err.errno).lower()}{where}")
-        # tensorstore (under orbax) reports the OS error in its message only
+        # tensorstore (under orbax) reports the OS error in its message only, SQLite in its own words
         text = str(err)
+        if "database or disk is full" in text:
+            return StorageError(f"{what}: {os.strerror(errno.ENOSPC).lower()}")
         for code in _MESSAGE_ERRNOS:
             if os.strerror(code) in text or f"os_error_code='{code}'" in text:
                 return StorageError(f"{what}: {os.strerror(code).lower()}")
@@ -218,6 +222,26 @@ class RunDir:
     def train_log(self) -> str:
         return os.path.join(self.path, TRAIN_LOG)
 
+    def bind_home(self) -> None:
+        """Record that this directory is trained from its home (the folder its path names), and refuse a
+        second home that reaches it through a link while the first still does: two trainers of one run
+        would take each other's checkpoints for damaged ones and interleave their metrics. A home that
+        was moved or renamed no longer reaches it, and the directory follows its new home."""
+        ours = os.path.realpath(os.path.dirname(os.path.abspath(self.path)))
+        mark = os.path.join(self.path, HOME_MARK)
+        try:
+            with open(mark) as fh:
+                recorded = fh.read().strip()
+        except (OSError, UnicodeDecodeError):
+            recorded = ""
+        if recorded == ours:
+            return
+        if recorded and os.path.realpath(os.path.join(recorded, self.run_id)) == os.path.realpath(self.path):
+            raise UsageError(f"run {self.run_id}: its directory {os.path.realpath(self.path)} belongs to the run "
+                             f"home {recorded}, reached from {ours} through a link; train it from that home, "
+                             "or use another run_id")
+        write_atomic(mark, ours + "\n")
+
     def read_record(self) -> dict | None:
         return read_yaml(self.config)
 
@@ -243,6 +267,7 @@ class LocalTracker:
 
     def start(self, config: dict) -> None:
         os.makedirs(self.dir.path, exist_ok=True)
+        self.dir.bind_home()  # before anything of the run is written
         self.dir.write_record(config)
         heal_torn_tail(self.dir.metrics)
         self._metrics = open(self.dir.metrics, "a")

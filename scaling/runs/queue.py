@@ -121,3 +121,28 @@ def release_engine_runs(home: RunHome, holder: str, statuses: dict[str, str]) ->
             """UPDATE runs SET status=?, attempts=attempts-1, updated=?
                WHERE run_id=? AND claimed_by=? AND status='running' AND lease_until IS NULL""",
             [(status, now, run_id, holder) for run_id, status in statuses.items()])
+
+
+# ---- runs given another chance -----------------------------------------------------------------------
+RETRYABLE = ("failed", "diverged")
+
+
+def retry(home: RunHome, sweep_id: str, statuses: tuple[str, ...] = ("failed",)) -> list[str]:
+    """Requeue a sweep's runs that ended with one of `statuses` (a full disk, a crash whose cause is gone),
+    with their attempts counted from zero again; returns their run ids. A run that has recorded a state
+    goes back as `interrupted` (claimed first, resuming from its checkpoints), one that never started as
+    `pending`. Runs under a live claim are left alone."""
+    unknown = [s for s in statuses if s not in RETRYABLE]
+    if unknown:
+        raise ValueError(f"cannot retry status {unknown[0]!r}")
+    now = time.time()
+    with home.db() as conn:
+        rows = conn.execute(
+            """SELECT run_id FROM runs WHERE sweep_id=:sweep AND status IN (SELECT value FROM json_each(:statuses))
+               AND (lease_until IS NULL OR lease_until < :now) ORDER BY seq, run_id""",
+            {"sweep": sweep_id, "statuses": json.dumps(list(statuses)), "now": now}).fetchall()
+        conn.executemany(
+            """UPDATE runs SET status=CASE WHEN summary IS NOT NULL THEN 'interrupted' ELSE 'pending' END,
+                   attempts=0, lease_until=NULL, reason=NULL, progress=NULL, updated=? WHERE run_id=?""",
+            [(now, r["run_id"]) for r in rows])
+    return [r["run_id"] for r in rows]

@@ -50,6 +50,10 @@ def plan_sweep_runs(spec: SweepSpec, sweep_id: str) -> list[dict]:
         except UsageError as err:
             row.update(status="skipped", reason=str(err))
         else:
+            if cfg.warmup_tokens is None and plan.config.warmup_tokens is not None:
+                # The planner fixed the warmup of a run with cooldown branches: the row keeps that value, so
+                # the config the agent trains and the row it is checked against agree.
+                config["warmup_tokens"] = plan.config.warmup_tokens
             row.update(status="pending", plan=plan.queue_row())
         runs.append(row)
     return runs

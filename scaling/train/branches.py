@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Callable
 
@@ -100,8 +101,10 @@ def seed_branch(parent_checkpoints: str, branch: RunPlan, home: RunHome, parent_
     if os.path.exists(target) or not os.path.isdir(source):
         return False
     # Staged under a hidden folder of the home: `reindex` reads */config.yaml, and a seed cut short by a
-    # crash must not look like a run.
-    staging = os.path.join(home.root, ".seeding", f"{branch.run_id}-{uuid.uuid4().hex[:8]}")
+    # crash must not look like a run. The folder is named for its writer, so the next seed removes what
+    # a killed one left (a copy of a checkpoint each) and never a live writer's.
+    discard_dead_seeds(home)
+    staging = os.path.join(home.root, SEEDING, f"{branch.run_id}@{_writer()}-{uuid.uuid4().hex[:8]}")
     try:
         shutil.copytree(source, os.path.join(staging, CHECKPOINTS, str(step)))
         rows = [r for r in parent_metrics if isinstance(r.get("step"), int) and r["step"] <= step]
@@ -113,6 +116,35 @@ def seed_branch(parent_checkpoints: str, branch: RunPlan, home: RunHome, parent_
         if os.path.isdir(target):
             return False
         raise
+    return True
+
+
+SEEDING = ".seeding"
+
+
+def _writer() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def discard_dead_seeds(home: RunHome) -> None:
+    """Remove the staging folders of seeds cut short by processes of this host that are gone (and any
+    not named for a writer). Another host's stays: its process cannot be checked from here."""
+    folder = os.path.join(home.root, SEEDING)
+    host = socket.gethostname()
+    for name in os.listdir(folder) if os.path.isdir(folder) else ():
+        writer = name.rpartition("@")[2].rpartition("-")[0]  # host-pid (hosts may hold dashes)
+        wrote_host, _, pid = writer.rpartition("-")
+        if "@" not in name or not pid.isdigit() or (wrote_host == host and not _alive(int(pid))):
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
     return True
 
 

@@ -3,6 +3,7 @@ the plan with the default hooks (train.hooks.run_loop, with this run's own step 
 summary."""
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
@@ -138,6 +139,8 @@ class Session:
              fence: Fence | None = None, on_checkpoint: CheckpointHook | None = None) -> Session | dict:
         """A session ready to step, or the run's finished summary when it has one (see train_run)."""
         use_compilation_cache()
+        for logger in ("absl", "asyncio"):  # a filter is added once however often this runs
+            logging.getLogger(logger).addFilter(_QUIET_STORAGE)
         distributed.initialize(plan.config)
         layout = plan.layout()  # refuses a mesh or batch the devices cannot take, before anything is written
         check_plan(plan)
@@ -319,6 +322,18 @@ def _final_row(files: RunDir, steps: int) -> tuple[float, float | None]:
         if row.get("step") == steps and isinstance(row.get("loss"), (int, float)):
             return float(row["loss"]), row.get("tokens_per_s")
     return math.nan, None
+
+
+class _StorageFaultLogs(logging.Filter):
+    """orbax logs each background write that a full or read-only disk failed, with its traceback, before
+    its save raises (and asyncio the ones nobody awaited, at exit); the run reports that fault itself, in
+    one line (StorageError), so these are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return storage_error(Exception(record.getMessage()), "") is None
+
+
+_QUIET_STORAGE = _StorageFaultLogs()
 
 
 def _raise_storage(err: BaseException, what: str) -> None:

@@ -111,3 +111,22 @@ def test_a_stopped_agent_whose_run_was_not_taken_over_keeps_it(home, tiny):
     time.sleep(0.05)
     done = train_run(plan_run(RunConfig.from_dict(cfg)), store, fence=Fence("a", 1))
     assert done["status"] == "complete" and store.sweep_runs("s")[0].status == "complete"
+
+
+def test_a_writer_whose_claim_was_taken_over_appends_no_metrics_row(home, tiny):
+    # Issue #23: the metrics row is a write of the run like any other; without the fence check before it
+    # a woken trainer interleaves its rows with the new holder's.
+    from scaling.runs import LocalTracker, RunWriter
+
+    store = RunHome(home)
+    cfg = dict(i.split("=") for i in tiny) | {"tokens": 128 * 6, "wandb": "off", "run_id": "s-000"}
+    store.register_sweep("s", "s", {}, [{"run_id": "s-000", "status": "pending", "config": cfg}])
+    queue.claim(store, "s", "a", lease_s=0.05)
+    writer = RunWriter(store, "s-000", [LocalTracker(store.files("s-000"))], fence=Fence("a", 1), sweep_id="s")
+    writer.start({"config": cfg})
+    writer.log({"step": 1, "loss": 5.0})
+    time.sleep(0.1)
+    assert queue.claim(store, "s", "b", lease_s=60).attempts == 2
+    with pytest.raises(LeaseLost):
+        writer.log({"step": 2, "loss": 4.0})
+    assert [m["step"] for m in read_metrics(os.path.join(home, "s-000", "metrics.jsonl"))] == [1]

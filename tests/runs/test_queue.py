@@ -179,3 +179,25 @@ def test_queue_calls_on_one_sweep_leave_other_sweeps_alone(home, clock):
     assert [r.run_id for r in queue.take_for_engine(store, "x", "slurm:1")] == ["x-0"]
     assert queue.count_in_flight(store, "y") == 0
     assert queue.claim(store, "y", "a", lease_s=10).run_id == "y-0"
+
+
+def test_retry_requeues_failed_runs_with_attempts_afresh_and_leaves_the_rest_alone(home, clock):
+    store = _sweep(home, "pending", "pending", "complete", "diverged", "skipped")
+    # s-0 failed after recording a state (a full disk at a save); s-1 failed as its agents kept dying
+    assert queue.claim(store, "s", "a", lease_s=60).run_id == "s-0"
+    store.record_state("s-0", "failed", {}, {"status": "failed", "step": 5}, sweep_id="s", fence=Fence("a", 1))
+    assert queue.release(store, "s-0", "a", token=1)
+    for _ in range(3):
+        queue.claim(store, "s", "b", lease_s=1, max_attempts=3)
+        clock[0] += 2
+    assert queue.claim(store, "s", "c", lease_s=60, max_attempts=3) is None  # s-1 is failed now
+    assert [_row(store, f"s-{i}").status for i in range(2)] == ["failed", "failed"]
+
+    assert queue.retry(store, "s") == ["s-0", "s-1"]
+    assert [(_row(store, r).status, _row(store, r).attempts, _row(store, r).reason) for r in ("s-0", "s-1")] == [
+        ("interrupted", 0, None), ("pending", 0, None)]
+    assert [_row(store, f"s-{i}").status for i in (2, 3, 4)] == ["complete", "diverged", "skipped"]
+    again = queue.claim(store, "s", "d", lease_s=60)
+    assert (again.run_id, again.attempts, again.resumed) == ("s-0", 1, True)  # resumes first, fenced afresh
+    assert queue.retry(store, "s") == []  # nothing failed is left; a live claim is never retried
+    assert queue.retry(store, "s", ("diverged",)) == ["s-3"]

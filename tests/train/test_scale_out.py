@@ -146,3 +146,67 @@ def test_two_processes_of_four_devices_train_as_one_of_eight_and_only_process_0_
     assert steps == sorted(set(steps))  # one writer: no row twice
     with open(multi / "r" / "config.yaml") as fh:
         assert "processes: 2" in fh.read()
+
+
+def test_two_microbatches_step_exactly_as_one_batch_averaging_not_summing_their_gradients():
+    # Issue #23: summed microbatch gradients survive every fast test but this one (Adam is almost blind
+    # to a gradient's scale; the loss, the gradient norm and clipping are not).
+    import jax
+    import numpy as np
+
+    from scaling.config import RunConfig
+    from scaling.train import plan_run
+    from scaling.train.step import step_functions
+
+    plan = plan_run(RunConfig.from_dict({"d_model": 16, "seq_len": 16, "batch_size": 4, "tokens": 640}))
+    rng = np.random.default_rng(0)
+    x, y = (rng.integers(0, plan.shape.vocab_size, (4, 16)).astype(np.int32) for _ in range(2))
+    out = {}
+    for m in (1, 2):
+        fns = step_functions(plan.shape, "float32", 0.9, 0.95, 0.1, 1.0, m)
+        params, opt = fns.init(np.uint32(0))
+        update = jax.jit(fns.update)
+        for _ in range(3):
+            params, opt, loss, norm = update(params, opt, x, y, np.float32(1e-2))
+        out[m] = (float(loss), float(norm), params)
+    assert out[2][0] == pytest.approx(out[1][0], abs=1e-6)
+    assert out[2][1] == pytest.approx(out[1][1], rel=1e-5)
+    for a, b in zip(jax.tree.leaves(out[1][2]), jax.tree.leaves(out[2][2])):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+
+
+def test_a_run_on_an_fsdp_mesh_holds_its_parameters_as_the_rule_table_says_fresh_stepped_and_resumed(tmp_path):
+    # Issue #23: partition() alone was tested; this reads the .sharding of the live arrays a run trains.
+    code = f"""
+import dataclasses, jax
+from jax.sharding import NamedSharding
+from scaling.config import RunConfig
+from scaling.train import plan_run, train_run
+from scaling.train.loop import OneRun, Session
+from scaling.train.mesh import partition
+
+cfg = RunConfig.from_dict(dict(x.split("=") for x in {RUN!r}) | {{"mesh": "fsdp:2", "run_id": "f"}})
+plan = plan_run(cfg)
+train_run(plan, {str(tmp_path)!r}, stop_at_step=2)  # a checkpoint to resume from
+
+def check(tree, mesh, what):
+    sharded = 0
+    for leaf in jax.tree.leaves(tree):
+        want = NamedSharding(mesh, partition(tuple(leaf.shape), 2))
+        assert leaf.sharding.is_equivalent_to(want, leaf.ndim), (what, leaf.shape, leaf.sharding, want)
+        sharded += want.spec != jax.sharding.PartitionSpec()
+    assert sharded > 0, what
+
+fresh = Session.open(dataclasses.replace(plan, run_id="g", config=cfg.replace(run_id="g")), {str(tmp_path)!r})
+check(fresh.state.params, fresh.place.mesh, "fresh params")
+check(fresh.state.opt_state, fresh.place.mesh, "fresh optimizer state")
+OneRun(fresh).advance([fresh], 1)
+check(fresh.state.params, fresh.place.mesh, "stepped params")
+resumed = Session.open(plan, {str(tmp_path)!r})
+assert resumed.state.step == 2
+check(resumed.state.params, resumed.place.mesh, "resumed params")
+check(resumed.state.opt_state, resumed.place.mesh, "resumed optimizer state")
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], env=_env(2), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
