@@ -121,14 +121,19 @@ class Block(nnx.Module):
 
 
 LAYER_LAYOUTS = ("scanned", "unrolled")
+# What the backward pass keeps of a block's forward pass: everything (none recomputed), the matmul outputs
+# (the rest recomputed), or nothing but the block's input (all recomputed): memory traded for FLOPs.
+REMAT_POLICIES = {"none": None, "dots": jax.checkpoint_policies.checkpoint_dots,
+                  "full": jax.checkpoint_policies.nothing_saveable}
 
 
 class Transformer(nnx.Module):
     def __init__(self, shape: ModelShape, *, rngs: nnx.Rngs, dtype=jnp.float32, attention: str = "xla",
-                 parametrization: Parametrization = STANDARD, layers: str = "scanned"):
-        if layers not in LAYER_LAYOUTS:
-            raise ValueError(f"layers={layers!r}: allowed {', '.join(LAYER_LAYOUTS)}")
-        self.shape, self.layers = shape, layers
+                 parametrization: Parametrization = STANDARD, layers: str = "scanned", remat: str = "none"):
+        if layers not in LAYER_LAYOUTS or remat not in REMAT_POLICIES:
+            raise ValueError(f"layers={layers!r}, remat={remat!r}: allowed {', '.join(LAYER_LAYOUTS)}; "
+                             f"{', '.join(REMAT_POLICIES)}")
+        self.shape, self.layers, self.remat = shape, layers, remat
         # muP's readout multiplier 1/m: without it the logits' change after an Adam step grows with width.
         self.output_scale = 1.0 / parametrization.width_multiplier(shape.d_model) if parametrization.mup else None
         self.embed = nnx.Embed(
@@ -149,13 +154,16 @@ class Transformer(nnx.Module):
         contraction over (batch, seq)."""
         batch, seq = tokens.shape
         x = self.embed(tokens.reshape(batch * seq))
+        blocks = self.block_list() if self.layers == "unrolled" else [self.blocks]
+        graphdef, _ = nnx.split(blocks[0])
+        apply = lambda params, x: nnx.merge(graphdef, params)(x, batch)  # noqa: E731
+        if self.remat != "none":
+            apply = jax.checkpoint(apply, policy=REMAT_POLICIES[self.remat])
         if self.layers == "unrolled":
-            for block in self.blocks:
-                x = block(x, batch)
+            for block in blocks:
+                x = apply(nnx.state(block), x)
         else:
-            graphdef, stacked = nnx.split(self.blocks)
-            layer = lambda x, params: (nnx.merge(graphdef, params)(x, batch), None)  # noqa: E731
-            x, _ = jax.lax.scan(layer, x, stacked)
+            x, _ = jax.lax.scan(lambda x, params: (apply(params, x), None), x, nnx.state(self.blocks))
         return self.readout(x).reshape(batch, seq, -1)
 
     def block_list(self) -> list[Block]:

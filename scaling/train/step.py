@@ -139,12 +139,14 @@ def adamw(beta1: float, beta2: float, weight_decay: float, grad_clip: float, wid
 @functools.lru_cache(maxsize=16)
 def step_functions(shape: ModelShape, dtype_name: str, beta1: float, beta2: float, weight_decay: float,
                    grad_clip: float, microbatches: int = 1, attention: str = "xla",
-                   parametrization: Parametrization = STANDARD, layers: str = LAYERS) -> StepFunctions:
+                   parametrization: Parametrization = STANDARD, layers: str = LAYERS,
+                   remat: str = "none") -> StepFunctions:
     """`layers`: the model's layer layout (model.LAYER_LAYOUTS); runs train scanned, `unrolled` is the
-    layout of runs written before the scan, kept for the tests that compare the two."""
+    layout of runs written before the scan, kept for the tests that compare the two. `remat`: what the
+    backward pass recomputes of each block (model.REMAT_POLICIES)."""
     dtype = jnp.dtype(dtype_name)
     model_of = functools.partial(Transformer, shape, dtype=dtype, attention=attention, parametrization=parametrization,
-                                 layers=layers)
+                                 layers=layers, remat=remat)
     graphdef, _ = nnx.split(nnx.eval_shape(lambda: model_of(rngs=nnx.Rngs(0))))
     m = parametrization.width_multiplier(shape.d_model) if parametrization.mup else None
     tx = adamw(beta1, beta2, weight_decay, grad_clip, m)
@@ -203,13 +205,13 @@ def scanned(update: Callable) -> Callable:
 @functools.lru_cache(maxsize=16)
 def compiled_fns(shape: ModelShape, dtype_name: str, beta1: float, beta2: float, weight_decay: float,
                  grad_clip: float, layout: Layout | None = None, attention: str = "xla",
-                 parametrization: Parametrization = STANDARD, layers: str = LAYERS) -> CompiledRun:
+                 parametrization: Parametrization = STANDARD, layers: str = LAYERS, remat: str = "none") -> CompiledRun:
     """The jitted init, train step and eval for one shape, optimizer and layout; cached so a sweep's
     runs of the same shape reuse XLA's compiled code instead of tracing and compiling again."""
     layout = layout or Layout.single()
     mesh, batch, scalar, stacked = placement(layout)
     fns = step_functions(shape, dtype_name, beta1, beta2, weight_decay, grad_clip, layout.microbatches, attention,
-                         parametrization, layers)
+                         parametrization, layers, remat)
     state = tree_shardings(jax.eval_shape(fns.init, jnp.uint32(0)), mesh)
     params_sharding, opt_sharding = state
 

@@ -83,3 +83,50 @@ def test_a_run_checkpointed_unrolled_resumes_scanned_to_the_same_loss(home, tiny
     assert resumed["eval_loss"] == pytest.approx(whole["eval_loss"], abs=1e-6)
     with open(f"{home}/old/config.yaml") as fh:
         assert yaml.safe_load(fh)["resolved"]["layers"] == "scanned"
+
+
+def test_bench_compile_only_compiles_each_depth_without_data_and_reports_seconds_and_memory(capsys, home):
+    from scaling.cli import main
+
+    assert main(["--home", home, "bench", "--compile-only", "--d-model", "16", "--layers", "1", "3",
+                 "--seq-len", "32", "--batch-size", "4"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip().startswith("d16")]
+    assert [r[0] for r in rows] == ["d16-L1-H1", "d16-L3-H1"] and all(r[2] == "scanned" for r in rows)
+    seconds, memory = [float(r[4].rstrip("s")) for r in rows], [float(r[7]) for r in rows]
+    assert all(s > 0 for s in seconds) and memory[1] > memory[0] > 0  # deeper: more stored activations
+
+
+def test_bench_refuses_a_depth_below_one_in_one_line(capsys):
+    from scaling.cli import main
+
+    assert main(["bench", "--compile-only", "--d-model", "16", "--layers", "0"]) == 2
+    assert "--layers [0]" in capsys.readouterr().err
+
+
+@pytest.mark.perf
+def test_scanned_compile_time_grows_at_most_one_and_a_half_times_from_l4_to_l48():
+    from scaling.train.bench import compile_train_step
+
+    jax.config.update("jax_enable_compilation_cache", False)
+    cpu = [compile_train_step(shape_for_width(256, n_layers=n, seq_len=256), 16)["compile_cpu_s"] for n in (4, 48)]
+    assert cpu[1] / cpu[0] <= 1.5, cpu
+
+
+def _remat_step(remat: str, n_layers: int = 3):
+    shape = shape_for_width(32, n_layers=n_layers, seq_len=64)
+    fns = step_functions(shape, "float32", 0.9, 0.95, 0.1, 1.0, remat=remat)
+    params, opt = fns.init(jnp.uint32(0))
+    w = data_lib.batch_windows(data_lib.load_corpus("stdlib"), 0, 0, BATCH, 64)
+    step = jax.jit(fns.update)
+    x = jax.ShapeDtypeStruct((BATCH, 64), jnp.int32)
+    temp = step.lower(params, opt, x, x, jnp.float32(0)).compile().memory_analysis().temp_size_in_bytes
+    for _ in range(3):
+        params, opt, loss, _ = step(params, opt, w[:, :-1], w[:, 1:], jnp.float32(3e-3))
+    return float(loss), temp
+
+
+@pytest.mark.slow  # three compilations
+def test_remat_recomputes_the_same_losses_in_less_temporary_memory():
+    none, dots, full = (_remat_step(r) for r in ("none", "dots", "full"))
+    assert dots[0] == pytest.approx(none[0], abs=1e-6) and full[0] == pytest.approx(none[0], abs=1e-6)
+    assert full[1] < none[1], (none[1], dots[1], full[1])  # what `full` keeps: each block's input alone
