@@ -60,7 +60,8 @@ def attention_implementation(setting: str, dtype_name: str) -> str:
 # The layer layout every run trains with (recorded in config.yaml as `layers`), on every platform: one
 # block body in the compiled step, so tracing and compiling do not grow with depth, and one checkpoint
 # layout for a run wherever it resumes. On CPU it costs some speed at the sweeps' small depths (measured
-# side by side, alternating, per CPU second: d64-L1 0.99x, d128-L2 0.88x, d256-L4 0.93x the unrolled
+# side by side, alternating, median per CPU second: d64-L1 0.99x, d128-L2 0.88x and 0.97x (two runs),
+# d256-L4 0.93x the unrolled
 # step; `scaling bench --layout unrolled` measures it again); kept for the compile time (d256-L24: 1 s
 # to trace against 38 s) and the single code path the accelerators need.
 LAYERS = "scanned"
