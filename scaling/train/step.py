@@ -59,11 +59,11 @@ def attention_implementation(setting: str, dtype_name: str) -> str:
 
 # The layer layout every run trains with (recorded in config.yaml as `layers`), on every platform: one
 # block body in the compiled step, so tracing and compiling do not grow with depth, and one checkpoint
-# layout for a run wherever it resumes. On CPU it costs some speed at the sweeps' small depths (measured
-# side by side, alternating, median per CPU second: d64-L1 0.99x, d128-L2 0.88x and 0.97x (two runs),
-# d256-L4 0.93x the unrolled
-# step; `scaling bench --layout unrolled` measures it again); kept for the compile time (d256-L24: 1 s
-# to trace against 38 s) and the single code path the accelerators need.
+# layout for a run wherever it resumes. On CPU it costs 0-9% of the step's speed at the sweeps' small
+# depths (side by side, alternating, median tokens/s scanned/unrolled at a light load: d64-L1 1.00x,
+# d128-L2 0.94x, d256-L4 0.91x; `scaling bench --layout unrolled` measures it again). Kept: its compile
+# time is flat in depth (d256: 10.5/5.3/4.8 s at L2/L8/L24 against the unrolled 3.0/4.4/11.8 s, plus
+# 0.8/1.2/4.0 s of tracing) and the accelerators need the one code path.
 LAYERS = "scanned"
 
 
