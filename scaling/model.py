@@ -2,7 +2,12 @@
 `jax.nn.dot_product_attention`, SwiGLU or GELU MLP, no biases, tied or untied embeddings, optional
 QK-norm. Parameters are stored in float32; `dtype` is the compute dtype (bfloat16 on accelerators).
 Standard or muP parametrization (family.Parametrization): muP changes the hidden init, the attention
-scale and the readout multiplier here, and the per-layer learning rates in train.step."""
+scale and the readout multiplier here, and the per-layer learning rates in train.step.
+
+Layers are `scanned` (every run's layout): the blocks' parameters stacked along a leading layer axis and
+applied by one `jax.lax.scan`, so the compiled step holds one block body whatever the depth. `unrolled`
+(a Python loop over `nnx.List`, the layout of runs written before the scan) stays reachable for the
+equivalence tests and timing; its checkpoints convert to the stacked tree on restore (train.checkpoints)."""
 from __future__ import annotations
 
 import math
@@ -115,17 +120,29 @@ class Block(nnx.Module):
         return x + self.mlp(self.mlp_norm(x))
 
 
+LAYER_LAYOUTS = ("scanned", "unrolled")
+# What the backward pass keeps of a block's forward pass: everything (none recomputed), the matmul outputs
+# (the rest recomputed), or nothing but the block's input (all recomputed): memory traded for FLOPs.
+REMAT_POLICIES = {"none": None, "dots": jax.checkpoint_policies.checkpoint_dots,
+                  "full": jax.checkpoint_policies.nothing_saveable}
+
+
 class Transformer(nnx.Module):
     def __init__(self, shape: ModelShape, *, rngs: nnx.Rngs, dtype=jnp.float32, attention: str = "xla",
-                 parametrization: Parametrization = STANDARD):
-        self.shape = shape
+                 parametrization: Parametrization = STANDARD, layers: str = "scanned", remat: str = "none"):
+        if layers not in LAYER_LAYOUTS or remat not in REMAT_POLICIES:
+            raise ValueError(f"layers={layers!r}, remat={remat!r}: allowed {', '.join(LAYER_LAYOUTS)}; "
+                             f"{', '.join(REMAT_POLICIES)}")
+        self.shape, self.layers, self.remat = shape, layers, remat
         # muP's readout multiplier 1/m: without it the logits' change after an Adam step grows with width.
         self.output_scale = 1.0 / parametrization.width_multiplier(shape.d_model) if parametrization.mup else None
         self.embed = nnx.Embed(
             shape.vocab_size, shape.d_model, dtype=dtype, param_dtype=jnp.float32,
             embedding_init=nnx.initializers.normal(_INIT_STD), rngs=rngs,
         )
-        self.blocks = nnx.List([Block(shape, dtype, rngs, attention, parametrization) for _ in range(shape.n_layers)])
+        # Built one by one in either layout, so a seed draws the same weights scanned as unrolled.
+        blocks = [Block(shape, dtype, rngs, attention, parametrization) for _ in range(shape.n_layers)]
+        self.blocks = nnx.List(blocks) if layers == "unrolled" else stack_blocks(blocks)
         self.final_norm = nnx.RMSNorm(shape.d_model, epsilon=1e-6, dtype=dtype, rngs=rngs)
         self.unembed = None if shape.tied else _dense(shape.d_model, shape.vocab_size, dtype, rngs)
 
@@ -137,9 +154,24 @@ class Transformer(nnx.Module):
         contraction over (batch, seq)."""
         batch, seq = tokens.shape
         x = self.embed(tokens.reshape(batch * seq))
-        for block in self.blocks:
-            x = block(x, batch)
+        blocks = self.block_list() if self.layers == "unrolled" else [self.blocks]
+        graphdef, _ = nnx.split(blocks[0])
+        apply = lambda params, x: nnx.merge(graphdef, params)(x, batch)  # noqa: E731
+        if self.remat != "none":
+            apply = jax.checkpoint(apply, policy=REMAT_POLICIES[self.remat])
+        if self.layers == "unrolled":
+            for block in blocks:
+                x = apply(nnx.state(block), x)
+        else:
+            x, _ = jax.lax.scan(lambda x, params: (apply(params, x), None), x, nnx.state(self.blocks))
         return self.readout(x).reshape(batch, seq, -1)
+
+    def block_list(self) -> list[Block]:
+        """The blocks in order, one module each (the scanned layout's are slices of its stacked arrays)."""
+        if self.layers == "unrolled":
+            return list(self.blocks)
+        graphdef, stacked = nnx.split(self.blocks)
+        return [nnx.merge(graphdef, jax.tree.map(lambda a, i=i: a[i], stacked)) for i in range(self.shape.n_layers)]
 
     def readout(self, x: jax.Array) -> jax.Array:
         """The residual stream (tokens, d_model) -> float32 logits (tokens, vocab)."""
@@ -154,11 +186,37 @@ def hidden_init_scale(shape: ModelShape, parametrization: Parametrization) -> fl
     return 1.0 / math.sqrt(parametrization.width_multiplier(shape.d_model))
 
 
+def stack_blocks(blocks: list[Block]) -> Block:
+    """One Block whose every parameter has a leading layer axis (block i's values at index i)."""
+    graphdef, first = nnx.split(blocks[0])
+    stacked = jax.tree.map(lambda *layers: jnp.stack(layers), first, *(nnx.state(b) for b in blocks[1:]))
+    return nnx.merge(graphdef, stacked)
+
+
+def _key(entry) -> object:
+    for field in ("key", "name", "idx"):
+        if hasattr(entry, field):
+            return getattr(entry, field)
+    return str(entry)
+
+
+def layer_stacked(path) -> bool:
+    """True for a leaf of the scanned blocks (its leading axis is the layer), anywhere in a tree of
+    parameters or of optimizer state: the path passes `blocks` and goes on by name, not by layer index."""
+    keys = [_key(entry) for entry in path]
+    return any(k == "blocks" and i + 1 < len(keys) and not isinstance(keys[i + 1], int) for i, k in enumerate(keys))
+
+
+def matrix_rank(path, leaf) -> int:
+    """The leaf's dimensions apart from the layer axis: what a per-array rule (decay, sharding, muP) reads."""
+    return leaf.ndim - layer_stacked(path)
+
+
 def hidden_matrices(params) -> object:
     """True at muP's hidden weights, the matrices inside the blocks (both their dimensions grow with width),
     False at the embedding, the output layer and the norm scales: the per-layer learning-rate mask."""
     def hidden(path, leaf) -> bool:
-        return getattr(path[0], "key", None) == "blocks" and leaf.ndim >= 2
+        return _key(path[0]) == "blocks" and matrix_rank(path, leaf) >= 2
     return jax.tree_util.tree_map_with_path(hidden, params)
 
 

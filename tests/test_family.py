@@ -30,9 +30,10 @@ SHAPES = [
 ]
 
 
+@pytest.mark.parametrize("layers", ["scanned", "unrolled"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s.describe()}-{s.mlp}-{'tied' if s.tied else 'untied'}")
-def test_param_formula_equals_the_real_parameter_tree(shape):
-    model = nnx.eval_shape(lambda: Transformer(shape, rngs=nnx.Rngs(0)))
+def test_param_formula_equals_the_real_parameter_tree(shape, layers):
+    model = nnx.eval_shape(lambda: Transformer(shape, rngs=nnx.Rngs(0), layers=layers))
     assert count_params(model) == shape.params
     embed = shape.vocab_size * shape.d_model * (1 if shape.tied else 2)
     assert shape.params_nonembed == shape.params - embed
@@ -82,10 +83,14 @@ def test_flops_formula_counts_the_executed_attention_blocks_as_xla_does(width, l
     """XLA's cost analysis of the compiled train step against the formula. The formula leaves out only
     norms, softmax, RoPE and the optimizer (a few percent at these sizes), so XLA counts slightly more,
     never less. The old full-square attention count overstates the causal step by 2-5% at seq 128-256
-    and lands below XLA: a 10% band could not tell the two apart."""
+    and lands below XLA: a 10% band could not tell the two apart.
+
+    Counted on the unrolled layout: XLA's cost analysis counts a while loop's body once, not once per
+    trip, so it sees one block of the scanned step (tests/train/test_scan.py checks that the scanned
+    step's body is the unrolled step's block)."""
     shape = shape_for_width(width, n_layers=layers, seq_len=seq)
     batch = 8
-    fns = _compiled_train_step()(shape, "float32", 0.9, 0.95, 0.1, 1.0)
+    fns = _compiled_train_step()(shape, "float32", 0.9, 0.95, 0.1, 1.0, layers="unrolled")
     init, train_step = fns.init, fns.train_step
     params, opt_state = jax.eval_shape(init, np.uint32(0))
     x = jax.ShapeDtypeStruct((batch, seq), jnp.int32)

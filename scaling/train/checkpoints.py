@@ -1,4 +1,6 @@
-"""Checkpoints: orbax's CheckpointManager over {params, opt_state, wall_s}."""
+"""Checkpoints: orbax's CheckpointManager over {params, opt_state, wall_s}. A checkpoint written with
+unrolled layers (runs from before the scan: `blocks/<i>/...`) restores into the scanned tree (`blocks/...`
+with a leading layer axis) by stacking its layers; see model.py."""
 from __future__ import annotations
 
 import errno
@@ -13,6 +15,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from scaling.model import layer_stacked
 from scaling.runs.files import storage_error
 
 _TMP = ".orbax-checkpoint-tmp"
@@ -54,6 +57,8 @@ class Checkpoints:
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=2, enable_async_checkpointing=False, create=True, cleanup_tmp_directories=not private,
                 temporary_path_class=_PrivateTemporaryPath if private else None),
+            # named, so that item_metadata (the saved tree's layout, read on restore) knows how to read it
+            item_handlers=ocp.StandardCheckpointHandler(),
         )
         if private:
             self.discard_dead()
@@ -147,8 +152,42 @@ class Checkpoints:
     def restore(self, step: int, template: dict) -> dict:
         """The state saved at `step`, placed as `template` is: a checkpoint saved on one mesh restores
         onto another (orbax reads each device's slice)."""
+        saved = self.manager.item_metadata(step)
+        saved_names = {_names(path) for path, _ in jax.tree_util.tree_leaves_with_path(saved)}
+        if any(layer_stacked(path) and _names(path) not in saved_names
+               for path, _ in jax.tree_util.tree_leaves_with_path(template)):
+            return self._restore_unrolled(step, template, saved)
         abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), template)
         return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+    def _restore_unrolled(self, step: int, template: dict, saved) -> dict:
+        """An unrolled checkpoint's state in the template's scanned tree: each stacked leaf is its saved
+        layers' leaves stacked in order, every other leaf is read as saved."""
+        first = jax.tree.leaves(template)[0].sharding
+        whole = (jax.sharding.NamedSharding(first.mesh, jax.sharding.PartitionSpec())
+                 if isinstance(first, jax.sharding.NamedSharding) else first)
+        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=whole), saved)
+        read = self.manager.restore(step, args=ocp.args.StandardRestore(target))
+        arrays = {_names(path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(read)}
+
+        def leaf(path, like):
+            names = _names(path)
+            if layer_stacked(path):
+                at = names.index("blocks") + 1
+                layers = [names[:at] + (str(i),) + names[at:] for i in range(like.shape[0])]
+                missing = [".".join(n) for n in layers if n not in arrays]
+                if missing:
+                    raise ValueError(f"checkpoint {step} lacks {missing[0]}: not this model's tree")
+                value = np.stack([np.asarray(arrays[n]) for n in layers])
+            elif names in arrays:
+                value = np.asarray(arrays[names])
+            else:
+                raise ValueError(f"checkpoint {step} lacks {'.'.join(names)}: not this model's tree")
+            if value.shape != like.shape:
+                raise ValueError(f"checkpoint {step}: {'.'.join(names)} is {value.shape}, the model's {like.shape}")
+            return jax.device_put(value.astype(like.dtype), like.sharding)
+
+        return jax.tree_util.tree_map_with_path(leaf, template)
 
     def close(self) -> None:
         self.manager.close()
@@ -165,6 +204,11 @@ def _collision(err: BaseException) -> bool:
     if storage_error(err, "") is not None and not isinstance(err, OSError):  # tensorstore's, in its message
         return False
     return isinstance(err, (OSError, ValueError))
+
+
+def _names(path) -> tuple[str, ...]:
+    """A tree path as names, alike for the live tree (nnx.State, optax tuples) and orbax's saved one."""
+    return tuple(str(next((getattr(e, f) for f in ("key", "name", "idx") if hasattr(e, f)), e)) for e in path)
 
 
 def _alive(pid: int) -> bool:

@@ -15,6 +15,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from scaling.errors import UsageError
+from scaling.model import layer_stacked
 
 AXES = ("data", "fsdp")
 BATCH_AXES = ("data", "fsdp")  # the batch is split over every device, whichever axis holds it
@@ -72,12 +73,16 @@ def make_mesh(shape: MeshShape, devices: list) -> Mesh:
 
 
 # ---- the rule table --------------------------------------------------------------------------------
-def partition(array_shape: tuple[int, ...], fsdp: int) -> PartitionSpec:
+def partition(array_shape: tuple[int, ...], fsdp: int, stacked: bool = False) -> PartitionSpec:
     """The rule table, one rule per kind of array:
     - a matrix (2-D or more) shards its largest dimension that `fsdp` divides over `fsdp` (ties: the
       last such dimension, the output features of a weight);
     - anything else (norm scales, Adam's step count, scalars) is replicated: too small to be worth it.
-    On a mesh without an fsdp axis (fsdp = 1) everything is replicated."""
+    On a mesh without an fsdp axis (fsdp = 1) everything is replicated. `stacked`: the array's leading axis
+    is the layer axis of scanned blocks; it is never sharded (the scan steps through it), and the rule
+    applies to the remaining dimensions."""
+    if stacked:
+        return PartitionSpec(None, *partition(array_shape[1:], fsdp))
     if fsdp > 1 and len(array_shape) >= 2:
         candidates = [i for i, n in enumerate(array_shape) if n % fsdp == 0]
         if candidates:
@@ -87,9 +92,11 @@ def partition(array_shape: tuple[int, ...], fsdp: int) -> PartitionSpec:
 
 
 def tree_shardings(tree, mesh: Mesh):
-    """A NamedSharding for every array leaf of `tree` (arrays or ShapeDtypeStructs)."""
+    """A NamedSharding for every array leaf of `tree` (arrays or ShapeDtypeStructs): parameters and the
+    optimizer state's copies of them alike (model.layer_stacked finds the layer axis in either)."""
     fsdp = mesh.shape["fsdp"]
-    return jax.tree.map(lambda x: NamedSharding(mesh, partition(tuple(x.shape), fsdp)), tree)
+    return jax.tree_util.tree_map_with_path(
+        lambda path, x: NamedSharding(mesh, partition(tuple(x.shape), fsdp, layer_stacked(path))), tree)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

@@ -13,7 +13,7 @@ from scaling import hardware
 from scaling.config import RunConfig
 from scaling.family import Parametrization
 from scaling.train.plan import RunPlan
-from scaling.train.step import Layout, attention_implementation, compute_dtype
+from scaling.train.step import LAYERS, Layout, attention_implementation, compute_dtype
 
 # Keys that may change between attempts of the same run without changing what it computes.
 VOLATILE_KEYS = {"wandb", "wandb_project", "name", "checkpoint_every", "run_id", "sweep",
@@ -44,7 +44,7 @@ def run_record(plan: RunPlan, layout: Layout | None = None) -> dict:
         dtype = np.dtype(compute_dtype(plan.config.dtype)).name
         resolved.update(mesh=layout.mesh.describe(), n_devices=layout.mesh.devices, microbatches=layout.microbatches,
                         processes=jax.process_count(), dtype=dtype,
-                        attention=attention_implementation(plan.config.attention, dtype))
+                        attention=attention_implementation(plan.config.attention, dtype), layers=LAYERS)
     return {
         "config": plan.config.to_dict(),
         "resolved": resolved,

@@ -16,7 +16,7 @@ from jax.sharding import Mesh, NamedSharding
 
 from scaling.errors import UsageError
 from scaling.family import STANDARD, ModelShape, Parametrization
-from scaling.model import Transformer, hidden_matrices
+from scaling.model import Transformer, hidden_matrices, matrix_rank
 from scaling.train.mesh import MeshShape, batch_sharding, make_mesh, replicated, stacked_batch_sharding, tree_shardings
 
 
@@ -55,6 +55,16 @@ def attention_implementation(setting: str, dtype_name: str) -> str:
     if setting == "cudnn" and (platform != "gpu" or dtype_name not in ("bfloat16", "float16")):
         raise UsageError(f"attention=cudnn needs an NVIDIA GPU and dtype=bfloat16 (this run: {platform}, {dtype_name})")
     return setting
+
+
+# The layer layout every run trains with (recorded in config.yaml as `layers`), on every platform: one
+# block body in the compiled step, so tracing and compiling do not grow with depth, and one checkpoint
+# layout for a run wherever it resumes. On CPU it costs 0-9% of the step's speed at the sweeps' small
+# depths (side by side, alternating, median tokens/s scanned/unrolled at a light load: d64-L1 1.00x,
+# d128-L2 0.94x, d256-L4 0.91x; `scaling bench --layout unrolled` measures it again). Kept: its compile
+# time is flat in depth (d256: 10.5/5.3/4.8 s at L2/L8/L24 against the unrolled 3.0/4.4/11.8 s, plus
+# 0.8/1.2/4.0 s of tracing) and the accelerators need the one code path.
+LAYERS = "scanned"
 
 
 def compute_dtype(setting: str):
@@ -119,7 +129,8 @@ def adamw(beta1: float, beta2: float, weight_decay: float, grad_clip: float, wid
     `width_multiplier` (muP's m): the hidden matrices' Adam update is scaled by 1/m, because an update of
     Theta(1) per coordinate moves a matrix's output by Theta(fan-in). It is scaled before the weight decay,
     so lr x weight_decay, the decay's timescale, is the same at every width (the `mup` package's MuAdamW)."""
-    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)  # no decay on norm scales
+    # no decay on norm scales (a scanned model's are (layers, d): its layer axis does not count)
+    decay_mask = lambda params: jax.tree_util.tree_map_with_path(lambda path, p: matrix_rank(path, p) >= 2, params)
     per_layer = [] if width_multiplier is None else [optax.masked(optax.scale(1.0 / width_multiplier), hidden_matrices)]
     return optax.chain(
         optax.clip_by_global_norm(grad_clip) if grad_clip > 0 else optax.identity(),
@@ -132,9 +143,14 @@ def adamw(beta1: float, beta2: float, weight_decay: float, grad_clip: float, wid
 @functools.lru_cache(maxsize=16)
 def step_functions(shape: ModelShape, dtype_name: str, beta1: float, beta2: float, weight_decay: float,
                    grad_clip: float, microbatches: int = 1, attention: str = "xla",
-                   parametrization: Parametrization = STANDARD) -> StepFunctions:
+                   parametrization: Parametrization = STANDARD, layers: str = LAYERS,
+                   remat: str = "none") -> StepFunctions:
+    """`layers`: the model's layer layout (model.LAYER_LAYOUTS); runs train scanned, `unrolled` is the
+    layout of runs written before the scan, kept for the tests that compare the two. `remat`: what the
+    backward pass recomputes of each block (model.REMAT_POLICIES)."""
     dtype = jnp.dtype(dtype_name)
-    model_of = functools.partial(Transformer, shape, dtype=dtype, attention=attention, parametrization=parametrization)
+    model_of = functools.partial(Transformer, shape, dtype=dtype, attention=attention, parametrization=parametrization,
+                                 layers=layers, remat=remat)
     graphdef, _ = nnx.split(nnx.eval_shape(lambda: model_of(rngs=nnx.Rngs(0))))
     m = parametrization.width_multiplier(shape.d_model) if parametrization.mup else None
     tx = adamw(beta1, beta2, weight_decay, grad_clip, m)
@@ -193,13 +209,13 @@ def scanned(update: Callable) -> Callable:
 @functools.lru_cache(maxsize=16)
 def compiled_fns(shape: ModelShape, dtype_name: str, beta1: float, beta2: float, weight_decay: float,
                  grad_clip: float, layout: Layout | None = None, attention: str = "xla",
-                 parametrization: Parametrization = STANDARD) -> CompiledRun:
+                 parametrization: Parametrization = STANDARD, layers: str = LAYERS, remat: str = "none") -> CompiledRun:
     """The jitted init, train step and eval for one shape, optimizer and layout; cached so a sweep's
     runs of the same shape reuse XLA's compiled code instead of tracing and compiling again."""
     layout = layout or Layout.single()
     mesh, batch, scalar, stacked = placement(layout)
     fns = step_functions(shape, dtype_name, beta1, beta2, weight_decay, grad_clip, layout.microbatches, attention,
-                         parametrization)
+                         parametrization, layers, remat)
     state = tree_shardings(jax.eval_shape(fns.init, jnp.uint32(0)), mesh)
     params_sharding, opt_sharding = state
 
@@ -238,7 +254,7 @@ def default_pack_mode() -> str:
 @functools.lru_cache(maxsize=16)
 def packed_fns(shape: ModelShape, dtype_name: str, beta1: float, beta2: float, weight_decay: float,
                grad_clip: float, attention: str = "xla", mode: str | None = None,
-               parametrization: Parametrization = STANDARD) -> PackedRun:
+               parametrization: Parametrization = STANDARD, layers: str = LAYERS) -> PackedRun:
     """One run's step over a pack of runs on one device. `vmap` batches the runs' arithmetic into one set
     of kernels; `map` runs the single-run step for each in turn inside the call (lax.map), the same
     operations a run does alone, so its results match the run's alone bit for bit. Either way no value
@@ -246,7 +262,8 @@ def packed_fns(shape: ModelShape, dtype_name: str, beta1: float, beta2: float, w
     mode = mode or default_pack_mode()
     if mode not in PACK_MODES:
         raise UsageError(f"pack mode {mode!r}: allowed {', '.join(PACK_MODES)}")
-    fns = step_functions(shape, dtype_name, beta1, beta2, weight_decay, grad_clip, 1, attention, parametrization)
+    fns = step_functions(shape, dtype_name, beta1, beta2, weight_decay, grad_clip, 1, attention, parametrization,
+                         layers)
 
     def keep_if(on, new, old):
         return jax.tree.map(lambda n, o: jnp.where(on.reshape(on.shape + (1,) * (n.ndim - 1)), n, o), new, old)

@@ -126,12 +126,12 @@ def test_mup_scales_hidden_init_by_root_m_and_their_adam_rate_by_m_and_the_reado
     wide = shape_for_width(m * BASE, n_layers=1, seq_len=16)
     base = _leaves(nnx.state(Transformer(shape_for_width(BASE, n_layers=1, seq_len=16), rngs=nnx.Rngs(0)), nnx.Param))
     model = Transformer(wide, rngs=nnx.Rngs(0), parametrization=MUP)
-    assert model.output_scale == 1 / m and model.blocks[0].attn.scale == pytest.approx(
+    assert model.output_scale == 1 / m and model.block_list()[0].attn.scale == pytest.approx(
         shape_for_width(BASE).head_dim ** -0.5 / m)
     init = nnx.state(model, nnx.Param)
     hidden = _leaves(hidden_matrices(init))
-    assert sorted(k for k, h in hidden.items() if h) == [
-        f"['blocks'][0]['{a}']['{b}']['kernel'].value" for a, b in
+    assert sorted(k for k, h in hidden.items() if h) == [  # the scanned blocks: (layers, fan-in, fan-out)
+        f"['blocks']['{a}']['{b}']['kernel'].value" for a, b in
         (("attn", "proj"), ("attn", "qkv"), ("mlp", "down"), ("mlp", "up"))]
     for key, value in _leaves(init).items():
         if key.endswith("scale.value"):
@@ -201,7 +201,7 @@ def _activation_scales(parametrization: Parametrization, width: int) -> np.ndarr
         model = nnx.merge(graphdef, params)
         x = model.embed(probe.reshape(-1))
         outputs = [x]
-        for block in model.blocks:
+        for block in model.block_list():
             x = block(x, probe.shape[0])
             outputs.append(x)
         outputs.append(model.readout(x))

@@ -54,6 +54,27 @@ def test_matrices_shard_their_largest_divisible_dimension_over_fsdp_and_vectors_
     assert partition((64, 192), 1) == PartitionSpec()  # no fsdp axis: plain data parallel
 
 
+def test_the_scanned_layer_axis_is_never_sharded_and_the_rule_applies_to_the_rest():
+    import jax
+    import numpy as np
+
+    from scaling.family import shape_for_width
+    from scaling.train.mesh import tree_shardings
+    from scaling.train.step import step_functions
+
+    # 8 layers: the largest dimension fsdp divides would be the layer axis of a (8, 4, 6) array
+    assert partition((8, 4, 6), 4, stacked=True) == PartitionSpec(None, "fsdp", None)
+    assert partition((4, 64), 4, stacked=True) == PartitionSpec(None)  # stacked norm scales: replicated
+    assert partition((8, 64, 192), 4, stacked=True) == PartitionSpec(None, None, "fsdp")
+    fns = step_functions(shape_for_width(64, n_layers=4, seq_len=32), "float32", 0.9, 0.95, 0.1, 1.0)
+    mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1), ("data", "fsdp"))
+    specs = {jax.tree_util.keystr(p): s.spec for p, s in jax.tree_util.tree_leaves_with_path(
+        tree_shardings(jax.eval_shape(fns.init, np.uint32(0)), mesh))}
+    # the optimizer's copies of the blocks carry the layer axis too: every one found and left whole
+    stacked = [k for k in specs if "['blocks']['" in k]
+    assert len(stacked) == 3 * 6 and all(specs[k] == PartitionSpec(None) for k in stacked), specs
+
+
 def test_mesh_settings_parse_and_bad_ones_name_what_is_allowed():
     assert MeshShape.parse(None, 8) == MeshShape(data=8)
     assert MeshShape.parse("data:2,fsdp:4", 8) == MeshShape(data=2, fsdp=4)
