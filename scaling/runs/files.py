@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import yaml
 
-from scaling.safeyaml import safe_load
 from scaling.errors import UsageError
+from scaling.safeyaml import safe_load
 
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"

@@ -141,6 +141,19 @@ def test_ray_without_the_extra_says_how_to_install_it(tmp_path, home, monkeypatc
     assert err == ["scaling sweep: error: ray is not installed: pip install 'scaling-workbench[ray]'"]
 
 
+def test_the_local_executor_refuses_an_array_parallelism_it_cannot_honour_and_holds_nothing(tmp_path, home):
+    pytest.importorskip("submitit")
+    from scaling.agents import slurm
+    from scaling.errors import UsageError
+
+    sid = _create(tmp_path, home, {**TINY, "tokens": {"value": 320}, "lr": {"values": [1e-3, 2e-3, 3e-3]}})
+    with pytest.raises(UsageError, match="--array-parallelism 2: the local executor starts all 3 tasks at once"):
+        slurm.submit_points(home, sid, executor="local", array_parallelism=2, folder=str(tmp_path / "logs"))
+    assert {(r["status"], r["attempts"]) for r in _rows(home).values()} == {("pending", 0)}
+    assert queue.claim(RunHome(home), sid, "agent", lease_s=60) is not None  # released: free for agents
+    assert not os.path.exists(tmp_path / "logs") or not os.listdir(tmp_path / "logs")  # no task started
+
+
 # A driver whose `ray.init` starts what Ray's raylet starts: a process of its own (an agent) that outlives
 # a killed driver; then it waits in init, to be killed there.
 _FAKE_RAY_DRIVER = """
