@@ -360,9 +360,9 @@ def _descendants(root: int) -> dict[int, str]:
 def test_a_ray_driver_killed_mid_sweep_leaves_no_ray_process_behind(tmp_path, home, sig):
     pytest.importorskip("ray")
     sid = _create(tmp_path, home, KILLABLE, name="kill")
-    env = dict(os.environ, RAY_TMPDIR=str(tmp_path / "ray"), PYTHONPATH=os.pathsep.join([os.path.dirname(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), os.environ.get("PYTHONPATH", "")]))
-    os.makedirs(env["RAY_TMPDIR"])
+    # Ray's own temporary folder: under tmp_path its socket paths would pass the 107-byte limit.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), os.environ.get("PYTHONPATH", "")]))
     driver = subprocess.Popen([sys.executable, "-m", "scaling.cli", "--home", home, "sweep", "ray", sid],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
