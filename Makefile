@@ -30,7 +30,8 @@ bench: $(STAMP)
 	$(VENV)/bin/scaling bench
 
 # Mutation testing of the numeric core against its fast tests ([tool.mutmut]; results in tests/mutants.md):
-# FLOP/parameter accounting and the recipe, law forms and compute-optimal allocation, batching and corpora.
+# FLOP/parameter accounting and the recipe, law forms and compute-optimal allocation, batching and corpora;
+# the parametric fit, the sweep planner, the trainer's hooks and mesh, and the run home's queue, index and fence.
 MUTANTS := 'scaling.family.x*__post_init__*' 'scaling.family.x*flops_per_token*' 'scaling.family.x*width*' \
 	'scaling.family.x_shape_for_params*' 'scaling.family.x_default_*' 'scaling.family.x__round_up*' \
 	'scaling.data.x_batch*' 'scaling.data.x_windows_per_epoch*' 'scaling.data.x_eval_batches*' \
@@ -40,7 +41,9 @@ MUTANTS := 'scaling.family.x*__post_init__*' 'scaling.family.x*flops_per_token*'
 	'scaling.laws.forms.x_features_for*' 'scaling.laws.forms.x*predict*' 'scaling.laws.forms.x__kaplan_1d_log*' \
 	'scaling.laws.forms.x__kaplan_joint_log*' 'scaling.laws.forms.x__compute_log*' \
 	'scaling.laws.allocation.x_optimal_allocation*' 'scaling.laws.allocation.x__features*' \
-	'scaling.laws.allocation.x__predict_each*'
+	'scaling.laws.allocation.x__predict_each*' \
+	'scaling.laws.parametric.x*' 'scaling.sweep.plan.x*' 'scaling.train.hooks.x*' 'scaling.train.mesh.x*' \
+	'scaling.runs.queue.x*' 'scaling.runs.index.x*' 'scaling.runs.fence.x*'
 
 mutants: $(STAMP)
 	$(PY) -m pip install -q -e '.[test,slurm,data,ray,mutants]'

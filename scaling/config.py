@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 import yaml
 
 from scaling.errors import UsageError
+from scaling.safeyaml import YamlTooLarge, safe_load
 from scaling.track import parse_wandb
 
 SCHEDULES = ("cosine", "wsd")
@@ -140,7 +141,10 @@ class RunConfig:
         if self.num_processes is not None and not 0 <= self.process_id < self.num_processes:
             raise UsageError(f"process_id={self.process_id}: allowed 0..{self.num_processes - 1}")
         if self.run_id is not None and not _safe_id(self.run_id):
-            raise UsageError(f"run_id={self.run_id!r}: use letters, digits, '-', '_' and '.' only")
+            raise UsageError(f"run_id={self.run_id!r}: use letters, digits, '-', '_' and '.' only, not '.' first "
+                             "(the run home's own folders start with it)")
+        if self.run_id is not None and (why := reserved_run_id(self.run_id)):
+            raise UsageError(f"run_id={self.run_id}: {why}")
         if self.run_id is not None and len(self.run_id) > MAX_ID_LENGTH:
             raise UsageError(f"run_id={self.run_id[:16]}... has {len(self.run_id)} characters; allowed: at most "
                              f"{MAX_ID_LENGTH} (it names the run's folder)")
@@ -231,6 +235,22 @@ def _safe_id(text: str) -> bool:
     return bool(text) and all(c.isalnum() or c in "-_." for c in text) and not text.startswith(".")
 
 
+# The names a run home keeps for itself beside its run folders (runs/index.py): the SQLite index and the
+# files SQLite makes next to it. A run folder by one of these names takes the index's place and breaks
+# the whole home. Compared without case: a case-insensitive file system makes Scaling.DB the same file.
+HOME_INDEX = "scaling.db"
+HOME_INDEX_FILES = (HOME_INDEX, f"{HOME_INDEX}-wal", f"{HOME_INDEX}-shm", f"{HOME_INDEX}-journal")
+
+
+def reserved_run_id(run_id: str) -> str | None:
+    """Why `run_id` cannot name a run folder in a home (it is the home's own), or None when it can."""
+    if run_id.lower() in HOME_INDEX_FILES:
+        return f"reserved: the run home keeps its index there ({', '.join(HOME_INDEX_FILES)})"
+    if run_id.startswith("."):  # .sweeps, .seeding, .slurm and whatever the home adds next
+        return "reserved: names starting with '.' are the run home's own folders (.sweeps, .seeding, .slurm)"
+    return None
+
+
 def _check_choice(key: str, value, allowed: tuple) -> None:
     if value not in allowed:
         raise UsageError(f"{key}={value!r}: allowed {', '.join(map(str, allowed))}")
@@ -316,11 +336,15 @@ def parse_overrides(items: list[str]) -> dict:
 def load_yaml(path: str) -> dict:
     try:
         with open(path) as fh:
-            data = yaml.safe_load(fh)
+            data = safe_load(fh)
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"{path}: cannot read ({err})") from None
+    except YamlTooLarge as err:
+        raise UsageError(f"{path}: refused: {err}") from None
+    except RecursionError:
+        raise UsageError(f"{path}: refused: nested deeper than the YAML reader goes") from None
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         line = f" at line {where.line + 1}" if where else ""

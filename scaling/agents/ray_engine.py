@@ -15,6 +15,9 @@ so later runs of one shape on a reused worker skip compilation. Ray gives GPU ta
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -72,9 +75,12 @@ def run_on_ray(home: RunHome | str | None, sweep_id: str, *, address: str | None
     on_event = on_event or (lambda event: None)
 
     started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # A Ray this command starts is this command's to end: on a stop (SIGTERM, Ctrl-C) or an error the
+    # finally below shuts it down; a driver killed outright leaves that to the watcher.
+    reaper = _start_reaper() if started else None
     try:
+        if started:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
         limit = max_concurrent or max(1, _capacity(ray.cluster_resources(), cpus_per_run, gpus_per_run))
         # The resources go on the function itself, not on .options(): only then does Ray give a GPU task a
         # fresh worker process each time (max_calls=1), which a JAX process bound to one GPU needs.
@@ -87,8 +93,32 @@ def run_on_ray(home: RunHome | str | None, sweep_id: str, *, address: str | None
 
         return _drive(ray, submit, home, sweep_id, limit, lease_s, max_attempts, on_event)
     finally:
-        if started:
-            ray.shutdown()
+        try:
+            if started:
+                ray.shutdown()
+        finally:
+            if reaper is not None:
+                _stop_reaper(reaper)
+
+
+def _start_reaper() -> subprocess.Popen | None:
+    """The watcher (ray_reaper.py) that ends this driver's Ray processes once the driver is gone, or None
+    where it cannot start (the driver then relies on Ray's own clean-up alone)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ray_reaper.py")
+    try:
+        return subprocess.Popen([sys.executable, "-S", script, str(os.getpid())], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
+    except OSError:
+        return None
+
+
+def _stop_reaper(reaper: subprocess.Popen) -> None:
+    """Close the watcher's pipe (what the driver's death would do) and let it end what Ray left."""
+    try:
+        reaper.stdin.close()
+        reaper.wait(timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
 
 
 def _capacity(resources: dict, cpus: float, gpus: float) -> int:

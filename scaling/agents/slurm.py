@@ -149,6 +149,13 @@ def submit_points(home, sweep_id: str, *, array_parallelism: int | None = None, 
     runs = queue.take_for_engine(home, sweep_id, holder)
     if not runs:
         return [], []
+    if executor == "local" and array_parallelism is not None and array_parallelism < len(runs):
+        # submitit's LocalExecutor has no array throttle (slurm_array_parallelism is a SLURM key it drops):
+        # it would start every task at once, which is what K is there to prevent.
+        queue.release_engine_runs(home, holder, {r.run_id: r.status for r in runs})
+        raise UsageError(f"--array-parallelism {array_parallelism}: the local executor starts all {len(runs)} "
+                         f"tasks at once and cannot limit them; on this machine run agents instead "
+                         f"(`--executor local --parallel {array_parallelism}` without --per-point)")
     try:
         jobs = ex.map_array(PointTask(), [home.root] * len(runs), [r.run_id for r in runs],
                             [{**r.config, **overrides} for r in runs])

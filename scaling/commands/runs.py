@@ -34,6 +34,8 @@ def run(args) -> int:
     home = RunHome(args.home)
     if args.reindex:
         counts = rebuild.reindex(home)
+        for skipped in counts["skipped"]:
+            print(f"skipped {skipped}", file=sys.stderr)
         print(f"reindexed {home.root}: {counts['runs']} run dirs, {counts['sweeps']} sweep(s) restored, "
               f"{counts['reset']} reset to pending, {counts['dropped']} dropped", file=sys.stderr)
     if args.sweep is not None:

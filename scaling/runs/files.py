@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import yaml
 
 from scaling.errors import UsageError
+from scaling.safeyaml import safe_load
 
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
@@ -122,20 +123,21 @@ def jsonable(value):
 
 
 def read_json(path: str) -> dict | None:
-    """A JSON file written by write_atomic, or None when it is missing or unreadable."""
+    """A JSON object written by write_atomic, or None when it is missing, unreadable or not an object."""
     try:
         with open(path) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
+            data = json.load(fh)
+    except (OSError, ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         return None
+    return data if isinstance(data, dict) else None
 
 
 def read_yaml(path: str) -> dict | None:
     """A YAML mapping, or None when it is missing or unreadable."""
     try:
         with open(path) as fh:
-            data = yaml.safe_load(fh)
-    except (OSError, yaml.YAMLError):
+            data = safe_load(fh)  # bounded: a config.yaml of aliases cannot expand to a billion values
+    except (OSError, ValueError, yaml.YAMLError, RecursionError):  # ValueError: undecodable bytes
         return None
     return data if isinstance(data, dict) else None
 

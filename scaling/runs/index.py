@@ -24,6 +24,7 @@ import time
 from contextlib import contextmanager
 from urllib.parse import quote
 
+from scaling.config import HOME_INDEX, reserved_run_id
 from scaling.errors import UsageError
 from scaling.runs.files import RunDir, StorageError, raise_storage_error, write_atomic
 from scaling.runs.records import Fence, IndexedRun
@@ -82,6 +83,10 @@ class RunHome:
         return home if isinstance(home, RunHome) else cls(home)
 
     def run_dir(self, run_id: str) -> str:
+        """The run's folder; refused for a name the home keeps for itself (its index, its dot-folders)."""
+        why = reserved_run_id(run_id)
+        if why:
+            raise UsageError(f"run_id={run_id}: {why}")
         return os.path.join(self.root, run_id)
 
     def files(self, run_id: str) -> RunDir:
@@ -89,7 +94,7 @@ class RunHome:
 
     @property
     def db_path(self) -> str:
-        return os.path.join(self.root, "scaling.db")
+        return os.path.join(self.root, HOME_INDEX)
 
     @property
     def sweeps_dir(self) -> str:

@@ -15,7 +15,7 @@ import time
 from scaling.runs.fence import is_result
 from scaling.runs.files import RunDir, last_metrics_row, read_json
 from scaling.runs.index import RunHome
-from scaling.runs.records import IndexedRun
+from scaling.runs.records import STATUSES, IndexedRun
 
 
 def refresh_from_files(home: RunHome, sweep_id: str | None = None) -> int:
@@ -70,28 +70,33 @@ def reindex(home: RunHome) -> dict:
     """Rebuild the index from the files: each sweep's saved spec re-enumerates its queue (a sweep the
     index lost comes back with its pending and skipped points), then every run directory's own config
     and summary set its row. Rows whose directory is gone are reset (sweep runs go back to pending) or
-    dropped. Run it while no agent is running: it does not preserve live claims."""
-    counts = {"sweeps": 0, "runs": 0, "reset": 0, "dropped": 0}
+    dropped. A run whose config.yaml or summary.json is damaged (not a mapping, an unknown status) is
+    left out and named in `skipped`, with its row, if any, kept as it was. Run it while no agent is
+    running: it does not preserve live claims."""
+    counts = {"sweeps": 0, "runs": 0, "reset": 0, "dropped": 0, "skipped": []}
     for path in sorted(glob.glob(os.path.join(home.sweeps_dir, "*.json"))):
         saved = read_json(path)
-        if not saved or "runs" not in saved:
+        if not _is_saved_sweep(saved):
+            counts["skipped"].append(f"sweep file {path}: not a saved sweep (sweep_id, spec, runs)")
             continue
         if home.sweep(saved["sweep_id"]) is None:
             home.register_sweep(saved["sweep_id"], saved.get("name"), saved["spec"], saved["runs"])
             counts["sweeps"] += 1
 
-    found = {}
-    for cfg_path in glob.glob(os.path.join(home.root, "*", "config.yaml")):
+    found, damaged = {}, set()
+    for cfg_path in sorted(glob.glob(os.path.join(home.root, "*", "config.yaml"))):
         files = RunDir(os.path.dirname(cfg_path))
-        record = files.read_record()
-        if record is None:
-            continue
-        found[files.run_id] = (record, files.read_summary())
+        read = _read_run(files)
+        if isinstance(read, str):  # one damaged run is named and left out; the rest of the home is indexed
+            counts["skipped"].append(f"run {files.run_id}: {read}")
+            damaged.add(files.run_id)
+        else:
+            found[files.run_id] = read
 
     now = time.time()
     with home.db() as conn:
         for run_id, (record, summary) in found.items():
-            config = record.get("config", {})
+            config = record.get("config") or {}
             # No summary: the run died before writing one; it can resume from its checkpoint.
             status = summary.get("status", "interrupted") if summary else "interrupted"
             conn.execute(
@@ -103,7 +108,8 @@ def reindex(home: RunHome) -> dict:
                  json.dumps(summary) if summary else None, now))
             counts["runs"] += 1
         for row in conn.execute("SELECT run_id, sweep_id, status FROM runs").fetchall():
-            if row["run_id"] in found or row["status"] in ("pending", "skipped"):
+            # A damaged run's row, if the index has one, is kept as it was: its directory is not gone.
+            if row["run_id"] in found or row["run_id"] in damaged or row["status"] in ("pending", "skipped"):
                 continue
             if row["sweep_id"] is not None and conn.execute(
                     "SELECT 1 FROM sweeps WHERE sweep_id=?", (row["sweep_id"],)).fetchone():
@@ -115,6 +121,27 @@ def reindex(home: RunHome) -> dict:
                 conn.execute("DELETE FROM runs WHERE run_id=?", (row["run_id"],))
                 counts["dropped"] += 1
     return counts
+
+
+def _read_run(files: RunDir) -> tuple[dict, dict | None] | str:
+    """A run directory's record and summary (None: it has none yet), or why they cannot be indexed."""
+    record = files.read_record()
+    if record is None:
+        return f"{files.config} is not a YAML mapping (unreadable or damaged); left out of the index"
+    if not isinstance(record.get("config", {}), dict):
+        return f"{files.config}: its config is not a mapping; left out of the index"
+    summary = files.read_summary()
+    if summary is None and os.path.exists(files.summary):
+        return f"{files.summary} is not a JSON object (unreadable or damaged); left out of the index"
+    if summary is not None and summary.get("status", "interrupted") not in STATUSES:
+        return f"{files.summary}: status {summary.get('status')!r} is none of {', '.join(STATUSES)}; left out"
+    return record, summary
+
+
+def _is_saved_sweep(saved: dict | None) -> bool:
+    return (saved is not None and isinstance(saved.get("sweep_id"), str) and isinstance(saved.get("spec"), dict)
+            and isinstance(saved.get("runs"), list) and all(isinstance(r, dict) and "run_id" in r
+                                                             for r in saved["runs"]))
 
 
 def _moved(indexed: dict | None, found: dict) -> bool:

@@ -8,7 +8,8 @@ import math
 
 import numpy as np
 
-from scaling.sweep.spec import Parameter, SweepSpec
+from scaling.errors import UsageError
+from scaling.sweep.spec import MAX_POINTS, Parameter, SweepSpec
 
 
 def _sample(p: Parameter, rng):
@@ -54,17 +55,29 @@ def enumerate_points(spec: SweepSpec) -> list[dict]:
     """The sweep's points as {key: value}: the grid's product in spec order (the first key varies
     slowest; duplicates dropped; cut at run_cap), for each of the listed `points` in their order when the
     spec lists some, or run_cap seeded random draws; then each point that
-    `seeds` asks replicates of, once per seed 0..K-1, the replicates adjacent in the queue."""
-    return [rep for point in _points(spec) for rep in _replicates(spec, point)]
+    `seeds` asks replicates of, once per seed 0..K-1, the replicates adjacent in the queue.
+
+    Raises:
+        UsageError: the replicates make more than MAX_POINTS runs (counted before any is built).
+    """
+    points = _points(spec)
+    total = sum(spec.seeds if _replicated(spec, point) else 1 for point in points)
+    if total > MAX_POINTS:
+        raise UsageError(f"{total:,} runs ({len(points):,} points with seeds: {spec.seeds}); allowed: at most "
+                         f"{MAX_POINTS:,} per sweep (fewer seeds, seeds.where, run_cap, or several sweeps)")
+    return [rep for point in points for rep in _replicates(spec, point)]
+
+
+def _replicated(spec: SweepSpec, point: dict) -> bool:
+    """Whether `point` gets seed replicates (`seeds` copies, each with its `seed`)."""
+    if spec.seeds == 1 and spec.seeds_where is None:
+        return False
+    where = spec.seeds_where or {}
+    return all(any(_same(point.get(k), x) for x in values) for k, values in where.items())
 
 
 def _replicates(spec: SweepSpec, point: dict) -> list[dict]:
-    if spec.seeds == 1 and spec.seeds_where is None:
-        return [point]
-    where = spec.seeds_where or {}
-    if not all(any(_same(point.get(k), x) for x in values) for k, values in where.items()):
-        return [point]
-    return [{**point, "seed": s} for s in range(spec.seeds)]
+    return [{**point, "seed": s} for s in range(spec.seeds)] if _replicated(spec, point) else [point]
 
 
 def _same(a, b) -> bool:

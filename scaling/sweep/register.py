@@ -13,13 +13,9 @@ from scaling.config import RunConfig
 from scaling.errors import UsageError
 from scaling.runs import RunHome
 from scaling.sweep.points import enumerate_points
-from scaling.sweep.spec import SweepSpec, load_spec
+from scaling.sweep.spec import MAX_POINTS, SweepSpec, load_spec
 from scaling.train import plan_run
 from scaling.train.limits import check_plan, host_memory
-
-# A sweep's points are planned one by one at creation; past this many a typo (a 1e6-point grid) would
-# plan for hours with nothing to show.
-MAX_POINTS = 10_000
 
 
 def new_sweep_id(name: str) -> str:

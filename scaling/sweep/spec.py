@@ -18,6 +18,9 @@ from scaling.errors import UsageError
 from scaling.sweep.command import ARG_MACROS, EXAMPLE_COMMAND, OTHER_MACROS, render_command, train_overrides
 
 METHODS = ("grid", "random")
+# A sweep's runs (points times their seed replicates) are planned one by one at creation; past this many
+# a typo (a 1e6-point grid, seeds: 100000000) would plan for hours, or exhaust memory, with nothing to show.
+MAX_POINTS = 10_000
 # Top-level keys the local engine honours (W&B's own, minus those below).
 SPEC_KEYS = ("program", "method", "metric", "parameters", "command", "run_cap", "name", "description",
              "project", "entity", "seeds", "points")
@@ -210,6 +213,8 @@ def _seeds(value, parameters: tuple[Parameter, ...], fail, listed: set = frozens
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         fail(f"seeds: expected a positive number of replicates per point, or {{count: K, where: {{...}}}}, "
              f"got {count!r}")
+    if count > MAX_POINTS:
+        fail(f"seeds: {count:,} replicates per point; allowed: at most {MAX_POINTS:,} runs per sweep")
     if any(p.name == "seed" for p in parameters) or "seed" in listed:
         fail("seeds: the parameters already sweep `seed`; give one or the other")
     if where is not None:

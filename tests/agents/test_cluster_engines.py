@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -138,6 +139,61 @@ def test_ray_without_the_extra_says_how_to_install_it(tmp_path, home, monkeypatc
     assert main(["--home", home, "sweep", "ray", sid]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["scaling sweep: error: ray is not installed: pip install 'scaling-workbench[ray]'"]
+
+
+def test_the_local_executor_refuses_an_array_parallelism_it_cannot_honour_and_holds_nothing(tmp_path, home):
+    pytest.importorskip("submitit")
+    from scaling.agents import slurm
+    from scaling.errors import UsageError
+
+    sid = _create(tmp_path, home, {**TINY, "tokens": {"value": 320}, "lr": {"values": [1e-3, 2e-3, 3e-3]}})
+    with pytest.raises(UsageError, match="--array-parallelism 2: the local executor starts all 3 tasks at once"):
+        slurm.submit_points(home, sid, executor="local", array_parallelism=2, folder=str(tmp_path / "logs"))
+    assert {(r["status"], r["attempts"]) for r in _rows(home).values()} == {("pending", 0)}
+    assert queue.claim(RunHome(home), sid, "agent", lease_s=60) is not None  # released: free for agents
+    assert not os.path.exists(tmp_path / "logs") or not os.listdir(tmp_path / "logs")  # no task started
+
+
+# A driver whose `ray.init` starts what Ray's raylet starts: a process of its own (an agent) that outlives
+# a killed driver; then it waits in init, to be killed there.
+_FAKE_RAY_DRIVER = """
+import subprocess, sys, time, types
+fake = types.ModuleType("ray")
+fake.is_initialized = lambda: False
+fake.shutdown = lambda: None
+def init(**kwargs):
+    subprocess.Popen(["bash", "-c", "exec -a ray::FakeAgent-" + sys.argv[3] + " sleep 120"])
+    print("ray started", flush=True)
+    time.sleep(120)
+fake.init = init
+sys.modules["ray"] = fake
+from scaling.agents.ray_engine import run_on_ray
+run_on_ray(sys.argv[1], sys.argv[2])
+"""
+
+
+def test_a_killed_ray_driver_leaves_no_process_of_the_ray_it_started(tmp_path, home):
+    sid = _create(tmp_path, home, {**TINY, "tokens": {"value": 320}})
+    tag = os.path.basename(str(tmp_path))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), os.environ.get("PYTHONPATH", "")]))
+    driver = subprocess.Popen([sys.executable, "-c", _FAKE_RAY_DRIVER, home, sid, tag], stdout=subprocess.PIPE,
+                              text=True, env=env)
+    agent = None
+    try:
+        assert driver.stdout.readline().strip() == "ray started"
+        agent = _wait_for(lambda: _process(lambda cmd: cmd.startswith(f"ray::FakeAgent-{tag}")), 30, "the agent")
+        time.sleep(1.5)  # the watcher has seen it (it looks twice a second)
+        driver.kill()  # SIGKILL: no finally, no atexit
+        driver.wait()
+        deadline = time.time() + 20
+        while _process(lambda cmd: cmd.startswith(f"ray::FakeAgent-{tag}")) and time.time() < deadline:
+            time.sleep(0.1)
+        assert _process(lambda cmd: cmd.startswith(f"ray::FakeAgent-{tag}")) is None, "the agent outlived its driver"
+    finally:
+        driver.kill()
+        if agent and _process(lambda cmd: cmd.startswith(f"ray::FakeAgent-{tag}")) == agent:
+            os.kill(agent, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -275,3 +331,62 @@ def test_slurm_per_point_requeues_a_warned_task_which_resumes_to_the_undisturbed
 
     _same_losses(pd.read_csv(tmp_path / "runs.csv"), undisturbed)
 
+
+
+def _descendants(root: int) -> dict[int, str]:
+    """{pid: command line} of every live process under root (children, theirs, ...)."""
+    parent, cmd = {}, {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmd[int(entry)] = fh.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parent[int(entry)] = int(fields[1])
+    out, todo = {}, [root]
+    while todo:
+        p = todo.pop()
+        for child in [c for c, pp in parent.items() if pp == p and c not in out]:
+            out[child] = cmd.get(child, "")
+            todo.append(child)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_a_ray_driver_killed_mid_sweep_leaves_no_ray_process_behind(tmp_path, home, sig):
+    pytest.importorskip("ray")
+    sid = _create(tmp_path, home, KILLABLE, name="kill")
+    # Ray's own temporary folder: under tmp_path its socket paths would pass the 107-byte limit.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), os.environ.get("PYTHONPATH", "")]))
+    driver = subprocess.Popen([sys.executable, "-m", "scaling.cli", "--home", home, "sweep", "ray", sid],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        _wait_for(lambda: any(c.startswith("ray::scaling") for c in _descendants(driver.pid).values()), 240,
+                  "a Ray task running a point")
+        ray_procs = {p: c for p, c in _descendants(driver.pid).items() if c.startswith("ray::") or "/ray/" in c}
+        assert any("raylet" in c for c in ray_procs.values()) and any(c.startswith("ray::") for c in ray_procs.values())
+        time.sleep(1)
+        driver.send_signal(sig)
+        driver.wait(timeout=120)
+        deadline = time.time() + 20
+        while time.time() < deadline and any(_alive(p) for p in ray_procs):
+            time.sleep(0.2)
+        left = {p: c for p, c in ray_procs.items() if _alive(p)}
+        assert not left, f"left behind: {left}"
+    finally:
+        driver.kill()
+    if sig == signal.SIGINT:  # a stop hands the runs back, resumable
+        assert {r["status"] for r in _rows(home).values()} <= {"interrupted", "pending"}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -39,3 +39,18 @@ def test_bad_seeds_are_refused_in_one_line(seeds, message):
 def test_seeds_and_a_seed_parameter_are_refused_together():
     with pytest.raises(UsageError, match="already sweep `seed`"):
         _spec(2, seed={"values": [0, 1]}, params={"values": [1e4]})
+
+
+def test_seed_replicates_count_against_the_sweep_cap_before_any_is_built():
+    from scaling.sweep.spec import MAX_POINTS
+
+    with pytest.raises(UsageError, match=r"12,000 runs \(4 points with seeds: 3000\); allowed: at most 10,000"):
+        enumerate_points(_spec(3000))
+    assert len(enumerate_points(_spec(MAX_POINTS // 4))) == MAX_POINTS  # the cap itself is allowed
+    with pytest.raises(UsageError, match="seeds: 100,000,000 replicates per point"):
+        _spec(100_000_000)
+
+
+def test_seeds_where_counts_only_the_replicated_points_against_the_cap():
+    points = enumerate_points(_spec({"count": 9_997, "where": {"flops_budget": 1e9, "params": 1e4}}))
+    assert len(points) == 9_997 + 3
