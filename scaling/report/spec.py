@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from scaling import safeyaml
 from scaling.config import load_yaml
 from scaling.errors import UsageError
 from scaling.laws import LAWS
@@ -91,6 +92,8 @@ def load_published(path: str | None = None) -> dict:
     path = path or PUBLISHED_PATH
     try:
         with open(path) as fh:
-            return yaml.safe_load(fh) or {}
+            return safeyaml.safe_load(fh) or {}
     except OSError:
         return {}
+    except yaml.YAMLError as err:  # a user's published-laws file: bounded like every YAML the workbench reads
+        raise UsageError(f"{path}: not a readable YAML file ({str(err).splitlines()[0]})") from None

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from scaling import safeyaml
 from scaling.errors import UsageError
 from scaling.laws import chinchilla_allocation, fit_isoflop, load_runs
 from scaling.runs import RunHome, runs_table
@@ -49,7 +50,7 @@ class Prior:
 def chinchilla_prior(path: Path = PUBLISHED) -> Prior:
     """Hoffmann et al.'s Approach 3 law (unrounded), as analysis/published.yaml holds it."""
     with open(path) as fh:
-        ref = yaml.safe_load(fh)[PRIOR_LAW]
+        ref = safeyaml.safe_load(fh)[PRIOR_LAW]
     p = ref["params"]
     alloc = chinchilla_allocation(p["A"], p["B"], p["alpha"], p["beta"])
     a, G = float(alloc["a"]), float(alloc["G"])
