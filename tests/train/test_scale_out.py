@@ -204,6 +204,7 @@ from jax.sharding import NamedSharding
 from scaling.config import RunConfig
 from scaling.train import plan_run, train_run
 from scaling.train.loop import OneRun, Session
+from scaling.model import layer_stacked
 from scaling.train.mesh import partition
 
 cfg = RunConfig.from_dict(dict(x.split("=") for x in {RUN!r}) | {{"mesh": "fsdp:2", "run_id": "f"}})
@@ -212,8 +213,8 @@ train_run(plan, {str(tmp_path)!r}, stop_at_step=2)  # a checkpoint to resume fro
 
 def check(tree, mesh, what):
     sharded = 0
-    for leaf in jax.tree.leaves(tree):
-        want = NamedSharding(mesh, partition(tuple(leaf.shape), 2))
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):  # scanned blocks: the layer axis unsharded
+        want = NamedSharding(mesh, partition(tuple(leaf.shape), 2, layer_stacked(path)))
         assert leaf.sharding.is_equivalent_to(want, leaf.ndim), (what, leaf.shape, leaf.sharding, want)
         sharded += want.spec != jax.sharding.PartitionSpec()
     assert sharded > 0, what
