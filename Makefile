@@ -12,9 +12,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test,slurm,data,ray]'
 	@touch $(STAMP)
 
-# Lint first: a style or undefined-name error fails fast, before minutes of tests.
+# Lint first: a style or undefined-name error fails fast, before minutes of tests. The fast suite runs in two
+# workers, a test file each at a time (--dist loadfile, so a module's shared fixture trains once): much of a
+# test's time is Python, tracing and compiling on one thread, so two workers fill both cores.
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check scaling tests benchmarks

@@ -29,6 +29,7 @@ def _losses(home, sid):
     return {r.run_id.rsplit("-", 1)[1]: r.summary["eval_loss"] for r in RunHome(home).sweep_runs(sid)}
 
 
+@pytest.mark.slow  # the fast suite keeps the trainer-level pack equivalence (tests/train/test_pack.py)
 def test_packing_agent_gives_each_run_the_result_it_has_alone(tmp_path):
     alone_home, packed_home = str(tmp_path / "alone"), str(tmp_path / "packed")
     alone_sid, packed_sid = _sweep(tmp_path, alone_home), _sweep(tmp_path, packed_home)

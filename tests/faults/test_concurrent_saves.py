@@ -8,6 +8,7 @@ import textwrap
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from scaling.train.checkpoints import Checkpoints, _writer
 
@@ -29,6 +30,7 @@ def _state(step):
     return {"w": jnp.arange(4096.0) * step, "step": jnp.int32(step)}
 
 
+@pytest.mark.slow  # two processes racing; the fast suite keeps the staging-folder rule below
 def test_two_processes_saving_the_same_steps_of_one_run_both_succeed_and_every_checkpoint_restores(tmp_path):
     directory = str(tmp_path / "checkpoints")
     savers = [subprocess.Popen([sys.executable, "-c", SAVER, directory], stdin=subprocess.PIPE,

@@ -117,6 +117,7 @@ def _metrics_steps(home, run_id):
     return [json.loads(line)["step"] for line in open(os.path.join(home, run_id, "metrics.jsonl"))]
 
 
+@pytest.mark.slow  # the fast suite keeps a single run's full disk; this one is a packed agent's, end to end
 def test_a_disk_that_fills_up_under_a_packed_agent_leaves_every_member_resumable_and_retry_requeues_the_failed(
         tmp_path, capsys):
     # Issue #23 item 1: three runs of one shape in one pack, a checkpoint every 5 of their 40 steps, on a

@@ -113,6 +113,7 @@ def test_depth_is_the_gap_from_the_minimum_to_the_better_edge_and_zero_at_an_edg
     assert depth_of((1.0, 1.0, 1.0), 0.0, 2.0) == 0.0  # increasing on the range: the minimum is an edge
 
 
+@pytest.mark.slow  # the fast suite keeps the bootstrap-unit tests (tests/laws/test_laws_bootstrap_unit.py)
 def test_isoflop_interval_covers_the_truth_when_replicates_share_a_point_error():
     # 4 budgets x 9 sizes x 3 seeds; each point's replicates share an error (sd 0.4%) on top of their
     # own (sd 0.4%). Resampling runs as if independent counts each shared error three times: it
