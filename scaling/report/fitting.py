@@ -2,7 +2,8 @@
 budget, then asked to predict it)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -19,9 +20,23 @@ class Fits:
     holdout: object | None = None  # chinchilla fitted without the largest budget
     holdout_rows: pd.DataFrame | None = None
     by_group: dict | None = None  # law -> GroupedFit: one fit per corpus, when the runs hold several
+    notes: list[str] = field(default_factory=list)  # the fits' warnings, for the report, not the terminal
 
 
 def fit_all(data: ReportData, spec: ReportSpec, progress=print) -> Fits:
+    """Every law the spec asks for; the warnings the fits raise (a budget past the data's reach, numeric
+    overflow at far-off optimizer starts) become the report's notes instead of lines on the terminal."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fits = _fit_all(data, spec, progress)
+    numeric = sum(issubclass(w.category, RuntimeWarning) for w in caught)
+    fits.notes = list(dict.fromkeys(str(w.message) for w in caught if not issubclass(w.category, RuntimeWarning)))
+    if numeric:
+        fits.notes.append(f"{numeric} numeric warning(s) while fitting")
+    return fits
+
+
+def _fit_all(data: ReportData, spec: ReportSpec, progress=print) -> Fits:
     table = load_runs(data.runs)
     # Runs on different corpora follow different laws: then every law once per corpus, nothing pooled.
     by_corpus = several_corpora(table)

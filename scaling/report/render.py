@@ -158,8 +158,8 @@ def write_report(data: ReportData, fits: Fits, spec: ReportSpec, out_dir: str,
         write_atomic(staged.runs_csv, data.runs.to_csv(index=False))
         write_atomic(staged.fit_json, json.dumps(fit_json(fits, data.metric), indent=2) + "\n")
         errors = [f"{law}: {why}" for law, why in fits.errors.items()]
-        write_atomic(staged.markdown, markdown(staged, data, spec, errors))
-        write_atomic(staged.html, html_page(staged, data, spec, errors))
+        write_atomic(staged.markdown, markdown(staged, data, spec, errors, fits.notes))
+        write_atomic(staged.html, html_page(staged, data, spec, errors, fits.notes))
         _publish(stage, out_dir)
     except OSError as err:
         raise_storage_error(err, f"cannot write the report in {out_dir}")
@@ -217,12 +217,15 @@ def _metric(data: ReportData) -> str:
     return "final eval loss in nats/token"
 
 
-def markdown(written: ReportFiles, data: ReportData, spec: ReportSpec, errors: list[str]) -> str:
+def markdown(written: ReportFiles, data: ReportData, spec: ReportSpec, errors: list[str],
+             notes: tuple[str, ...] | list[str] = ()) -> str:
     md = [f"# {md_text(spec.title)}", "",
           f"Source: {md_text(data.source)}. Laws: {', '.join(spec.laws)}. Loss: {_metric(data)}.", ""]
     md += ["## Headline", ""] + [f"- {line}" for line in written.headline] + [""]
     if errors:
         md += ["Not fitted: " + md_text("; ".join(errors)), ""]
+    if notes:
+        md += ["Notes: " + md_text("; ".join(notes)), ""]
     for t in written.tables:
         md += [f"## {t.title}", "", t.note, "", md_table(t.header, t.rows, t.user_text) if t.rows else "(none)", ""]
     md += ["## Figures", ""]
@@ -231,7 +234,8 @@ def markdown(written: ReportFiles, data: ReportData, spec: ReportSpec, errors: l
     return "\n".join(md)
 
 
-def html_page(written: ReportFiles, data: ReportData, spec: ReportSpec, errors: list[str]) -> str:
+def html_page(written: ReportFiles, data: ReportData, spec: ReportSpec, errors: list[str],
+              notes: tuple[str, ...] | list[str] = ()) -> str:
     esc = html.escape
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{esc(spec.title)}</title>",
              f"<style>{CSS}</style></head><body><h1>{esc(spec.title)}</h1>",
@@ -242,6 +246,8 @@ def html_page(written: ReportFiles, data: ReportData, spec: ReportSpec, errors: 
              + "</ul></div>"]
     if errors:
         parts.append("<p class='note'>Not fitted: " + esc("; ".join(errors)) + "</p>")
+    if notes:
+        parts.append("<p class='note'>Notes: " + esc("; ".join(notes)) + "</p>")
     parts.append("<h2>Figures</h2>")
     for f in written.figures:
         with open(f.png, "rb") as fh:

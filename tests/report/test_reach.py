@@ -155,3 +155,18 @@ def test_keep_unresolved_reaches_the_isoflop_fit_from_the_fit_command_and_the_re
     spec.write_text("keep_unresolved: 3\n")
     with pytest.raises(UsageError, match="keep_unresolved=3"):
         ReportSpec.load(str(spec))
+
+
+def test_a_report_budget_past_the_reach_is_a_note_in_the_report_not_a_warning_on_the_terminal(tmp_path):
+    import warnings
+
+    from scaling.cli import main
+
+    csv, spec = tmp_path / "runs.csv", tmp_path / "spec.yaml"
+    replicated_isoflop_table(seeds=1, noise=0.001).to_csv(csv, index=False)
+    spec.write_text("laws: [isoflop]\nbudgets: [1.0e+30]\nbootstrap: 0\nholdout: none\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["report", str(spec), str(csv), "--out", str(tmp_path / "r"), "--wandb", "off"]) == 0
+    assert not [w for w in caught if "reach" in str(w.message)]
+    assert "Notes: at=1e+30 FLOPs is" in (tmp_path / "r" / "report.md").read_text()
