@@ -148,6 +148,10 @@ def test_a_disk_that_fills_up_under_a_packed_agent_leaves_every_member_resumable
         # the fault as a run met it, or as the index met it first (SQLite: "disk I/O error")
         assert f"no space left on device; free space (or make the home writable), then `scaling sweep retry {sid}`" \
             in last or "cannot write the index" in last, last
+        saved = {r: (checkpoint_steps(home, r) or [0])[-1] for r in runs}
+        assert any(saved.values())  # the test's point: some member had saved before the disk filled
+
+        os.remove(filler)  # first: even a read-only look at the index needs room for SQLite's shared memory
         rows = [row(home, r) for r in runs]
         for r in rows:  # none is `failed` while its own record says it only stopped
             said = (r.summary or {}).get("status")
@@ -157,10 +161,6 @@ def test_a_disk_that_fills_up_under_a_packed_agent_leaves_every_member_resumable
             assert r.status == "interrupted" or ("no space left" in r.reason and said in (None, "failed")), vars(r)
         assert any(r.status in ("failed", "running") for r in rows)
 
-        saved = {r: (checkpoint_steps(home, r) or [0])[-1] for r in runs}
-        assert any(saved.values())  # the test's point: some member had saved before the disk filled
-
-        os.remove(filler)
         time.sleep(2.5)  # any claim the full index kept lapses (--lease 2)
         assert main(["--home", home, "sweep", "retry", sid]) == 0
         out = capsys.readouterr()
