@@ -193,17 +193,14 @@ def print_warnings(caught) -> None:
     """The fit's warnings as lines in the command's terms: a budget past the law's reach names --at; numeric
     warnings (e.g. an exp overflowing at a far-off optimizer start) become one counted note, never a raw
     Python warning with its source line."""
-    from scaling.laws.table import ExtrapolationWarning
+    from scaling.laws.table import warning_notes
 
-    numeric = [w for w in caught if issubclass(w.category, RuntimeWarning)]
-    for w in caught:
-        if issubclass(w.category, ExtrapolationWarning):
-            print("warning: " + str(w.message).replace("at=", "--at ", 1), file=sys.stderr)
-        elif not issubclass(w.category, RuntimeWarning):
-            print(f"warning: {w.message}", file=sys.stderr)
-    if numeric:
-        print(f"note: {len(numeric)} numeric warning(s) while fitting (first: {numeric[0].message})",
+    messages, numeric = warning_notes(caught)
+    for message in messages:  # the laws say at=C; this command's flag is --at
+        print("warning: " + (message.replace("at=", "--at ", 1) if message.startswith("at=") else message),
               file=sys.stderr)
+    if numeric:
+        print(f"note: {numeric}", file=sys.stderr)
 
 
 def group_column(by: str, table) -> str | None:

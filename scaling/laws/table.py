@@ -341,3 +341,13 @@ def warn_reach(table: RunsTable, budgets: Sequence[float]) -> None:
 def describe_dropped(dropped: Mapping[str, int]) -> str:
     """'3 missing values, 1 unfinished' (or 'none')."""
     return ", ".join(f"{v} {k}" for k, v in dropped.items()) or "none"
+
+
+def warning_notes(caught: Iterable[warnings.WarningMessage]) -> tuple[list[str], str | None]:
+    """The warnings a fit raised, for a person: each distinct message once (a budget past the reach, ...),
+    and the numeric ones (an exp overflowing at a far-off optimizer start) counted in one line, or None."""
+    caught = list(caught)
+    numeric = [w for w in caught if issubclass(w.category, RuntimeWarning)]
+    messages = list(dict.fromkeys(str(w.message) for w in caught if not issubclass(w.category, RuntimeWarning)))
+    count = f"{len(numeric)} numeric warning(s) while fitting (first: {numeric[0].message})" if numeric else None
+    return messages, count

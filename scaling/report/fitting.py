@@ -9,6 +9,7 @@ import pandas as pd
 
 from scaling.errors import UsageError
 from scaling.laws import fit, fit_by, holdout_split, load_runs, several_corpora
+from scaling.laws.table import warning_notes
 from scaling.report.gather import ReportData
 from scaling.report.spec import ReportSpec
 
@@ -29,10 +30,8 @@ def fit_all(data: ReportData, spec: ReportSpec, progress=print) -> Fits:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fits = _fit_all(data, spec, progress)
-    numeric = sum(issubclass(w.category, RuntimeWarning) for w in caught)
-    fits.notes = list(dict.fromkeys(str(w.message) for w in caught if not issubclass(w.category, RuntimeWarning)))
-    if numeric:
-        fits.notes.append(f"{numeric} numeric warning(s) while fitting")
+    messages, numeric = warning_notes(caught)
+    fits.notes = messages + ([numeric] if numeric else [])
     return fits
 
 
