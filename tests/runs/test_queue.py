@@ -201,3 +201,26 @@ def test_retry_requeues_failed_runs_with_attempts_afresh_and_leaves_the_rest_alo
     assert (again.run_id, again.attempts, again.resumed) == ("s-0", 1, True)  # resumes first, fenced afresh
     assert queue.retry(store, "s") == []  # nothing failed is left; a live claim is never retried
     assert queue.retry(store, "s", ("diverged",)) == ["s-3"]
+
+
+def test_by_default_a_run_fails_after_three_agents_died_holding_it(home, clock):
+    store = _sweep(home, "pending")
+    for agent in ("a", "b", "c"):
+        assert queue.claim(store, "s", agent, lease_s=10).run_id == "s-0"
+        clock[0] += 11
+    assert queue.claim(store, "s", "d", lease_s=10) is None
+    assert _row(store, "s-0").status == "failed"
+
+
+def test_runs_an_engine_takes_name_it_as_their_holder(home, clock):
+    store = _sweep(home, "pending")
+    taken = queue.take_for_engine(store, "s", "slurm:7")
+    assert [r.claimed_by for r in taken] == ["slurm:7"] and _row(store, "s-0").claimed_by == "slurm:7"
+
+
+@pytest.mark.parametrize("statuses", [("complete",), ("failed", "skipped")])
+def test_retry_refuses_a_status_that_cannot_be_retried_and_names_it(home, clock, statuses):
+    store = _sweep(home, "complete", "skipped", "failed")
+    with pytest.raises(ValueError, match=repr(statuses[-1] if len(statuses) > 1 else statuses[0])):
+        queue.retry(store, "s", statuses)
+    assert [_row(store, f"s-{i}").status for i in range(3)] == ["complete", "skipped", "failed"]
