@@ -36,6 +36,10 @@ def test_screening_polishes_the_best_scoring_starts_and_reaches_the_full_grids_o
 
     full = minimize_batched(vg, grid, data=data)
     monkeypatch.setattr(polish, "SCREEN_ROWS", 100)  # this 150-row table now counts as large
+    # With no step allowed, the polished points are the starts themselves: exactly the best-scoring ones.
+    started, n = polish.grid_minimize(vg, grid, data, polish.Tolerances(maxiter=0))
+    assert n == polish.POLISHED
+    np.testing.assert_array_equal(started.x, grid[keep])
     fit = fit_parametric(table, bootstrap=0, cross_check=False)
     assert fit.n_polished == polish.POLISHED and fit.n_starts == len(grid)
     assert "of the 64 best-scoring, polished" in fit.method()
