@@ -15,8 +15,10 @@ directory (`rebuild.refresh_from_files`). This mode works wherever the home is s
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
+import uuid
 
 from scaling import preempt
 from scaling.agents import pointwise
@@ -150,12 +152,12 @@ def submit_points(home, sweep_id: str, *, array_parallelism: int | None = None, 
     if not runs:
         return [], []
     if executor == "local" and array_parallelism is not None and array_parallelism < len(runs):
-        # submitit's LocalExecutor has no array throttle (slurm_array_parallelism is a SLURM key it drops):
-        # it would start every task at once, which is what K is there to prevent.
-        queue.release_engine_runs(home, holder, {r.run_id: r.status for r in runs})
-        raise UsageError(f"--array-parallelism {array_parallelism}: the local executor starts all {len(runs)} "
-                         f"tasks at once and cannot limit them; on this machine run agents instead "
-                         f"(`--executor local --parallel {array_parallelism}` without --per-point)")
+        try:
+            throttle_local(ex, os.path.join(log_folder(home, folder), f"slots-{uuid.uuid4().hex[:12]}"),
+                           array_parallelism)
+        except BaseException:
+            queue.release_engine_runs(home, holder, {r.run_id: r.status for r in runs})
+            raise
     try:
         jobs = ex.map_array(PointTask(), [home.root] * len(runs), [r.run_id for r in runs],
                             [{**r.config, **overrides} for r in runs])
@@ -163,6 +165,26 @@ def submit_points(home, sweep_id: str, *, array_parallelism: int | None = None, 
         queue.release_engine_runs(home, holder, {r.run_id: r.status for r in runs})
         raise
     return jobs, runs
+
+
+def throttle_local(ex, folder: str, limit: int) -> None:
+    """Make a local executor's array run at most `limit` of its tasks at once.
+
+    submitit's LocalExecutor starts every task at once (slurm_array_parallelism is a SLURM key it
+    drops). Each task's controller is started by a shell that first runs the executor's `setup`
+    commands; there the task takes one of `limit` slot locks (flock(1) on files in `folder`), waiting
+    while all are held, on descriptor 9, which the controller inherits: the slot is freed when the
+    controller, and so the task, has ended. A waiting task has not started its controller, so its time
+    limit (`--time`) has not started either.
+    """
+    if shutil.which("flock") is None:
+        raise UsageError(f"--array-parallelism {limit}: the local executor limits its tasks with flock(1), "
+                         "which is not on PATH (util-linux)")
+    os.makedirs(folder, exist_ok=True)
+    slots = " ".join(shlex.quote(os.path.join(folder, f"slot-{i}")) for i in range(limit))
+    take_a_slot = (f'while :; do for slot in {slots}; do exec 9>>"$slot"; flock -n 9 && break 2; done; '
+                   "sleep 0.2; done")
+    ex.update_parameters(local_setup=[take_a_slot])
 
 
 def wait(jobs: list) -> list[dict]:

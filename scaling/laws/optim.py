@@ -223,7 +223,8 @@ def _load(s: _State, mask, x0, rows, table) -> _State:
         hi=jnp.where(m3, jnp.inf, s.hi), f_lo=jnp.where(m3, jnp.inf, s.f_lo), n_try=jnp.where(m3, 0, s.n_try),
         S=jnp.where(m2, z(s.S), s.S), Y=jnp.where(m2, z(s.Y), s.Y), rho=jnp.where(m1, 0.0, s.rho),
         k=jnp.where(m3, 0, s.k), n_eval=jnp.where(m3, 0, s.n_eval), done=jnp.where(m3, False, s.done),
-        conv=jnp.where(m3, False, s.conv), fresh=jnp.where(m3, True, s.fresh), w=jnp.where(m1, table[rows], s.w))
+        conv=jnp.where(m3, False, s.conv), fresh=jnp.where(m3, True, s.fresh),
+        w=jnp.where(m1, table[rows].astype(s.w.dtype), s.w))
 
 
 @jax.jit
@@ -241,6 +242,18 @@ def lane_count(n_problems: int, cap: int = 1024) -> int:
     return min(cap, max(64, 1 << max(0, (n_problems - 1).bit_length())))
 
 
+LANE_ELEMENTS = 1 << 22  # lanes x points of one (L, n) array of a step: 32 MB in float64
+
+
+def lane_cap(n_points: int) -> int:
+    """The most lanes whose (lanes, points) arrays stay within `LANE_ELEMENTS` (a power of two, at least 64).
+
+    A step holds several such arrays (the lanes' weights, exponentials, residuals): at 100,000 points
+    1,024 lanes made each 800 MB, so a large table runs fewer lanes at a time instead.
+    """
+    return max(64, 1 << ((LANE_ELEMENTS // max(n_points, 1)).bit_length() - 1))
+
+
 def minimize_batched(
     vg: Callable,
     x0,
@@ -255,7 +268,9 @@ def minimize_batched(
     `vg(X, *data, W) -> (f, grad)` evaluates a (L, P) batch of points; `W` (L, n) holds each lane's
     observation weights. It must be a hashable module-level function (it keys the compiled program).
     Problem i starts at `x0[i]` and uses row `weight_rows[i]` of the `weights` table (default: one row
-    of ones), which is how bootstrap resamples share the data without copying it.
+    of ones), which is how bootstrap resamples share the data without copying it. The table keeps its
+    dtype (bootstrap counts fit in uint8: 100 MB for 1,000 resamples of 100,000 points, not 800); a
+    lane's row is made float64 when the lane takes it.
 
     Lanes whose problem finished take the next one from the queue between chunks of steps; when the
     queue is empty and few lanes are left, they move once to a batch an eighth the size, so that the
@@ -265,7 +280,9 @@ def minimize_batched(
         x0 = np.asarray(x0, np.float64)
         Q, P = x0.shape
         n = np.shape(data[0])[-1] if data else 1
-        weights = np.ones((1, n)) if weights is None else np.asarray(weights, np.float64)
+        weights = np.ones((1, n)) if weights is None else np.asarray(weights)
+        if weights.dtype not in (np.uint8, np.float32, np.float64):
+            weights = weights.astype(np.float64)
         data, weights = _pad_points(data, weights, n)
         n = weights.shape[1]
         data = tuple(jnp.asarray(a, jnp.float64) for a in data)
@@ -274,7 +291,7 @@ def minimize_batched(
         out_x, out_f = x0.copy(), np.full(Q, np.inf)
         out_k, out_e, out_c = np.zeros(Q, np.int64), np.zeros(Q, np.int64), np.zeros(Q, bool)
 
-        L = lane_count(Q, lanes)
+        L = lane_count(Q, min(lanes, lane_cap(n)))
         small = max(32, L // 8)
         state = _empty_state(L=L, P=P, n=n, memory=tol.memory)
         problem = np.full(L, -1)  # which problem each lane holds
@@ -325,7 +342,7 @@ def _pad_points(data: tuple, weights: np.ndarray, n: int, multiple: int = 64):
         if a.ndim and a.shape[-1] == n:
             a = np.concatenate([a, np.repeat(a[..., :1], size - n, axis=-1)], axis=-1)
         padded.append(a)
-    return tuple(padded), np.concatenate([weights, np.zeros((len(weights), size - n))], axis=1)
+    return tuple(padded), np.concatenate([weights, np.zeros((len(weights), size - n), weights.dtype)], axis=1)
 
 
 def _harvest(state, mask, problem, out_x, out_f, out_k, out_e, out_c):

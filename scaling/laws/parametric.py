@@ -2,7 +2,8 @@
 
 The published method, followed exactly: predictions in log space (log-sum-exp form), Huber loss
 (delta 1e-3 by default) on log residuals summed over points, L-BFGS from every start of a grid (the
-4,500-point Hoffmann grid for the Chinchilla form), the best optimum kept, parameters unrounded.
+4,500-point Hoffmann grid for the Chinchilla form), the best optimum kept, parameters unrounded. On a
+table of more than 1,000 rows the grid is screened first and its best-scoring starts polished (polish.py).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 from scaling.errors import UsageError
 from scaling.laws._json import clean
 from scaling.laws.allocation import Allocation, optimal_allocation
-from scaling.laws.bootstrap import DEFAULT_RESAMPLES, interval, two_level_weights
+from scaling.laws.bootstrap import DEFAULT_RESAMPLES, interval
 from scaling.laws.chinchilla import CrossCheck, varpro_cross_check
 from scaling.laws.errors import ArgumentError
 from scaling.laws.fixed import Fixing, fixing
@@ -22,6 +23,7 @@ from scaling.laws.forms import FORMS, R_D_STAR, R_N_STAR, LawForm, features_for
 from scaling.laws.isoflop import group_budgets
 from scaling.laws.noise import NoiseFloor, noise_floor
 from scaling.laws.optim import BatchResult, Tolerances, minimize_batched
+from scaling.laws.polish import bootstrap_optima, distinct_optima, grid_minimize
 from scaling.laws.result import Estimate, Table, estimates_frame
 from scaling.laws.table import RunsTable, holdout_split, numeric_column
 
@@ -66,6 +68,7 @@ class LawFit:
     noise: NoiseFloor | None = None
     fixed: Mapping[str, float] = field(default_factory=dict)  # parameters held at given values
     data_range: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # params, tokens, flops
+    n_polished: int | None = None  # starts minimized after screening a large table's grid (polish.py)
 
     @property
     def form(self) -> LawForm:
@@ -97,7 +100,8 @@ class LawFit:
 
     def method(self) -> str:
         return (f"objective {self.objective:.6g} (Huber, delta {self.huber_delta:g}, summed over log residuals); "
-                f"best of {self.n_starts} starts ({self.n_converged} converged); "
+                f"best of {self.n_starts} starts ({self.n_converged} converged"
+                + (f" of the {self.n_polished} best-scoring, polished" if self.n_polished else "") + "); "
                 f"{self.n_resamples} bootstrap resamples (points, with their seeds)")
 
     def estimates(self) -> list[Estimate]:
@@ -236,21 +240,6 @@ def check_enough(form: LawForm, table: RunsTable, fix: Fixing | None = None) -> 
             raise UsageError(f"law {form.name} needs at least 2 distinct values of {col[feat]!r}; the table has 1")
 
 
-def distinct_optima(result: BatchResult, k: int, tol: float = 1e-2) -> np.ndarray:
-    """Up to k optima, best first, each differing from the ones before by more than `tol` in some coordinate."""
-    order = np.argsort(np.where(np.isfinite(result.fun), result.fun, np.inf))
-    chosen: list[np.ndarray] = []
-    for i in order:
-        if not np.isfinite(result.fun[i]):
-            break
-        x = result.x[i]
-        if all(np.max(np.abs(x - c)) > tol for c in chosen):
-            chosen.append(x)
-            if len(chosen) == k:
-                break
-    return np.array(chosen)
-
-
 def _refine_data_constrained(result: BatchResult, fix: Fixing | None = None) -> np.ndarray:
     """Second stage for the data-constrained form: the best optima found with the published R_D*, R_N*,
     restarted over a small grid of decay constants (the first stage cannot leave R* values the data do
@@ -317,7 +306,7 @@ def fit_parametric(
     vg = form.value_and_grad
     if fix is not None:
         grid, vg = fix.reduce(grid), fix.value_and_grad
-    result = minimize_batched(vg, grid, data=data, tol=tol)
+    result, polished = grid_minimize(vg, grid, data, tol)
     if form.name == "data-constrained":
         refined = _refine_data_constrained(result, fix)
         result = _concat(result, minimize_batched(vg, refined, data=data, tol=tol))
@@ -325,7 +314,7 @@ def fit_parametric(
     if not np.isfinite(result.fun[best]):
         raise UsageError(f"law {law}: no start reached a finite objective; check the table's values")
 
-    samples = _bootstrap(vg, fit_table, data, result, grid, bootstrap, seed, bootstrap_starts, warm_starts, tol)
+    samples = bootstrap_optima(vg, fit_table, data, result, grid, bootstrap, seed, bootstrap_starts, warm_starts, tol)
     theta = result.x[best]
     if fix is not None:  # the result holds full coordinates, so predict and allocate need no fixing
         theta = fix.expand(theta)
@@ -357,35 +346,14 @@ def fit_parametric(
 
     return LawFit(law=law, params=natural, ci95=ci, objective=float(result.fun[best]), huber_delta=float(huber_delta),
                   n_points=fit_table.n_points, n_runs=fit_table.n_runs, dropped=dict(fit_table.dropped),
-                  n_starts=len(result.fun), n_converged=int(result.converged.sum()), n_resamples=len(samples),
+                  n_starts=len(result.fun) + (len(grid) - polished if polished else 0),
+                  n_converged=int(result.converged.sum()), n_resamples=len(samples),
                   theta=theta, samples=samples, optimal=optimal, holdout=hold, cross_check=check,
                   noise=noise_floor(fit_table, *group_budgets(fit_table)), fixed=dict(held_at),
                   data_range={c: (float(fit_table.column(c).min()), float(fit_table.column(c).max()))
-                              for c in ("params", "tokens", "flops")})
+                              for c in ("params", "tokens", "flops")}, n_polished=polished)
 
 
 def _concat(a: BatchResult, b: BatchResult) -> BatchResult:
     return BatchResult(*(np.concatenate([getattr(a, f), getattr(b, f)]) for f in
                          ("x", "fun", "n_iter", "n_eval", "converged")))
-
-
-def _bootstrap(vg, table, data, result, grid, n_resamples, seed, mode, warm_starts, tol) -> np.ndarray:
-    """Bootstrap optima (R, P), resampling points and then seeds within them (`two_level_weights`).
-
-    Warm starts are sound because a resample reweights the same points: its objective is a small
-    perturbation of the full-data one, so its global minimum lies in the basin of the full-data optimum
-    or of one of the other low optima the full grid found. Starting each resample there finds the same
-    minimum the full grid would, at a few hundredths of the cost; "grid" mode checks that claim.
-    """
-    if n_resamples <= 0:
-        return np.zeros((0, result.x.shape[1]))
-    codes, point_of_run = table.run_points()
-    weights = two_level_weights(codes, point_of_run, n_resamples, seed)
-    starts = distinct_optima(result, warm_starts) if mode == "warm" else grid
-    k = len(starts)
-    rows = np.repeat(np.arange(n_resamples), k)
-    x0 = np.tile(starts, (n_resamples, 1))
-    res = minimize_batched(vg, x0, data=data, weights=weights, weight_rows=rows, tol=tol)
-    f = np.where(np.isfinite(res.fun), res.fun, np.inf).reshape(n_resamples, k)
-    pick = np.argmin(f, axis=1)
-    return res.x.reshape(n_resamples, k, -1)[np.arange(n_resamples), pick]

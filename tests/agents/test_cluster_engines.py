@@ -141,17 +141,50 @@ def test_ray_without_the_extra_says_how_to_install_it(tmp_path, home, monkeypatc
     assert err == ["scaling sweep: error: ray is not installed: pip install 'scaling-workbench[ray]'"]
 
 
-def test_the_local_executor_refuses_an_array_parallelism_it_cannot_honour_and_holds_nothing(tmp_path, home):
-    pytest.importorskip("submitit")
-    from scaling.agents import slurm
-    from scaling.errors import UsageError
+class _Span:
+    """An array task that trains nothing: it records when it ran, in a file of its own."""
 
-    sid = _create(tmp_path, home, {**TINY, "tokens": {"value": 320}, "lr": {"values": [1e-3, 2e-3, 3e-3]}})
-    with pytest.raises(UsageError, match="--array-parallelism 2: the local executor starts all 3 tasks at once"):
-        slurm.submit_points(home, sid, executor="local", array_parallelism=2, folder=str(tmp_path / "logs"))
-    assert {(r["status"], r["attempts"]) for r in _rows(home).values()} == {("pending", 0)}
-    assert queue.claim(RunHome(home), sid, "agent", lease_s=60) is not None  # released: free for agents
-    assert not os.path.exists(tmp_path / "logs") or not os.listdir(tmp_path / "logs")  # no task started
+    def __init__(self, folder):
+        self.folder = folder
+
+    def __call__(self, home_root, run_id, config):
+        start = time.time()
+        time.sleep(1.5)
+        with open(os.path.join(self.folder, run_id), "w") as fh:
+            fh.write(f"{start} {time.time()}")
+        return {"status": "complete"}
+
+
+def _most_at_once(spans):
+    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans], key=lambda e: (e[0], e[1]))
+    running = most = 0
+    for _, step in events:
+        running += step
+        most = max(most, running)
+    return most
+
+
+def test_the_local_executor_runs_at_most_array_parallelism_tasks_at_once(tmp_path, home, monkeypatch):
+    pytest.importorskip("submitit")
+    import cloudpickle
+
+    from scaling.agents import slurm
+
+    sid = _create(tmp_path, home, {**TINY, "tokens": {"value": 320}, "lr": {"values": [1e-3, 2e-3, 3e-3, 4e-3, 5e-3]}})
+    spans = tmp_path / "spans"
+    spans.mkdir()
+    # The task processes cannot import this test module: its task goes to them by value.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(slurm, "PointTask", lambda: _Span(str(spans)))
+    try:
+        jobs, runs = slurm.submit_points(home, sid, executor="local", array_parallelism=2,
+                                         folder=str(tmp_path / "logs"))
+        outcomes = slurm.wait(jobs)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert [o["error"] for o in outcomes] == [None] * 5 and len(runs) == 5
+    ran = [tuple(map(float, (spans / r.run_id).read_text().split())) for r in runs]
+    assert _most_at_once(ran) <= 2, ran
 
 
 # A driver whose `ray.init` starts what Ray's raylet starts: a process of its own (an agent) that outlives
