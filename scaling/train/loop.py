@@ -167,7 +167,9 @@ class Session:
     def evaluate(self, params) -> float:
         plan, place = self.plan, self.place
         total, n = 0.0, 0
-        for x, y in data_lib.eval_batches(plan.corpus, plan.config.eval_tokens, plan.batch_size, plan.shape.seq_len):
+        # In the rows of one microbatch, as training holds them: a whole batch's logits may not fit the device.
+        rows = plan.batch_size // plan.config.microbatches
+        for x, y in data_lib.eval_batches(plan.corpus, plan.config.eval_tokens, rows, plan.shape.seq_len):
             gx, gy = (jax.make_array_from_callback(t.shape, place.replicated, lambda i, t=t: t[i]) for t in (x, y))
             total += to_float(self.fns.eval_loss(params, gx, gy)) * len(x)
             n += len(x)
