@@ -64,14 +64,14 @@ def compile_only(args) -> int:
     cache = jax.config.jax_enable_compilation_cache
     jax.config.update("jax_enable_compilation_cache", False)  # a compilation's seconds, not a cache read's
     try:
-        print(f"{'shape':>14} {'params':>14} {'layout':>9} {'attention':>9} {'remat':>5} {'lower':>7} {'compile':>8} "
-              f"{'cpu':>7} {'args MiB':>9} {'temp MiB':>9}")
+        print(f"{'shape':>14} {'params':>14} {'layout':>9} {'lower':>7} {'compile':>8} {'cpu':>7} {'args MiB':>9} "
+              f"{'temp MiB':>9} {'attention':>9} {'remat':>5}")
         for shape in _shapes(args):
             for remat in args.remat:
                 r = compile_train_step(shape, args.batch_size, args.dtype, args.layout, _kernel(args, shape), remat)
-                print(f"{r['shape']:>14} {r['params']:>14,} {r['layers']:>9} {r['attention']:>9} {remat:>5} "
-                      f"{r['lower_s']:>6.1f}s {r['compile_s']:>7.1f}s {r['compile_cpu_s']:>6.1f}s "
-                      f"{r['argument_bytes'] / 2**20:>9.1f} {r['temp_bytes'] / 2**20:>9.1f}", flush=True)
+                print(f"{r['shape']:>14} {r['params']:>14,} {r['layers']:>9} {r['lower_s']:>6.1f}s "
+                      f"{r['compile_s']:>7.1f}s {r['compile_cpu_s']:>6.1f}s {r['argument_bytes'] / 2**20:>9.1f} "
+                      f"{r['temp_bytes'] / 2**20:>9.1f} {r['attention']:>9} {remat:>5}", flush=True)
         print(f"({args.dtype}, batch {args.batch_size} x seq {args.seq_len}; one train step, compiled ahead of time "
               f"on {jax.devices()[0].platform})")
     finally:

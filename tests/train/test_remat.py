@@ -13,7 +13,7 @@ from scaling.config import RunConfig
 from scaling.errors import UsageError
 from scaling.family import shape_for_width
 from scaling.train import limits, plan_run, train_run
-from scaling.train.step import compiled_fns
+from scaling.train.step import CPU_ATTENTION, compiled_fns
 
 
 def _losses(remat: str, steps: int = 4) -> list[float]:
@@ -45,6 +45,7 @@ print(json.dumps({r: compile_train_step(shape, 8, remat=r)["temp_bytes"] for r i
 """
 
 
+@pytest.mark.slow  # three compilations in a process of its own
 def test_compiled_temp_memory_falls_from_none_to_dots_to_full():
     # A process of its own with the compilation cache off: a cached executable may not carry its analysis.
     env = {**os.environ, "SCALING_COMPILATION_CACHE": "off"}
@@ -68,6 +69,7 @@ def test_remat_is_recorded_and_may_change_when_the_run_resumes(home, tiny):
     with open(os.path.join(home, "rm", "config.yaml")) as fh:
         record = yaml.safe_load(fh)
     assert record["config"]["remat"] == "full" and record["resolved"]["remat"] == "full"
+    assert record["resolved"]["attention"] == CPU_ATTENTION  # attention=auto, resolved and named
     again = train_run(plan_run(RunConfig.from_dict(base | {"remat": "dots"})), home)
     assert again["status"] == "complete" and again["step"] == 8 and again["remat"] == "dots"
     with open(os.path.join(home, "rm", "config.yaml")) as fh:
