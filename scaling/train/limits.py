@@ -46,7 +46,7 @@ REMAT_ORDER = ("none", "dots", "full")
 def layer_activations(plan: RunPlan, remat: str) -> float:
     """Elements per token one block keeps for the backward pass under `remat`, a lower bound. `none`: the
     block's input and its norm, the rotated q and k, v, the attention probabilities (heads x the keys
-    the kernel computes; cuDNN keeps one statistic per head and recomputes them), the attention output,
+    the kernel computes, three such arrays as XLA keeps them; cuDNN keeps one statistic per head), the attention output,
     the second residual and its norm, the MLP's pre-activations and hidden units. `dots`: the block's
     input and the matmul outputs (qkv, scores, attention output, projection, MLP up and down), the rest
     recomputed. `full`: the block's input alone."""
@@ -58,22 +58,26 @@ def layer_activations(plan: RunPlan, remat: str) -> float:
         return d
     if remat == "dots":
         return 7 * d + up + scores
-    return 8 * d + up + s.d_ff + scores
+    # beside the probabilities XLA keeps two more score-sized arrays without remat (the masked scores and
+    # the softmax's exponentials): compiled temp memory at d64-L4 seq 256 fell 61 MiB from none to dots,
+    # about three score squares per layer (benchmarks/results/cpu-remat-memory-2026-12-03.txt)
+    return 8 * d + up + s.d_ff + 3 * scores
 
 
 def training_bytes(plan: RunPlan, remat: str | None = None) -> tuple[float, float]:
     """A lower bound on training memory: (optimizer state, activations of one step) under `remat` (default
     the plan's, else none). Activations: what backward keeps of every layer (layer_activations), one
-    layer's full set while `full` recomputes it, and the logits with their gradient, in float32; the
-    true figure is higher, so a refusal is never wrong."""
+    layer's matmul outputs while `full` recomputes it, and the logits with their gradient, in float32;
+    the true figure is higher (benchmarks/results/cpu-remat-memory-2026-12-03.txt), so a refusal is
+    never wrong."""
     s = plan.shape
     remat = remat or plan.remat or "none"
     microbatches = max(1, int(getattr(plan.config, "microbatches", 1) or 1))
     rows = plan.batch_size / microbatches * s.seq_len
     width = 2 if plan.config.dtype == "bfloat16" else 4
     per_token = s.n_layers * layer_activations(plan, remat)
-    if remat == "full":
-        per_token += layer_activations(plan, "none")
+    if remat == "full":  # the layer being recomputed holds at least its matmul outputs
+        per_token += layer_activations(plan, "dots")
     activations = rows * (per_token * width + 2 * s.vocab_size * 4)
     return STATE_BYTES_PER_PARAM * s.params + 8.0 * plan.steps, activations
 
