@@ -47,9 +47,9 @@ def use_compilation_cache() -> str | None:
 
 # The kernel `attention=auto` runs on CPU: the fastest there, measured side by side with the layers scanned
 # (benchmarks/bench_attention.py, benchmarks/results/cpu-attention-2026-12-03.txt): the block loop took
-# 0.75-0.78x the one XLA call's step time at the demo's seq 128, 0.93x at d256-L4 seq 512, and tied at
-# d128 seq 256 (1.03x, within the noise of a loaded machine). XLA's CPU call computes the masked full square;
-# the loop skips the key blocks above the diagonal.
+# 0.75-0.78x the one XLA call's step time at the demo's seq 128, 0.94x at d256-L4 seq 512, 0.81x at seq
+# 1024 (medians; single d256 rounds overlap under load), and tied at d128 seq 256 (1.03x). XLA's CPU call
+# computes the masked full square; the loop skips the key blocks above the diagonal.
 CPU_ATTENTION = "blocks"
 
 
