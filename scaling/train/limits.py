@@ -142,15 +142,24 @@ def check_plan(plan: RunPlan, available: tuple[float, str] | None = None) -> Non
         raise UsageError(f"{cfg.length} is {plan.steps:.3g} steps of {plan.tokens_per_step:,} tokens; allowed: at "
                          f"most {MAX_STEPS:.0e} steps ({MAX_STEPS * plan.tokens_per_step:.3g} tokens) per run")
     limit, what = available or device_memory()
-    remat = plan.remat or choose_remat(plan, (limit, what))
+    # unresolved: as this machine's devices would take it (device_memory started them), or, checked against
+    # a given memory (a sweep planned on its host), as an accelerator would
+    platform = None if available is not None else _platform()
+    remat = plan.remat or choose_remat(plan, (limit, what), platform)
     state, activations = training_bytes(plan, remat)
     if state + activations <= limit:
         return
-    need = f"at least {number((state + activations) / 1e9, 3)} GB to train, more than {what} " \
+    need = f"at least {number((state + activations) / 1e9, 3)} GB to train with remat={remat}, more than {what} " \
            f"({number(limit / 1e9, 3)} GB)"
     if state > limit / 2:
         size = f"params={cfg.params:g}" if cfg.params is not None else f"d_model={cfg.d_model}"
         raise UsageError(f"{size}: {plan.shape.describe()} with N={plan.shape.params:.3g} needs {need}; "
                          "allowed: a smaller model")
-    raise UsageError(f"batch_size={plan.batch_size} x seq_len={plan.shape.seq_len} with remat={remat} needs {need}; "
+    raise UsageError(f"batch_size={plan.batch_size} x seq_len={plan.shape.seq_len} needs {need}; "
                      f"allowed: {what_would_fit(plan, limit, remat)}")
+
+
+def _platform() -> str:
+    import jax
+
+    return jax.local_devices()[0].platform

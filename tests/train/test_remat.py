@@ -101,7 +101,7 @@ def test_auto_remat_is_none_on_cpu_and_the_least_recomputation_that_fits_elsewhe
 def test_a_run_that_does_not_fit_is_told_which_remat_or_microbatches_would():
     plan = _plan(remat="none")
     need = {r: sum(limits.training_bytes(plan, r)) for r in ("none", "dots", "full")}
-    with pytest.raises(UsageError, match=r"with remat=none needs .*allowed: remat=dots or remat=full$"):
+    with pytest.raises(UsageError, match=r"to train with remat=none, .*allowed: remat=dots or remat=full$"):
         limits.check_plan(plan, (need["dots"] * 1.01, "a test device"))
     with pytest.raises(UsageError, match=r"allowed: remat=full$"):
         limits.check_plan(plan, (need["full"] * 1.01, "a test device"))
@@ -115,3 +115,16 @@ def test_a_run_that_does_not_fit_is_told_which_remat_or_microbatches_would():
               for r in ("none", "full")}
     with pytest.raises(UsageError, match=r"allowed: microbatches=\d+ with remat=full$"):
         limits.check_plan(large, ((finest["none"] + finest["full"]) / 2, "a test device"))
+
+
+def test_an_unresolved_auto_remat_is_checked_as_this_machine_would_run_it(monkeypatch):
+    # `scaling train` checks the plan before the run opens: on CPU, auto is none, so a plan that fits only
+    # with recomputation is refused there, naming the remat that would fit.
+    plan = _plan()
+    need = {r: sum(limits.training_bytes(plan, r)) for r in ("none", "dots", "full")}
+    monkeypatch.setattr(limits, "device_memory", lambda: (need["dots"] * 1.01, "this machine's RAM"))
+    monkeypatch.setattr(limits, "_platform", lambda: "cpu")
+    with pytest.raises(UsageError, match=r"with remat=none, .*allowed: remat=dots or remat=full$"):
+        limits.check_plan(plan)
+    monkeypatch.setattr(limits, "_platform", lambda: "gpu")
+    limits.check_plan(plan)  # an accelerator's auto takes dots
