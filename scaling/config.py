@@ -20,7 +20,8 @@ MAX_ID_LENGTH = 128
 MAX_SEED = 2**32 - 1
 WANDB_PROJECT_FORBIDDEN = ("/", "\\", "#", "?", "%", ":")
 DTYPES = ("auto", "float32", "bfloat16")
-ATTENTION = ("auto", "xla", "cudnn")
+ATTENTION = ("auto", "xla", "cudnn", "blocks")  # model.ATTENTION_KERNELS and auto
+REMAT = ("auto", "none", "dots", "full")  # model.REMAT_POLICIES and auto (train.limits.choose_remat)
 PARAMETRIZATIONS = ("standard", "mup")  # family.PARAMETRIZATIONS (config imports nothing of the model)
 MAX_STEPS_PER_CALL = 1024  # a call's batches are stacked in memory: (steps, batch, seq_len) tokens
 
@@ -79,7 +80,8 @@ class RunConfig:
     beta2: float = 0.95
     grad_clip: float = 1.0
     dtype: str = "auto"  # auto: float32 on CPU, bfloat16 compute (float32 weights and loss) on accelerators
-    attention: str = "auto"  # auto: XLA's (block-causal); cudnn: the fused flash kernel, NVIDIA GPUs in bf16
+    attention: str = "auto"  # auto: cudnn on NVIDIA GPUs in bf16, xla elsewhere, the fastest on CPU (train.step)
+    remat: str = "auto"  # what backward recomputes: auto = none on CPU, by memory on accelerators (train.limits)
     parametrization: str = "standard"  # mup: muP init, per-layer lr and output scale (family.Parametrization)
     base_width: int | None = None  # mup only: the width lr is tuned at; default the recipe's mup_base_width (64)
     # placement: where the run's arrays live (scale-out); none of these changes what the run computes
@@ -109,6 +111,7 @@ class RunConfig:
         parse_wandb(self.wandb)  # MODE[,nostats][,noconsole]; refused with one line otherwise
         _check_choice("dtype", self.dtype, DTYPES)
         _check_choice("attention", self.attention, ATTENTION)
+        _check_choice("remat", self.remat, REMAT)
         _check_choice("parametrization", self.parametrization, PARAMETRIZATIONS)
         for key in ("params", "tokens", "flops_budget", "lr", "d_model", "n_layers", "n_heads", "d_ff",
                     "batch_size", "seq_len", "eval_tokens", "vocab_size", "warmup_tokens",
@@ -289,6 +292,8 @@ def _coerce(key: str, value, hint):
     base = args[0] if args else hint
     if isinstance(value, str) and not value.strip():  # `run_id=` is a slip, not a request for the default
         raise UsageError(f"{key}=: empty value; give one, or leave {key} out for its default")
+    if isinstance(value, str) and base is str and type(None) not in typing.get_args(hint):
+        return value  # a text key without a None default: `remat=none` names its value, and a bad one is named
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
         if type(None) in typing.get_args(hint):
             return None

@@ -39,26 +39,59 @@ def rotary(x: jax.Array, base: float = 10000.0) -> jax.Array:
     return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
 
 
-ATTENTION_IMPLEMENTATIONS = ("xla", "cudnn")
+# The causal-attention kernels a run can execute (config `attention`; `auto` is resolved in
+# train.step.attention_implementation), each with the share of the T x T score square it computes, which
+# flops_model counts (attention_fraction):
+# - `xla`: one jax.nn.dot_product_attention call; XLA (CPU, GPU and TPU alike) computes the full square
+#   and masks it: fraction 1.
+# - `cudnn`: cuDNN's fused flash kernel (NVIDIA GPUs, bf16/fp16), one call; it skips the key tiles wholly
+#   above the diagonal. Its tile size is the kernel's own, so we count the causal half (fraction 1/2):
+#   the diagonal tiles' masked halves it also computes are left out, which keeps MFU a lower bound.
+# - `blocks`: a loop of shape.attention_blocks query blocks, each over the keys up to its end: the lower
+#   triangle of blocks, (nb + 1) / (2 nb) of the square (the convention family.py's docstring describes).
+ATTENTION_KERNELS = ("xla", "cudnn", "blocks")
+CUDNN_ATTENTION_FRACTION = 0.5
+# The convention's name, recorded beside the kernel (config.yaml's resolved section, summary.json).
+ATTENTION_CONVENTIONS = {"xla": "full_square", "cudnn": "causal_half", "blocks": "query_blocks"}
+
+
+def attention_convention(kernel: str) -> str:
+    """How flops_model counts `kernel`'s attention: the full square, the causal half, or the lower
+    triangle of query blocks."""
+    return ATTENTION_CONVENTIONS[kernel]
+
+
+def attention_fraction(kernel: str, shape: ModelShape) -> float:
+    """The share of the causal score square `kernel` computes at `shape` (see ATTENTION_KERNELS)."""
+    if kernel == "blocks":
+        return shape.executed_attention_fraction
+    if kernel == "cudnn":
+        return CUDNN_ATTENTION_FRACTION
+    if kernel == "xla":
+        return 1.0
+    raise ValueError(f"attention kernel {kernel!r}: allowed {', '.join(ATTENTION_KERNELS)}")
 
 
 def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, n_blocks: int, implementation: str = "xla",
                      scale: float | None = None) -> jax.Array:
-    """Causal attention over (batch, seq, heads, head_dim), in `n_blocks` query blocks that each attend
-    only to the keys up to their own end: the same result as the masked full square, without computing
-    the key blocks that lie wholly above the diagonal. `cudnn` is the fused flash kernel on NVIDIA GPUs,
-    which skips the masked blocks itself. `scale` multiplies the scores (None: 1/sqrt(head_dim))."""
-    if implementation == "cudnn":
-        return jax.nn.dot_product_attention(q, k, v, scale=scale, is_causal=True, implementation="cudnn")
+    """Causal attention over (batch, seq, heads, head_dim) with the kernel `implementation` (see
+    ATTENTION_KERNELS): one fused call (`xla`, `cudnn`), or `n_blocks` query blocks that each attend only
+    to the keys up to their own end (`blocks`): the same result as the masked full square, without
+    computing the key blocks that lie wholly above the diagonal. `scale` multiplies the scores (None:
+    1/sqrt(head_dim))."""
+    if implementation in ("xla", "cudnn"):
+        return jax.nn.dot_product_attention(q, k, v, scale=scale, is_causal=True, implementation=implementation)
+    if implementation != "blocks":
+        raise ValueError(f"attention kernel {implementation!r}: allowed {', '.join(ATTENTION_KERNELS)}")
     if n_blocks == 1:
-        return jax.nn.dot_product_attention(q, k, v, scale=scale, is_causal=True)
+        return jax.nn.dot_product_attention(q, k, v, scale=scale, is_causal=True, implementation="xla")
     size = q.shape[1] // n_blocks
     outputs = []
     for i in range(n_blocks):
         end = (i + 1) * size
         mask = jnp.arange(end)[None, :] <= (i * size + jnp.arange(size))[:, None]
         outputs.append(jax.nn.dot_product_attention(q[:, i * size:end], k[:, :end], v[:, :end], scale=scale,
-                                                    mask=mask[None, None]))
+                                                    mask=mask[None, None], implementation="xla"))
     return jnp.concatenate(outputs, axis=1)
 
 
@@ -130,9 +163,9 @@ REMAT_POLICIES = {"none": None, "dots": jax.checkpoint_policies.checkpoint_dots,
 class Transformer(nnx.Module):
     def __init__(self, shape: ModelShape, *, rngs: nnx.Rngs, dtype=jnp.float32, attention: str = "xla",
                  parametrization: Parametrization = STANDARD, layers: str = "scanned", remat: str = "none"):
-        if layers not in LAYER_LAYOUTS or remat not in REMAT_POLICIES:
-            raise ValueError(f"layers={layers!r}, remat={remat!r}: allowed {', '.join(LAYER_LAYOUTS)}; "
-                             f"{', '.join(REMAT_POLICIES)}")
+        if layers not in LAYER_LAYOUTS or remat not in REMAT_POLICIES or attention not in ATTENTION_KERNELS:
+            raise ValueError(f"layers={layers!r}, remat={remat!r}, attention={attention!r}: allowed "
+                             f"{', '.join(LAYER_LAYOUTS)}; {', '.join(REMAT_POLICIES)}; {', '.join(ATTENTION_KERNELS)}")
         self.shape, self.layers, self.remat = shape, layers, remat
         # muP's readout multiplier 1/m: without it the logits' change after an Adam step grows with width.
         self.output_scale = 1.0 / parametrization.width_multiplier(shape.d_model) if parametrization.mup else None

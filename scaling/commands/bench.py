@@ -24,6 +24,10 @@ def add_parser(sub) -> None:
                    help="lower and compile the train step (no data, no steps): compile seconds and memory")
     p.add_argument("--layout", choices=("scanned", "unrolled"), default="scanned",
                    help="the blocks' layout (runs train scanned; unrolled is the layout before the scan)")
+    p.add_argument("--attention", choices=("auto", "xla", "cudnn", "blocks"), default="auto",
+                   help="the causal-attention kernel (auto: what a run on this machine gets)")
+    p.add_argument("--remat", nargs="*", choices=("none", "dots", "full"), default=["none"],
+                   help="what backward recomputes (model.REMAT_POLICIES); several compile each (--compile-only)")
     p.set_defaults(func=run)
 
 
@@ -46,6 +50,12 @@ def _shapes(args):
             yield shape_for_width(width, n_layers=depth, seq_len=args.seq_len)
 
 
+def _kernel(args, shape) -> str:
+    from scaling.train.step import attention_implementation
+
+    return attention_implementation(args.attention, args.dtype, shape.head_dim)
+
+
 def compile_only(args) -> int:
     import jax
 
@@ -55,12 +65,13 @@ def compile_only(args) -> int:
     jax.config.update("jax_enable_compilation_cache", False)  # a compilation's seconds, not a cache read's
     try:
         print(f"{'shape':>14} {'params':>14} {'layout':>9} {'lower':>7} {'compile':>8} {'cpu':>7} {'args MiB':>9} "
-              f"{'temp MiB':>9}")
+              f"{'temp MiB':>9} {'attention':>9} {'remat':>5}")
         for shape in _shapes(args):
-            r = compile_train_step(shape, args.batch_size, args.dtype, args.layout)
-            print(f"{r['shape']:>14} {r['params']:>14,} {r['layers']:>9} {r['lower_s']:>6.1f}s {r['compile_s']:>7.1f}s "
-                  f"{r['compile_cpu_s']:>6.1f}s {r['argument_bytes'] / 2**20:>9.1f} {r['temp_bytes'] / 2**20:>9.1f}",
-                  flush=True)
+            for remat in args.remat:
+                r = compile_train_step(shape, args.batch_size, args.dtype, args.layout, _kernel(args, shape), remat)
+                print(f"{r['shape']:>14} {r['params']:>14,} {r['layers']:>9} {r['lower_s']:>6.1f}s "
+                      f"{r['compile_s']:>7.1f}s {r['compile_cpu_s']:>6.1f}s {r['argument_bytes'] / 2**20:>9.1f} "
+                      f"{r['temp_bytes'] / 2**20:>9.1f} {r['attention']:>9} {remat:>5}", flush=True)
         print(f"({args.dtype}, batch {args.batch_size} x seq {args.seq_len}; one train step, compiled ahead of time "
               f"on {jax.devices()[0].platform})")
     finally:
@@ -81,11 +92,13 @@ def timed(args) -> int:
     for shape in _shapes(args):
         k = args.steps_per_call or default_steps_per_call(shape, args.batch_size)
         for pack in sorted({1, args.pack}):
-            r = time_train_step(shape, args.batch_size, args.steps, args.dtype, k, pack, args.layout)
-            mfu = hardware.mfu(r["tokens_per_s"], shape.flops_per_token(), ceiling)
+            r = time_train_step(shape, args.batch_size, args.steps, args.dtype, k, pack, args.layout,
+                                _kernel(args, shape))
+            mfu = hardware.mfu(r["tokens_per_s"], r["flops_per_token"], ceiling)
             print(f"{r['shape']:>14} {r['params']:>12,} {pack:>5} {k:>10} {r['step_ms']:>9.1f} "
                   f"{r['tokens_per_s']:>10,.0f} {r['model_flops_per_s'] / 1e9:>9.1f} {100 * mfu:>5.1f}% "
                   f"{r['compile_s']:>7.1f}s")
-    print(f"({args.dtype}, batch {args.batch_size} x seq {args.seq_len}, {args.layout} layers; FLOPs from "
-          "scaling.family, 3 x forward, executed causal-attention blocks)")
+    print(f"({args.dtype}, batch {args.batch_size} x seq {args.seq_len}, {args.layout} layers, attention "
+          f"{args.attention}; FLOPs from scaling.family, 3 x forward, the attention the kernel computes: "
+          "model.attention_fraction)")
     return 0

@@ -8,7 +8,15 @@ import time
 import jax
 import numpy as np
 
-from scaling.train.step import LAYERS, compiled_fns, packed_fns, step_functions, use_compilation_cache
+from scaling.model import attention_fraction
+from scaling.train.step import (
+    LAYERS,
+    attention_implementation,
+    compiled_fns,
+    packed_fns,
+    step_functions,
+    use_compilation_cache,
+)
 
 
 class StepTimer:
@@ -16,17 +24,18 @@ class StepTimer:
     on random tokens of `batch_size` x seq_len."""
 
     def __init__(self, shape, batch_size: int, steps_per_call: int = 1, pack: int = 1, dtype: str = "float32",
-                 layers: str = LAYERS):
+                 layers: str = LAYERS, attention: str | None = None):
         use_compilation_cache()
         self.shape, self.batch_size, self.steps_per_call, self.pack = shape, batch_size, steps_per_call, pack
         rng = np.random.default_rng(0)
+        self.attention = attention = attention or attention_implementation("auto", dtype, shape.head_dim)
         lead = (steps_per_call, pack) if pack > 1 else (steps_per_call,)
         if pack > 1:
-            fns = packed_fns(shape, dtype, 0.9, 0.95, 0.1, 1.0, layers=layers)
+            fns = packed_fns(shape, dtype, 0.9, 0.95, 0.1, 1.0, attention, layers=layers)
             self.state = fns.init(np.arange(pack, dtype=np.uint32))
             self.fn = fns.train_steps
         else:
-            fns = compiled_fns(shape, dtype, 0.9, 0.95, 0.1, 1.0, layers=layers)
+            fns = compiled_fns(shape, dtype, 0.9, 0.95, 0.1, 1.0, attention=attention, layers=layers)
             self.state = fns.init(np.uint32(0))
             self.fn = fns.train_step if steps_per_call == 1 else fns.train_steps
         tokens = rng.integers(0, shape.vocab_size, (*lead, batch_size, shape.seq_len))
@@ -58,24 +67,28 @@ class StepTimer:
 
 
 def time_train_step(shape, batch_size: int, steps: int, dtype: str = "float32", steps_per_call: int = 1,
-                    pack: int = 1, layers: str = LAYERS) -> dict:
+                    pack: int = 1, layers: str = LAYERS, attention: str | None = None) -> dict:
     """Steady-state seconds per optimizer step (compilation excluded) for one shape; tokens/s counts every
-    run of a pack."""
-    timer = StepTimer(shape, batch_size, steps_per_call, pack, dtype, layers)
+    run of a pack. Model FLOPs count the attention the kernel that ran computes (model.attention_fraction)."""
+    timer = StepTimer(shape, batch_size, steps_per_call, pack, dtype, layers, attention)
     step_s = timer.seconds_per_step(steps)
     tokens = timer.tokens_per_step
+    flops_per_token = shape.flops_per_token(attention_fraction(timer.attention, shape))
     return {"shape": shape.describe(), "params": shape.params, "step_ms": 1e3 * step_s, "compile_s": timer.compile_s,
-            "tokens_per_s": tokens / step_s, "model_flops_per_s": shape.flops_per_token() * tokens / step_s}
+            "attention": timer.attention, "flops_per_token": flops_per_token,
+            "tokens_per_s": tokens / step_s, "model_flops_per_s": flops_per_token * tokens / step_s}
 
 
-def compile_train_step(shape, batch_size: int, dtype: str = "float32", layers: str = LAYERS) -> dict:
+def compile_train_step(shape, batch_size: int, dtype: str = "float32", layers: str = LAYERS,
+                       attention: str | None = None, remat: str = "none") -> dict:
     """Lower and compile one shape's train step ahead of time, from abstract shapes alone (no parameters,
     no data, no step): the seconds each took and XLA's compiled memory (bytes). The persistent
     compilation cache is left as the process has it; `scaling bench --compile-only` turns it off, so
     the seconds are a compilation's, not a disk read's."""
     import jax.numpy as jnp
 
-    fns = step_functions(shape, dtype, 0.9, 0.95, 0.1, 1.0, layers=layers)
+    attention = attention or attention_implementation("auto", dtype, shape.head_dim)
+    fns = step_functions(shape, dtype, 0.9, 0.95, 0.1, 1.0, attention=attention, layers=layers, remat=remat)
     # A jit of its own, not compiled_fns' cached one: a step this process compiled already would be
     # looked up, not compiled.
     step = jax.jit(lambda *args: fns.update(*args), donate_argnums=(0, 1))
@@ -88,7 +101,8 @@ def compile_train_step(shape, batch_size: int, dtype: str = "float32", layers: s
     t2, cpu = time.perf_counter(), time.process_time() - cpu
     memory = compiled.memory_analysis()
     read = lambda name: int(getattr(memory, name, 0) or 0) if memory is not None else 0  # noqa: E731
-    return {"shape": shape.describe(), "params": shape.params, "layers": layers, "lower_s": t1 - t0,
+    return {"shape": shape.describe(), "params": shape.params, "layers": layers, "attention": attention,
+            "remat": remat, "lower_s": t1 - t0,
             # CPU seconds too: on a shared machine wall seconds measure the load as much as the compiler
             "compile_s": t2 - t1, "compile_cpu_s": cpu, "argument_bytes": read("argument_size_in_bytes"),
             "output_bytes": read("output_size_in_bytes"), "temp_bytes": read("temp_size_in_bytes")}

@@ -290,7 +290,7 @@ def progress(callback: Callable[[Progress], None]) -> Callable[[LoopState], None
         plan, tok_s = state.plan, state.tokens_per_s
         eta = (plan.steps - state.step) * plan.tokens_per_step / tok_s if tok_s else math.nan
         callback(Progress(state.step, plan.steps, state.train_loss, tok_s,
-                          hardware.mfu(tok_s, plan.shape.flops_per_token(), state.ceiling), eta, state.eval_loss))
+                          hardware.mfu(tok_s, plan.flops_per_token, state.ceiling), eta, state.eval_loss))
     return run
 
 

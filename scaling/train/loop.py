@@ -24,13 +24,12 @@ from scaling.train import distributed
 from scaling.train.checkpoints import Checkpoints, checkpoint_state
 from scaling.train.distributed import to_float
 from scaling.train.hooks import CheckpointHook, Clock, LoopState, Progress, default_hooks, run_loop
-from scaling.train.limits import check_plan
+from scaling.train.limits import check_plan, resolve_plan
 from scaling.train.plan import RunPlan
 from scaling.train.record import changed_keys, run_record
 from scaling.train.record import summary as run_summary
 from scaling.train.step import (
     Layout,
-    attention_implementation,
     compiled_fns,
     compute_dtype,
     placement,
@@ -116,9 +115,10 @@ class Session:
         cfg, shape = plan.config, plan.shape
         self.plan, self.home, self.files, self.tracker = plan, home, files, tracker
         dtype_name = np.dtype(compute_dtype(cfg.dtype)).name
-        self.attention = attention_implementation(cfg.attention, dtype_name)
+        self.attention = plan.attention_kernel
         self.fns = compiled_fns(shape, dtype_name, cfg.beta1, cfg.beta2, cfg.weight_decay, cfg.grad_clip, layout,
-                                self.attention, Parametrization.of(cfg.parametrization, cfg.base_width))
+                                self.attention, Parametrization.of(cfg.parametrization, cfg.base_width),
+                                remat=plan.remat or "none")
         self.place = placement(layout)
         self.ceiling = hardware.run_ceiling(layout.mesh.devices)
         self.lrs = plan.lr_schedule()
@@ -143,6 +143,8 @@ class Session:
             logging.getLogger(logger).addFilter(_QUIET_STORAGE)
         distributed.initialize(plan.config)
         layout = plan.layout()  # refuses a mesh or batch the devices cannot take, before anything is written
+        # the attention kernel and remat policy this machine runs: compiled, recorded and counted by
+        plan = resolve_plan(plan, np.dtype(compute_dtype(plan.config.dtype)).name, jax.devices()[0].platform)
         check_plan(plan)
         home = open_store(home)
         files = home.files(plan.run_id)

@@ -19,8 +19,9 @@ from scaling.family import (
     shape_for_params,
     shape_for_width,
 )
+from scaling.model import attention_fraction
 from scaling.train.mesh import MeshShape, check_batch, run_devices
-from scaling.train.step import Layout
+from scaling.train.step import CPU_ATTENTION, Layout
 
 
 @dataclass(frozen=True)
@@ -34,17 +35,34 @@ class RunPlan:
     warmup_steps: int
     corpus: data_lib.Corpus
     steps_per_call: int = 1
+    # The attention kernel and remat policy this machine runs (model.ATTENTION_KERNELS, REMAT_POLICIES),
+    # set when a run opens (train.limits.resolve_plan); None while only planned (a sweep's queue).
+    attention: str | None = None
+    remat: str | None = None
 
     @property
     def tokens_per_step(self) -> int:
         return self.batch_size * self.shape.seq_len
+
+    @property
+    def attention_kernel(self) -> str:
+        """The kernel that runs, or, before the run opens, the config's (auto: the CPU's)."""
+        if self.attention is not None:
+            return self.attention
+        return CPU_ATTENTION if self.config.attention == "auto" else self.config.attention
+
+    @property
+    def flops_per_token(self) -> float:
+        """Training FLOPs per token with the attention the kernel computes (model.attention_fraction):
+        flops_model's and MFU's count."""
+        return float(self.shape.flops_per_token(attention_fraction(self.attention_kernel, self.shape)))
 
     def accounting(self, step: int) -> dict:
         """D, C = 6ND, the model's exact FLOPs and epochs after `step` optimizer steps (docs/contracts.md
         "Accounting")."""
         tokens = step * self.tokens_per_step
         return {"tokens": tokens, "flops": 6.0 * self.shape.params * tokens,
-                "flops_model": float(self.shape.flops_per_token()) * tokens,
+                "flops_model": self.flops_per_token * tokens,
                 "epochs": tokens / len(self.corpus.train)}
 
     @property

@@ -12,15 +12,18 @@ import numpy as np
 from scaling import hardware
 from scaling.config import RunConfig
 from scaling.family import Parametrization
+from scaling.model import attention_convention
 from scaling.train.plan import RunPlan
-from scaling.train.step import LAYERS, Layout, attention_implementation, compute_dtype
+from scaling.train.step import LAYERS, Layout, compute_dtype
 
 # Keys that may change between attempts of the same run without changing what it computes.
 VOLATILE_KEYS = {"wandb", "wandb_project", "name", "checkpoint_every", "run_id", "sweep",
                  # where the arrays live: a run preempted on 8 devices may resume on 4 or 1
                  "mesh", "devices", "microbatches", "coordinator", "num_processes", "process_id",
                  # how many steps one compiled call takes: the same steps either way
-                 "steps_per_call"}
+                 "steps_per_call",
+                 # what backward recomputes: the same arithmetic, memory traded for time
+                 "remat"}
 
 
 def git_sha() -> str | None:
@@ -44,7 +47,8 @@ def run_record(plan: RunPlan, layout: Layout | None = None) -> dict:
         dtype = np.dtype(compute_dtype(plan.config.dtype)).name
         resolved.update(mesh=layout.mesh.describe(), n_devices=layout.mesh.devices, microbatches=layout.microbatches,
                         processes=jax.process_count(), dtype=dtype,
-                        attention=attention_implementation(plan.config.attention, dtype), layers=LAYERS)
+                        attention=plan.attention_kernel, remat=plan.remat or "none",
+                        attention_flops=attention_convention(plan.attention_kernel), layers=LAYERS)
     return {
         "config": plan.config.to_dict(),
         "resolved": resolved,
@@ -75,7 +79,10 @@ def summary(plan: RunPlan, *, status: str, step: int, eval_loss: float | None, t
         "step": step, "steps": plan.steps, "eval_loss": eval_loss if step == plan.steps else None,
         "eval_bpb": plan.corpus.bits_per_byte(eval_loss) if step == plan.steps else None,
         "train_loss": train_loss, "tokens_per_s": tokens_per_s,
-        "mfu": hardware.mfu(tokens_per_s, shape.flops_per_token(), ceiling),
+        "mfu": hardware.mfu(tokens_per_s, plan.flops_per_token, ceiling),
+        # the kernel flops_model and mfu count the attention of (docs/contracts.md "Accounting")
+        "attention": plan.attention_kernel, "attention_flops": attention_convention(plan.attention_kernel),
+        "remat": plan.remat or "none",
         "ceiling_flops": ceiling, "wall_s": wall_s,
         "lr": plan.lr, "batch_size": plan.batch_size, "seq_len": shape.seq_len, "seed": plan.config.seed,
         "d_model": shape.d_model, "n_layers": shape.n_layers, "n_heads": shape.n_heads,

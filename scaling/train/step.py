@@ -45,16 +45,51 @@ def use_compilation_cache() -> str | None:
     return directory
 
 
-def attention_implementation(setting: str, dtype_name: str) -> str:
-    """`auto` is XLA's attention everywhere; cuDNN's fused flash kernel is opt-in. On an H200 (bf16, d128-L2,
-    244 steps, same seed and data) cuDNN's run was 1.25x faster but ended at eval loss 2.078 against XLA's
-    2.048 and CPU float32's 2.024: a law fitted across runs must not move with the kernel that ran them."""
+# The kernel `attention=auto` runs on CPU: the fastest there, measured side by side with the layers scanned
+# (benchmarks/bench_attention.py, benchmarks/results/cpu-attention-2026-12-03.txt): the block loop took
+# 0.75-0.78x the one XLA call's step time at the demo's seq 128, 0.94x at d256-L4 seq 512, 0.81x at seq
+# 1024 (medians; single d256 rounds overlap under load), and tied at d128 seq 256 (1.03x). XLA's CPU call
+# computes the masked full square; the loop skips the key blocks above the diagonal.
+CPU_ATTENTION = "blocks"
+
+
+def attention_implementation(setting: str, dtype_name: str, head_dim: int | None = None) -> str:
+    """The attention kernel a run executes (model.ATTENTION_KERNELS) for the config's `attention`.
+
+    `auto`: cuDNN's fused flash kernel on NVIDIA GPUs where it applies (bf16/fp16 compute, compute
+    capability 8.0 or newer, head_dim a multiple of 8 up to 128); XLA's one fused call on other
+    accelerators (TPU: jax also ships Pallas flash and splash kernels under
+    jax.experimental.pallas.ops.tpu, not wired in: no TPU to test them on); CPU_ATTENTION on CPU. So
+    no accelerator runs a Python loop over query blocks. cuDNN's loss against XLA's (+1.5% eval loss at
+    d128-L2 on an H200, one seed, bf16) is not yet known to be more than seed noise: tests/gpu/check.sh
+    runs the seeds, and `attention=xla` is the fallback.
+    An explicit kernel is run as asked, except cuDNN off an NVIDIA GPU or in float32 (refused)."""
+    device = jax.devices()[0]
     if setting == "auto":
-        return "xla"
-    platform = jax.devices()[0].platform
-    if setting == "cudnn" and (platform != "gpu" or dtype_name not in ("bfloat16", "float16")):
-        raise UsageError(f"attention=cudnn needs an NVIDIA GPU and dtype=bfloat16 (this run: {platform}, {dtype_name})")
+        if _cudnn_applies(device, dtype_name, head_dim):
+            return "cudnn"
+        return CPU_ATTENTION if device.platform == "cpu" else "xla"
+    if setting == "cudnn" and not (_nvidia(device) and dtype_name in ("bfloat16", "float16")):
+        raise UsageError(f"attention=cudnn needs an NVIDIA GPU and dtype=bfloat16 (this run: {device.platform}, "
+                         f"{dtype_name})")
     return setting
+
+
+def _nvidia(device) -> bool:
+    version = str(getattr(getattr(device, "client", None), "platform_version", "")).lower()
+    return device.platform in ("gpu", "cuda") and "rocm" not in version
+
+
+def _cudnn_applies(device, dtype_name: str, head_dim: int | None) -> bool:
+    """cuDNN's flash attention's own limits: Ampere or newer, half-precision inputs, head_dim <= 128 in
+    multiples of 8 (outside them jax raises at compile time)."""
+    if not _nvidia(device) or dtype_name not in ("bfloat16", "float16"):
+        return False
+    try:
+        major = int(str(getattr(device, "compute_capability", "8.0")).split(".")[0])
+    except ValueError:
+        major = 0
+    return major >= 8 and (head_dim is None or (head_dim % 8 == 0 and head_dim <= 128))
 
 
 # The layer layout every run trains with (recorded in config.yaml as `layers`), on every platform: one
@@ -254,7 +289,7 @@ def default_pack_mode() -> str:
 @functools.lru_cache(maxsize=16)
 def packed_fns(shape: ModelShape, dtype_name: str, beta1: float, beta2: float, weight_decay: float,
                grad_clip: float, attention: str = "xla", mode: str | None = None,
-               parametrization: Parametrization = STANDARD, layers: str = LAYERS) -> PackedRun:
+               parametrization: Parametrization = STANDARD, layers: str = LAYERS, remat: str = "none") -> PackedRun:
     """One run's step over a pack of runs on one device. `vmap` batches the runs' arithmetic into one set
     of kernels; `map` runs the single-run step for each in turn inside the call (lax.map), the same
     operations a run does alone, so its results match the run's alone bit for bit. Either way no value
@@ -263,7 +298,7 @@ def packed_fns(shape: ModelShape, dtype_name: str, beta1: float, beta2: float, w
     if mode not in PACK_MODES:
         raise UsageError(f"pack mode {mode!r}: allowed {', '.join(PACK_MODES)}")
     fns = step_functions(shape, dtype_name, beta1, beta2, weight_decay, grad_clip, 1, attention, parametrization,
-                         layers)
+                         layers, remat)
 
     def keep_if(on, new, old):
         return jax.tree.map(lambda n, o: jnp.where(on.reshape(on.shape + (1,) * (n.ndim - 1)), n, o), new, old)
