@@ -68,9 +68,11 @@ def cmd_plan(args) -> int:
         budgets = parse_budgets(args.budgets, "--budgets")
         if not budgets:
             raise UsageError("--budgets: give at least one FLOP budget, e.g. 1e11,3e11,1e12")
-        prior = plan.prior_from(args.prior)
         spec = plan.spec_dict([], name=args.name or "isoflop-plan", base=base, settings=settings)
         constants = {k: v["value"] for k, v in spec.get("parameters", {}).items() if "value" in v}
+        prior = plan.prior_from(args.prior)
+        if prior.per_byte:
+            prior = prior.for_corpus(plan.bytes_per_token(constants))
         shapes = plan.recipe_shapes(constants, up_to=4 * args.span * max(prior.n_opt(c) for c in budgets))
         spec["points"] = points = plan.plan_points(budgets, args.per_budget, args.span, prior, shapes)
         if args.branches:

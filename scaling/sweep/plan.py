@@ -145,6 +145,15 @@ def snap(targets: Sequence[float], shapes: Sequence[int]) -> list[int]:
     return [int(shapes[i]) for i in idx]
 
 
+def bytes_per_token(constants: dict) -> float | None:
+    """Bytes of text per token of the run settings' corpus (1 for bytes; None when it has no byte counts)."""
+    from scaling import data as data_lib
+    from scaling.config import RunConfig
+
+    cfg = RunConfig.from_dict({**constants, "d_model": 16, "tokens": 1e9})
+    return data_lib.load_corpus(cfg.corpus, cfg.vocab_size).bytes_per_token
+
+
 def recipe_shapes(constants: dict, up_to: float = math.inf) -> list[int]:
     """Every parameter count the recipe builds for these run settings (corpus, seq_len, mlp, ...), the
     same way the trainer resolves `params=`, up to the first count above `up_to`."""

@@ -32,6 +32,7 @@ class Prior:
     coefficient: float
     exponent: float
     source: str
+    per_byte: bool = False  # measured on a byte-level corpus: N_opt for a model reading one byte per token
 
     def n_opt(self, flops: float) -> float:
         return self.coefficient * flops**self.exponent
@@ -39,6 +40,17 @@ class Prior:
     def budget_for(self, n: float) -> float:
         """The budget C whose N_opt(C) is n (the law inverted)."""
         return (n / self.coefficient) ** (1.0 / self.exponent)
+
+    def for_corpus(self, bytes_per_token: float | None) -> Prior:
+        """A law measured on bytes, for a corpus of b bytes per token: N_opt x b. A token of b bytes is b
+        bytes of text for one token's compute, so the same compute sees b times the text; with the text
+        seen per parameter kept at the byte law's optimum (D_opt in bytes), N_opt grows by b and D_opt in
+        tokens shrinks by b. Measured on a bpe:512 corpus (2.19 bytes/token): its minima lie at 5e4-1.2e5
+        params at 4e11-9e11 FLOPs, where the byte law says 2.1e4-3.1e4 (tests/sweep/test_plan_e2e.py)."""
+        if not self.per_byte or not bytes_per_token or bytes_per_token == 1.0:
+            return self
+        return Prior(self.coefficient * bytes_per_token, self.exponent,
+                     f"{self.source}, x {bytes_per_token:.3g} bytes/token of this corpus", per_byte=False)
 
 
 def chinchilla_prior(path: Path = PUBLISHED) -> Prior:
@@ -55,7 +67,7 @@ def family_prior(path: Path = FAMILY_PRIOR) -> Prior:
     """This family's isoFLOP law as the demo measured it (analysis/family-prior.json)."""
     prior = prior_from(str(path))
     data = json.loads(path.read_text())
-    return Prior(prior.coefficient, prior.exponent, data.get("source", prior.source))
+    return Prior(prior.coefficient, prior.exponent, data.get("source", prior.source), per_byte=True)
 
 
 def prior_from(text: str) -> Prior:

@@ -35,6 +35,8 @@ def test_a_budget_whose_n_opt_lies_below_the_smallest_model_is_refused_naming_th
     # N_opt must stand sqrt(R) above the smallest model (the sizes then start at it: an asymmetric span)
     assert PRIOR.n_opt(least) / math.sqrt(2) >= 68_912 > PRIOR.n_opt(least * 0.99) / math.sqrt(2)
     plan_lib.plan_points([least], 3, 2.0, PRIOR, SHAPES_4K)  # the budget named is accepted
+    with pytest.raises(UsageError, match="smallest budget that works"):  # N_opt above the floor, but too near
+        plan_lib.plan_points([PRIOR.budget_for(68_912 * 1.3)], 3, 2.0, PRIOR, SHAPES_4K)
 
 
 def test_a_budget_whose_n_opt_over_r_is_below_the_smallest_model_starts_its_sizes_there_and_says_so(tmp_path):
@@ -175,3 +177,26 @@ def test_refine_takes_each_runs_budget_from_its_sweep_when_the_runs_table_lacks_
               SimpleNamespace(run_id="b", config={"flops_budget": 1.2e11})]
     assert plan_lib.with_planned_budgets(frame, queued)["flops_budget"].tolist() == [1.2e11, 1.2e11]
     assert "flops_budget" not in frame.columns  # the caller's table is left as it was
+
+
+def test_the_familys_byte_law_scales_n_opt_by_a_corpus_bytes_per_token(tmp_path):
+    # measured on bytes: a BPE token of b bytes gives the same compute b times the text, so N_opt x b
+    family = plan_lib.prior_from("family")
+    assert family.per_byte and family.for_corpus(1.0) == family and family.for_corpus(None) == family
+    bpe = family.for_corpus(2.2)
+    assert bpe.n_opt(1e12) == pytest.approx(2.2 * family.n_opt(1e12)) and bpe.exponent == family.exponent
+    assert bpe.for_corpus(2.2) == bpe  # applied once
+    chinchilla = plan_lib.prior_from("chinchilla")
+    assert chinchilla.for_corpus(2.2) == chinchilla  # a law in tokens is left as it is
+    corpus = tmp_path / "bpe"
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(40):
+        (src / f"d{i}.py").write_text("".join(f"def function_{i}_{j}(value):\n    return value * {j}\n"
+                                              for j in range(60)))
+    assert main(["data", "prepare", str(src), "--out", str(corpus), "--tokenizer", "bpe:512", "--quiet"]) == 0
+    b = plan_lib.bytes_per_token({"corpus": str(corpus)})
+    assert b > 1.5
+    out = tmp_path / "p.yaml"
+    assert main(["sweep", "plan", "--budgets", "1e13", "--out", str(out), f"corpus={corpus}"]) == 0
+    assert f"x {b:.3g} bytes/token of this corpus" in out.read_text()
