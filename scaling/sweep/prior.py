@@ -4,8 +4,8 @@ published law, or any fit JSON of earlier runs.
 Chinchilla's law was fitted on models of 7e7 parameters and up; at this workbench's budgets it puts
 N_opt 3-6x above where this family's isoFLOP minima lie (9.2e4 at 2.5e11 FLOPs where the demo measures
 about 2e4), so a plan centred on it samples sizes whose smallest one wins every budget and no minimum
-resolves. The family's prior (analysis/family-prior.json) is the demo's own fit: how it was made is
-written in the file.
+resolves. The family's prior (analysis/family-prior.json) is the demo's own fit, measured on bytes: how
+it was made is written in the file; a corpus of b bytes per token scales it by b (`Prior.for_corpus`).
 """
 from __future__ import annotations
 
@@ -45,8 +45,10 @@ class Prior:
         """A law measured on bytes, for a corpus of b bytes per token: N_opt x b. A token of b bytes is b
         bytes of text for one token's compute, so the same compute sees b times the text; with the text
         seen per parameter kept at the byte law's optimum (D_opt in bytes), N_opt grows by b and D_opt in
-        tokens shrinks by b. Measured on a bpe:512 corpus (2.19 bytes/token): its minima lie at 5e4-1.2e5
-        params at 4e11-9e11 FLOPs, where the byte law says 2.1e4-3.1e4 (tests/sweep/test_plan_e2e.py)."""
+        tokens shrinks by b. Checked on a bpe:512 corpus (2.2 bytes/token, seq_len 128): its isoFLOP minima
+        at 4e11, 6e11 and 9e11 FLOPs lie at 3.4e4, 5.0e4 and 6.1e4 params; this gives 4.7e4, 5.6e4 and 6.8e4,
+        the byte law alone 2.1e4-3.1e4 (its largest size won every budget) and Chinchilla's 1.1e5-1.6e5
+        (tests/sweep/test_plan_e2e.py)."""
         if not self.per_byte or not bytes_per_token or bytes_per_token == 1.0:
             return self
         return Prior(self.coefficient * bytes_per_token, self.exponent,
