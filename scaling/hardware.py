@@ -89,9 +89,10 @@ def run_ceiling(n_devices: int) -> float:
     return ceiling if jax.devices()[0].platform == "cpu" else ceiling * n_devices
 
 
-def mfu(tokens_per_s: float, flops_per_token: float, ceiling: float | None) -> float | None:
-    """Model FLOPs utilization: the model's FLOPs per second over the ceiling (None without one)."""
-    if not ceiling:
+def mfu(tokens_per_s: float | None, flops_per_token: float, ceiling: float | None) -> float | None:
+    """Model FLOPs utilization: the model's FLOPs per second over the ceiling (None without one, or
+    without a measured speed)."""
+    if not ceiling or not tokens_per_s:
         return None
     return tokens_per_s * flops_per_token / ceiling
 

@@ -68,9 +68,11 @@ def cmd_plan(args) -> int:
         budgets = parse_budgets(args.budgets, "--budgets")
         if not budgets:
             raise UsageError("--budgets: give at least one FLOP budget, e.g. 1e11,3e11,1e12")
-        prior = plan.prior_from(args.prior)
         spec = plan.spec_dict([], name=args.name or "isoflop-plan", base=base, settings=settings)
         constants = {k: v["value"] for k, v in spec.get("parameters", {}).items() if "value" in v}
+        prior = plan.prior_from(args.prior)
+        if prior.per_byte:
+            prior = prior.for_corpus(plan.bytes_per_token(constants))
         shapes = plan.recipe_shapes(constants, up_to=4 * args.span * max(prior.n_opt(c) for c in budgets))
         spec["points"] = points = plan.plan_points(budgets, args.per_budget, args.span, prior, shapes)
         if args.branches:
@@ -82,13 +84,18 @@ def cmd_plan(args) -> int:
                   "`points` is this workbench's key, not W&B's (a list of configurations, not a product grid)",
                   f"written by: scaling sweep plan --budgets {args.budgets} --per-budget {args.per_budget} "
                   f"--span {args.span:g} --prior {args.prior}" + (" --branches" if args.branches else "")]
+        floor = [c for c in budgets if plan.low_edge(prior.n_opt(c), args.span, shapes) is not None]
+        if floor:
+            header.insert(1, f"asymmetric at {', '.join(f'{c:.3g}' for c in floor)}: N_opt/{args.span:g} is below the "
+                             f"smallest model the recipe builds ({min(shapes):,}), so those sizes run from it to "
+                             f"N_opt*{args.span:g}")
         if args.branches:
             header.insert(1, f"as cooldown branches: {len(spec['points'])} WSD runs, each to the largest budget its "
                              f"size is planned at, branching at the others ({len(points)} points in all)")
         for c in budgets:
             sizes = [p["params"] for p in points if p["flops_budget"] == c]
-            print(f"C = {c:.3g}: N_opt {prior.n_opt(c):.3g}; sizes {', '.join(f'{n:.3g}' for n in sizes)}",
-                  file=sys.stderr)
+            print(f"C = {c:.3g}: N_opt {prior.n_opt(c):.3g}; sizes {', '.join(f'{n:.3g}' for n in sizes)}"
+                  + (" (asymmetric: from the smallest model up)" if c in floor else ""), file=sys.stderr)
     check_output_file(args.out, "--out")
     write_atomic(args.out, plan.render_spec(spec, header))
     print(f"wrote {args.out} ({len(spec['points'])} points); next: scaling sweep create {args.out}")
@@ -168,9 +175,10 @@ def _plan_arguments(q) -> None:
                    help="sizes per budget (default 5; with --refine: sizes added past the edge)")
     q.add_argument("--span", type=number_above(1.0, strict=True), metavar="R", default=3.0,
                    help="a factor: sizes from N_opt/R to N_opt*R (R = 4 spans 16x; default %(default)g)")
-    q.add_argument("--prior", default="chinchilla", metavar="chinchilla|FIT.json",
-                   help="N_opt(C): Hoffmann et al.'s law (default) or a fit JSON (`scaling fit --json`, or a "
-                        "report's fit.json)")
+    q.add_argument("--prior", default="family", metavar="family|chinchilla|FIT.json",
+                   help="N_opt(C): this family's law as the demo measured it (default; "
+                        "analysis/family-prior.json), Hoffmann et al.'s, or a fit JSON (`scaling fit --json`, "
+                        "or a report's fit.json)")
     q.add_argument("--branches", action="store_true",
                    help="one WSD run per size, to the largest budget it is planned at, with cooldown branches "
                         "at its other budgets (the same points for the cost of the longest runs and the decays)")

@@ -13,7 +13,7 @@ from scaling.runs.index import RunHome
 RUN_COLUMNS = ["run_id", "sweep_id", "params", "params_nonembed", "tokens", "flops", "flops_model", "loss",
                "eval_bpb", "train_loss", "lr", "batch_size", "seq_len", "seed", "status", "epochs", "d_model",
                "n_layers", "n_heads", "steps", "wall_s", "tokens_per_s", "mfu", "corpus", "corpus_fingerprint",
-               "metric", "branch_of", "branch_step"]
+               "metric", "branch_of", "branch_step", "flops_budget"]
 
 
 def runs_table(home: RunHome | str | None, sweep_id: str | None = None, steps: bool = False) -> pd.DataFrame:
@@ -28,7 +28,7 @@ def runs_table(home: RunHome | str | None, sweep_id: str | None = None, steps: b
         A DataFrame with RUN_COLUMNS (and `step`), loss = the final (or that step's) eval loss.
     """
     home = RunHome.of(home)
-    query, args = "SELECT run_id, sweep_id, summary FROM runs WHERE status='complete'", ()
+    query, args = "SELECT run_id, sweep_id, summary, config FROM runs WHERE status='complete'", ()
     if sweep_id is not None:
         query, args = query + " AND sweep_id=?", (sweep_id,)
     found = home.read(query, args)
@@ -40,7 +40,8 @@ def runs_table(home: RunHome | str | None, sweep_id: str | None = None, steps: b
             continue
         base = {c: s.get(c) for c in RUN_COLUMNS}
         base.update(run_id=r["run_id"], sweep_id=r["sweep_id"] or s.get("sweep_id"), loss=s["eval_loss"],
-                    eval_bpb=s.get("eval_bpb"), status="complete", metric=_metric(home, r["run_id"], s, vocab))
+                    eval_bpb=s.get("eval_bpb"), status="complete", metric=_metric(home, r["run_id"], s, vocab),
+                    flops_budget=_planned_budget(r["config"]))
         if not steps:
             rows.append(base)
             continue
@@ -67,6 +68,16 @@ def runs_table(home: RunHome | str | None, sweep_id: str | None = None, steps: b
     table = pd.DataFrame(rows, columns=columns)
     sort = ["sweep_id", "params", "flops"] + (["step"] if steps else [])
     return table.sort_values(sort, na_position="first", kind="stable").reset_index(drop=True)
+
+
+def _planned_budget(config: str | None) -> float | None:
+    """The C a run was given (flops_budget, as its sweep planned it), so an isoFLOP fit groups runs by
+    their budget, not by the measured C; None for a run given tokens."""
+    try:
+        value = (json.loads(config) if config else {}).get("flops_budget")
+    except (ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _metric(home: RunHome, run_id: str, summary: dict, vocab: dict) -> str:

@@ -2,8 +2,9 @@
 
 A product grid gives every budget the same sizes, so the smallest budget's minimum sits near the top of
 the range and the largest's near the bottom, or outside it. The planner instead spreads K sizes
-log-evenly over [N_opt / R, N_opt * R] around each budget's predicted N_opt (a prior: Chinchilla's
-published law, or a fit JSON of earlier runs), and writes them as a list of points (the `points:` key of
+log-evenly over [N_opt / R, N_opt * R] around each budget's predicted N_opt (a prior: this family's law
+as the demo measured it, Chinchilla's published law, or a fit JSON of earlier runs; scaling.sweep.prior),
+and writes them as a list of points (the `points:` key of
 the sweep spec). After the runs, `refine` reads the isoFLOP fit of the sweep and, for each budget whose
 minimum fell outside its sizes, lists K more sizes beyond that edge at the budget's own spacing.
 """
@@ -13,86 +14,19 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import yaml
 
-from scaling import safeyaml
 from scaling.errors import UsageError
-from scaling.laws import chinchilla_allocation, fit_isoflop, load_runs
+from scaling.laws import fit_isoflop, load_runs
 from scaling.runs import RunHome, runs_table
+from scaling.sweep.prior import DEFAULT_PRIOR, Prior, chinchilla_prior, family_prior, prior_from  # noqa: F401
 from scaling.sweep.spec import parse_spec
 
-PUBLISHED = Path(__file__).resolve().parents[2] / "analysis" / "published.yaml"
-PRIOR_LAW = "chinchilla_unrounded"
 # Keys that fix a run's size or length: the plan sets params and flops_budget, so a base spec's own are dropped.
 SIZE_KEYS = ("params", "d_model", "tokens", "flops_budget", "steps")
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "-m", "scaling.cli", "train", "${args_no_hyphens}"]
-
-
-@dataclass(frozen=True)
-class Prior:
-    """N_opt(C) = coefficient * C^exponent, and where it comes from."""
-
-    coefficient: float
-    exponent: float
-    source: str
-
-    def n_opt(self, flops: float) -> float:
-        return self.coefficient * flops**self.exponent
-
-    def budget_for(self, n: float) -> float:
-        """The budget C whose N_opt(C) is n (the law inverted)."""
-        return (n / self.coefficient) ** (1.0 / self.exponent)
-
-
-def chinchilla_prior(path: Path = PUBLISHED) -> Prior:
-    """Hoffmann et al.'s Approach 3 law (unrounded), as analysis/published.yaml holds it."""
-    with open(path) as fh:
-        ref = safeyaml.safe_load(fh)[PRIOR_LAW]
-    p = ref["params"]
-    alloc = chinchilla_allocation(p["A"], p["B"], p["alpha"], p["beta"])
-    a, G = float(alloc["a"]), float(alloc["G"])
-    return Prior(G / 6.0**a, a, ref["title"])  # N_opt = G (C/6)^a
-
-
-def prior_from(text: str) -> Prior:
-    """`chinchilla`, or a fit JSON: `scaling fit --json` of any law with N_opt(C), or a report's fit.json
-    (its isoFLOP fit first, then Approach 3, then the envelope)."""
-    if text == "chinchilla":
-        return chinchilla_prior()
-    path = Path(text)
-    if not path.is_file():
-        raise UsageError(f"--prior {text!r}: expected chinchilla or a fit JSON file (no such file)")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise UsageError(f"--prior {text}: not a fit JSON ({str(err).splitlines()[0]})") from None
-    fits = [data] if isinstance(data, dict) and "law" in data else [
-        data.get(k) for k in ("isoflop", "chinchilla", "envelope") if isinstance(data, dict)]
-    for fit in fits:
-        prior = _prior_of_fit(fit, text)
-        if prior is not None:
-            return prior
-    raise UsageError(f"--prior {text}: the fit JSON has no N_opt(C) (fit --law isoflop, chinchilla or envelope)")
-
-
-def _prior_of_fit(fit, where: str) -> Prior | None:
-    if not isinstance(fit, dict):
-        return None
-    n_opt, opt = fit.get("n_opt"), fit.get("optimal") or {}
-    if isinstance(n_opt, dict) and _finite(n_opt.get("coefficient"), n_opt.get("exponent")):
-        return Prior(float(n_opt["coefficient"]), float(n_opt["exponent"]), f"{fit.get('law')} fit in {where}")
-    if _finite(opt.get("a"), opt.get("G")):
-        a = float(opt["a"])
-        return Prior(float(opt["G"]) / 6.0**a, a, f"{fit.get('law')} fit in {where}")
-    return None
-
-
-def _finite(*values) -> bool:
-    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-               for v in values)
 
 
 def sizes_around(n_opt: float, per_budget: int, span: float) -> list[float]:
@@ -110,13 +44,17 @@ def plan_points(budgets: Sequence[float], per_budget: int, span: float, prior: P
                 shapes: Sequence[int] | None = None) -> list[dict]:
     """{flops_budget, params} for each budget and each of its K sizes around the prior's N_opt, each
     snapped to a distinct model of `shapes` (the recipe's parameter counts) when given; a budget whose
-    sizes would fall outside the recipe's reach is refused (`check_reach`)."""
+    sizes would fall outside the recipe's reach is refused (`check_reach`), and one whose N_opt/R lies
+    below the smallest model starts at that model instead (`low_edge`: an asymmetric span)."""
     check_design(per_budget, span)
     if shapes:
         check_reach(budgets, span, prior, shapes)
     points = []
     for c in budgets:
-        targets = sizes_around(prior.n_opt(c), per_budget, span)
+        n_opt = prior.n_opt(c)
+        low = low_edge(n_opt, span, shapes)
+        targets = sizes_around(n_opt, per_budget, span) if low is None else [
+            low * (n_opt * span / low) ** (i / (per_budget - 1)) for i in range(per_budget)]
         try:
             sizes = snap(targets, shapes) if shapes else [_round(n) for n in targets]
         except UsageError as err:
@@ -125,20 +63,28 @@ def plan_points(budgets: Sequence[float], per_budget: int, span: float, prior: P
     return points
 
 
+def low_edge(n_opt: float, span: float, shapes: Sequence[int] | None) -> int | None:
+    """The recipe's smallest model when N_opt/R lies below it (the plan's sizes then run from that model
+    to N_opt*R, an asymmetric span), else None."""
+    return min(shapes) if shapes and n_opt / span < min(shapes) else None
+
+
 def check_reach(budgets: Sequence[float], span: float, prior: Prior, shapes: Sequence[int]) -> None:
-    """Refuse budgets whose sizes [N_opt/R, N_opt*R] leave the recipe's sizes: below the smallest model
-    every target snaps to the same few smallest shapes, all above N_opt (the same sizes at every budget,
-    and no minimum to resolve). `shapes` runs up to the first count past the largest target, so a last
-    shape below N_opt*R is the recipe's largest."""
+    """Refuse budgets whose sizes [N_opt/R, N_opt*R] leave the recipe's sizes. Below the smallest model
+    the plan may start at that model (an asymmetric span) only while N_opt stays sqrt(R) above it: closer,
+    every size but the smallest lies past N_opt, the smallest wins, and the curve has no left side.
+    `shapes` runs up to the first count past the largest target, so a last shape below N_opt*R is the
+    recipe's largest."""
     shapes = sorted(shapes)
-    smallest, largest = shapes[0], shapes[-1]
-    low = [c for c in budgets if prior.n_opt(c) / span < smallest]
+    smallest, largest, floor = shapes[0], shapes[-1], math.sqrt(span)
+    low = [c for c in budgets if prior.n_opt(c) < smallest * floor]
     if low:
-        least = _ceil3(prior.budget_for(smallest * span))
+        least = _ceil3(prior.budget_for(smallest * floor))
         raise UsageError(
             f"--budgets {_list(low)}: N_opt {_list(prior.n_opt(c) for c in low)} lies below what --span {span:g} "
             f"can sample around: the smallest model the recipe builds for this corpus and seq_len is "
-            f"{smallest:,} params; the smallest budget that works is {least:.3g} (N_opt/{span:g} = {smallest:,})")
+            f"{smallest:,} params, and N_opt must be sqrt({span:g}) = {floor:.3g}x above it; the smallest "
+            f"budget that works is {least:.3g} (N_opt {smallest * floor:,.0f})")
     high = [c for c in budgets if prior.n_opt(c) * span > largest]
     if high:
         most = _floor3(prior.budget_for(largest / span))
@@ -197,6 +143,15 @@ def snap(targets: Sequence[float], shapes: Sequence[int]) -> list[int]:
         for k in range(len(idx) - 2, -1, -1):
             idx[k] = min(idx[k], idx[k + 1] - 1)
     return [int(shapes[i]) for i in idx]
+
+
+def bytes_per_token(constants: dict) -> float | None:
+    """Bytes of text per token of the run settings' corpus (1 for bytes; None when it has no byte counts)."""
+    from scaling import data as data_lib
+    from scaling.config import RunConfig
+
+    cfg = RunConfig.from_dict({**constants, "d_model": 16, "tokens": 1e9})
+    return data_lib.load_corpus(cfg.corpus, cfg.vocab_size).bytes_per_token
 
 
 def recipe_shapes(constants: dict, up_to: float = math.inf) -> list[int]:

@@ -43,7 +43,7 @@ class Progress:
     step: int
     steps: int
     loss: float
-    tokens_per_s: float
+    tokens_per_s: float | None  # None until a step after the first (which compiles) is timed
     mfu: float | None
     eta_s: float
     eval_loss: float | None = None
@@ -71,9 +71,11 @@ class Clock:
     def wall_s(self) -> float:
         return self.wall_before + time.perf_counter() - self.t_start
 
-    def tokens_per_s(self, tokens_per_step: int) -> float:
+    def tokens_per_s(self, tokens_per_step: int) -> float | None:
+        """Tokens per second over the steps after the first, or None when none was timed (a run of one
+        call): never a 0 that reads as a measured speed."""
         elapsed = time.perf_counter() - self.t_steady if self.t_steady is not None else 0.0
-        return self.steady_steps * tokens_per_step / elapsed if self.steady_steps and elapsed > 0 else 0.0
+        return self.steady_steps * tokens_per_step / elapsed if self.steady_steps and elapsed > 0 else None
 
 
 @dataclass
@@ -93,7 +95,7 @@ class LoopState:
     row: dict | None = None  # the metrics row being built at this step, until a hook logs it
 
     @property
-    def tokens_per_s(self) -> float:
+    def tokens_per_s(self) -> float | None:
         return self.clock.tokens_per_s(self.plan.tokens_per_step)
 
 
@@ -250,7 +252,9 @@ def measure(lrs: np.ndarray) -> Callable[[LoopState], None]:
         state.losses = []
         state.row = {"step": state.step, **_sizes(state.plan.accounting(state.step)), "loss": state.train_loss,
                      "grad_norm": to_float(state.grad_norm), "lr": float(lrs[state.step - 1]),
-                     "tokens_per_s": state.tokens_per_s, "wall_s": state.clock.wall_s}
+                     "wall_s": state.clock.wall_s}
+        if state.tokens_per_s is not None:  # not yet timed: the key is left out, not written as 0
+            state.row["tokens_per_s"] = state.tokens_per_s
         if not math.isfinite(state.train_loss):
             raise Diverged(f"train loss {state.train_loss} at step {state.step}")
     return run

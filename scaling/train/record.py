@@ -69,7 +69,7 @@ def changed_keys(old: dict, new: dict) -> list[str]:
 
 
 def summary(plan: RunPlan, *, status: str, step: int, eval_loss: float | None, train_loss: float,
-            tokens_per_s: float, ceiling: float | None, wall_s: float) -> dict:
+            tokens_per_s: float | None, ceiling: float | None, wall_s: float) -> dict:
     """summary.json: status, N/D/C accounting at `step`, final losses, speed and context."""
     shape = plan.shape
     return {
@@ -78,7 +78,8 @@ def summary(plan: RunPlan, *, status: str, step: int, eval_loss: float | None, t
         **plan.accounting(step),
         "step": step, "steps": plan.steps, "eval_loss": eval_loss if step == plan.steps else None,
         "eval_bpb": plan.corpus.bits_per_byte(eval_loss) if step == plan.steps else None,
-        "train_loss": train_loss, "tokens_per_s": tokens_per_s,
+        # null when no step after the first (which compiles) was timed: 0.0 would read as a measured speed
+        "train_loss": train_loss, "tokens_per_s": tokens_per_s or None,
         "mfu": hardware.mfu(tokens_per_s, plan.flops_per_token, ceiling),
         # the kernel flops_model and mfu count the attention of (docs/contracts.md "Accounting")
         "attention": plan.attention_kernel, "attention_flops": attention_convention(plan.attention_kernel),

@@ -50,6 +50,17 @@ def test_a_one_step_run_reports_no_speed_instead_of_zero(home, capsys, tiny):
     assert "speed      not measured" in out and "0 tokens/s" not in out
 
 
+def test_a_run_too_short_to_time_stores_no_speed_not_a_zero(home, tiny):
+    # one step: the first, which compiles, is never timed, so there is no speed to record
+    assert main(["--home", home, "train", *tiny, "tokens=128", "wandb=off",
+                 "run_id=short", "--quiet"]) == 0
+    run = f"{home}/short"
+    summary = json.load(open(f"{run}/summary.json"))
+    assert summary["status"] == "complete" and summary["tokens_per_s"] is None and summary["mfu"] is None
+    rows = [json.loads(line) for line in open(f"{run}/metrics.jsonl")]
+    assert rows and all(r.get("tokens_per_s", 1.0) > 0 for r in rows)
+
+
 def test_a_rounded_length_is_said(home, capsys, tiny):
     assert main(["--home", home, "train", *tiny, "tokens=300", "wandb=off"]) == 0
     assert "tokens=300 asks D=300; rounded to 2 whole steps of 128 tokens" in capsys.readouterr().err

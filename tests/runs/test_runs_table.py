@@ -112,3 +112,16 @@ def test_reindex_rebuilds_the_index_and_the_queue_from_the_files(smoke, tmp_path
     statuses = {r.run_id: r.status for r in RunHome(copy).sweep_runs(sweep_id)}
     assert statuses[f"{sweep_id}-003"] == "pending" and list(statuses.values()).count("complete") == 3
     assert "1 sweep(s) restored" in capsys.readouterr().err
+
+
+def test_runs_table_carries_the_flops_budget_each_run_was_given(tmp_path, tiny):
+    # the isoFLOP fit and `sweep plan --refine` group a budget's runs by the C they were given, not by the
+    # measured C (6ND after rounding D to whole steps): the table carries it, empty for a tokens= run
+    home = str(tmp_path / "runs")
+    budget = 2.3456789e7  # d16: 4 steps of 128 tokens, D rounded, so 6ND != the budget
+    assert main(["--home", home, "train", *tiny, f"flops_budget={budget!r}", "wandb=off", "run_id=c",
+                 "--quiet"]) == 0
+    assert main(["--home", home, "train", *tiny, "tokens=512", "wandb=off", "run_id=d", "--quiet"]) == 0
+    table = runs_table(home).set_index("run_id")
+    assert table.loc["c", "flops_budget"] == budget != table.loc["c", "flops"]
+    assert pd.isna(table.loc["d", "flops_budget"])

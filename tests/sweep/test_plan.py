@@ -71,7 +71,7 @@ def test_snapping_picks_distinct_recipe_sizes_nearest_the_targets():
 def test_plan_writes_a_spec_sweep_create_registers_with_each_budgets_sizes_around_its_optimum(tmp_path, capsys):
     out = tmp_path / "plan.yaml"
     assert main(["sweep", "plan", "--budgets", "2.5e11,1e12,4e12", "--per-budget", "5", "--span", "3",
-                 "--base", DEMO, "--out", str(out)]) == 0
+                 "--prior", "chinchilla", "--base", DEMO, "--out", str(out)]) == 0
     spec = load_spec(str(out))
     assert spec.method == "grid" and {p.name for p in spec.parameters} == {"corpus", "seq_len", "batch_size",
                                                                            "n_evals", "eval_tokens"}

@@ -13,6 +13,7 @@ from scaling.family import recipe_sizes, smallest_size
 from scaling.runs import RunHome
 from scaling.sweep import create_sweep
 from scaling.sweep import plan as plan_lib
+from scaling.sweep.prior import FAMILY_PRIOR
 
 PRIOR = plan_lib.Prior(0.5737, 0.4565, "test")  # about Chinchilla's
 SHAPES_4K = recipe_sizes(vocab_size=4096, seq_len=256)  # a 4,096-token BPE vocabulary
@@ -31,8 +32,49 @@ def test_a_budget_whose_n_opt_lies_below_the_smallest_model_is_refused_naming_th
     message = str(refused.value)
     assert "68,912" in message and "\n" not in message
     least = float(message.split("smallest budget that works is ")[1].split()[0])
-    assert PRIOR.n_opt(least) / 2 >= 68_912 > PRIOR.n_opt(least * 0.99) / 2
+    # N_opt must stand sqrt(R) above the smallest model (the sizes then start at it: an asymmetric span)
+    assert PRIOR.n_opt(least) / math.sqrt(2) >= 68_912 > PRIOR.n_opt(least * 0.99) / math.sqrt(2)
     plan_lib.plan_points([least], 3, 2.0, PRIOR, SHAPES_4K)  # the budget named is accepted
+    with pytest.raises(UsageError, match="smallest budget that works"):  # N_opt above the floor, but too near
+        plan_lib.plan_points([PRIOR.budget_for(68_912 * 1.3)], 3, 2.0, PRIOR, SHAPES_4K)
+
+
+def test_a_budget_whose_n_opt_over_r_is_below_the_smallest_model_starts_its_sizes_there_and_says_so(tmp_path):
+    # between N_opt/3 < smallest and N_opt/sqrt(3) >= smallest: sizes run from the smallest model to N_opt*3
+    c = PRIOR.budget_for(68_912 * 2.4)
+    sizes = [p["params"] for p in plan_lib.plan_points([c], 3, 3.0, PRIOR, SHAPES_4K)]
+    assert sizes[0] == 68_912 and sizes[1] > 68_912 * 1.5 and PRIOR.n_opt(c) * 2 < sizes[2] <= PRIOR.n_opt(c) * 4
+    symmetric = [p["params"] for p in plan_lib.plan_points([c * 30], 3, 3.0, PRIOR, SHAPES_4K)]
+    assert symmetric[0] > 68_912  # far enough above the floor, the span is N_opt/3..N_opt*3 again
+    shapes = plan_lib.recipe_shapes({"corpus": "synthetic"})
+    prior = plan_lib.prior_from("family")
+    budget = f"{prior.budget_for(shapes[0] * 2.4):.3g}"
+    out = tmp_path / "p.yaml"
+    assert main(["sweep", "plan", "--budgets", budget, "--per-budget", "3", "--out", str(out), "corpus=synthetic"]) == 0
+    header = out.read_text()
+    assert f"asymmetric at {float(budget):.3g}: N_opt/3 is below the smallest model the recipe builds ({shapes[0]:,})" \
+        in header
+    assert yaml.safe_load(header)["points"][0]["params"] == shapes[0]
+
+
+def test_the_default_prior_is_this_familys_measured_law_and_chinchillas_stays_an_option(tmp_path, capsys):
+    import json
+
+    family, chinchilla = plan_lib.prior_from("family"), plan_lib.prior_from("chinchilla")
+    data = json.loads(FAMILY_PRIOR.read_text())
+    assert (family.coefficient, family.exponent) == (data["n_opt"]["coefficient"], data["n_opt"]["exponent"])
+    # the demo's measured minima lie near 2e4 at 2.5e11 FLOPs (sweeps/demo.yaml): the family's prior is
+    # within 2x of that; Chinchilla's puts it more than 4x above (its smallest size then wins every budget)
+    assert 1e4 < family.n_opt(2.5e11) < 4e4 and chinchilla.n_opt(2.5e11) > 8e4
+    with pytest.raises(SystemExit):
+        main(["sweep", "plan", "--help"])
+    assert "default; analysis/family-prior.json" in " ".join(capsys.readouterr().out.split())
+    out = tmp_path / "p.yaml"
+    assert main(["sweep", "plan", "--budgets", "1e13", "--out", str(out), "corpus=synthetic"]) == 0
+    assert f"N_opt(C) = {family.coefficient:.4g} C^{family.exponent:.4g} (this family's law" in out.read_text()
+    assert main(["sweep", "plan", "--budgets", "1e13", "--prior", "chinchilla", "--out", str(tmp_path / "c.yaml"),
+                 "corpus=synthetic"]) == 0
+    assert "Hoffmann" in (tmp_path / "c.yaml").read_text()
 
 
 def test_a_budget_whose_sizes_pass_the_largest_model_is_refused():
@@ -135,3 +177,26 @@ def test_refine_takes_each_runs_budget_from_its_sweep_when_the_runs_table_lacks_
               SimpleNamespace(run_id="b", config={"flops_budget": 1.2e11})]
     assert plan_lib.with_planned_budgets(frame, queued)["flops_budget"].tolist() == [1.2e11, 1.2e11]
     assert "flops_budget" not in frame.columns  # the caller's table is left as it was
+
+
+def test_the_familys_byte_law_scales_n_opt_by_a_corpus_bytes_per_token(tmp_path):
+    # measured on bytes: a BPE token of b bytes gives the same compute b times the text, so N_opt x b
+    family = plan_lib.prior_from("family")
+    assert family.per_byte and family.for_corpus(1.0) == family and family.for_corpus(None) == family
+    bpe = family.for_corpus(2.2)
+    assert bpe.n_opt(1e12) == pytest.approx(2.2 * family.n_opt(1e12)) and bpe.exponent == family.exponent
+    assert bpe.for_corpus(2.2) == bpe  # applied once
+    chinchilla = plan_lib.prior_from("chinchilla")
+    assert chinchilla.for_corpus(2.2) == chinchilla  # a law in tokens is left as it is
+    corpus = tmp_path / "bpe"
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(40):
+        (src / f"d{i}.py").write_text("".join(f"def function_{i}_{j}(value):\n    return value * {j}\n"
+                                              for j in range(60)))
+    assert main(["data", "prepare", str(src), "--out", str(corpus), "--tokenizer", "bpe:512", "--quiet"]) == 0
+    b = plan_lib.bytes_per_token({"corpus": str(corpus)})
+    assert b > 1.5
+    out = tmp_path / "p.yaml"
+    assert main(["sweep", "plan", "--budgets", "1e13", "--out", str(out), f"corpus={corpus}"]) == 0
+    assert f"x {b:.3g} bytes/token of this corpus" in out.read_text()
