@@ -3,6 +3,7 @@
     <home>/<run_id>/config.yaml    the resolved config, shape, corpus and code (atomic)
     <home>/<run_id>/metrics.jsonl  one JSON object per logged step (append-only; a torn tail is healed)
     <home>/<run_id>/summary.json   status and final figures (atomic)
+    <home>/<run_id>/evals.json     evaluations of the finished run's final checkpoint (`scaling eval`; atomic)
     <home>/<run_id>/checkpoints/   orbax
     <home>/<run_id>/wandb/         the W&B run's files
     <home>/<run_id>/train.log      an isolated trainer's output
@@ -27,6 +28,7 @@ from scaling.safeyaml import safe_load
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
+EVALS = "evals.json"
 CHECKPOINTS = "checkpoints"
 TRAIN_LOG = "train.log"
 HOME_MARK = ".home"  # the real path of the run home whose trainer writes this directory
@@ -215,6 +217,10 @@ class RunDir:
     @property
     def summary(self) -> str:
         return os.path.join(self.path, SUMMARY)
+
+    @property
+    def evals(self) -> str:
+        return os.path.join(self.path, EVALS)
 
     @property
     def checkpoints(self) -> str:

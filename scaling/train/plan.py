@@ -19,6 +19,7 @@ from scaling.family import (
     shape_for_params,
     shape_for_width,
 )
+from scaling.train.evalsets import EvalSet, load_eval_sets
 from scaling.train.mesh import MeshShape, check_batch, run_devices
 from scaling.train.step import Layout
 
@@ -34,6 +35,7 @@ class RunPlan:
     warmup_steps: int
     corpus: data_lib.Corpus
     steps_per_call: int = 1
+    evals: tuple[EvalSet, ...] = ()  # `eval=`: the sets evaluated beside the corpus's own validation split
 
     @property
     def tokens_per_step(self) -> int:
@@ -121,6 +123,8 @@ class RunPlan:
             "warmup_steps": self.warmup_steps, "steps_per_call": self.steps_per_call, "tokens": self.tokens,
             "flops": self.flops,
             "flops_model": self.flops_model, "epochs": self.epochs, "eval_steps": self.eval_steps,
+            **({"eval_sets": {s.name: {"source": s.source, "fingerprint": s.corpus.fingerprint} for s in self.evals}}
+               if self.evals else {}),
         }
 
 
@@ -167,7 +171,8 @@ def plan_run(cfg: RunConfig) -> RunPlan:
     run_id = cfg.run_id or f"{short(shape.params)}-{short(steps * tokens_per_step)}-s{cfg.seed}-{uuid.uuid4().hex[:6]}"
     cfg = cfg.replace(run_id=run_id)
     steps_per_call = min(steps, cfg.steps_per_call or default_steps_per_call(shape, batch_size))
-    return RunPlan(cfg, run_id, shape, batch_size, steps, lr, warmup, corpus, steps_per_call)
+    evals = load_eval_sets(cfg.eval, corpus, shape.seq_len)
+    return RunPlan(cfg, run_id, shape, batch_size, steps, lr, warmup, corpus, steps_per_call, evals)
 
 
 def _warmup_steps(cfg: RunConfig, steps: int, tokens_per_step: int) -> int:
