@@ -259,6 +259,9 @@ class RunDir:
     def read_metrics(self) -> list[dict]:
         return read_metrics(self.metrics)
 
+    def read_evals(self) -> dict | None:
+        return read_json(self.evals)
+
     def write_record(self, record: dict) -> None:
         write_atomic(self.config, yaml.safe_dump(record, sort_keys=False))
 

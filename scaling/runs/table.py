@@ -8,7 +8,6 @@ import math
 import pandas as pd
 
 from scaling.errors import UsageError
-from scaling.runs.files import read_json
 from scaling.runs.index import RunHome
 
 # The columns `scaling fit` reads (docs/contracts.md "The runs table"), then context useful for filtering.
@@ -85,7 +84,7 @@ EXTRA_PREFIXES = ("eval/", "task/")
 def later_evals(home: RunHome, run_id: str) -> dict:
     """The metrics `scaling eval` recorded in the run's evals.json (docs/contracts.md "The run directory"),
     numbers only: they take the place of the same keys from training, being the newer measurement."""
-    found = (read_json(home.files(run_id).evals) or {}).get("metrics")
+    found = (home.files(run_id).read_evals() or {}).get("metrics")
     if not isinstance(found, dict):
         return {}
     return {k: v for k, v in found.items() if isinstance(k, str) and k.startswith(EXTRA_PREFIXES)

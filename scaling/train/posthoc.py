@@ -14,7 +14,7 @@ import numpy as np
 from scaling.config import RunConfig
 from scaling.errors import UsageError
 from scaling.family import ModelShape, Parametrization
-from scaling.runs import RunDir, RunHome, read_json, write_atomic
+from scaling.runs import RunDir, RunHome, write_atomic
 from scaling.runs.files import jsonable
 from scaling.train.checkpoints import Checkpoints, checkpoint_state
 from scaling.train.distributed import to_float
@@ -125,7 +125,7 @@ def evaluate_run(home: RunHome, run_id: str, eval_spec: str | None, tasks: list[
 def record(files: RunDir, plan: RunPlan, sets: tuple[EvalSet, ...], tasks: list[Task], metrics: dict) -> None:
     """evals.json: {step, metrics: {eval/<name>/..., task/<name>/...}, sources: {eval/<name>: ..., task/<name>:
     ...}}, the keys measured now replacing the same keys measured before."""
-    old = read_json(files.evals) or {}
+    old = files.read_evals() or {}
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     sources = {f"eval/{s.name}": {"source": s.source, "fingerprint": s.corpus.fingerprint, "at": when} for s in sets}
     sources.update({f"task/{t.name}": {"source": t.source, "sha256": t.sha256, "items": len(t.items), "at": when}

@@ -142,3 +142,30 @@ def test_fit_metric_name_loss_fits_that_sets_column(tmp_path, capsys):
     assert main(["fit", str(path), "--metric", "prose:loss", "--bootstrap", "0"]) == 2
     assert "evaluation sets: code" in capsys.readouterr().err
     assert pd.read_csv(path).shape == runs.shape
+
+
+def test_wandb_gets_each_set_under_its_own_eval_key(tmp_path, offline_run):
+    from scaling.track import WandbTracker
+
+    tracker = WandbTracker(str(tmp_path), mode="offline", project="scaling", run_id="e-1", name="e-1", group=None)
+    tracker.start({"config": {"wandb": "offline,nostats"}})
+    tracker.log({"step": 1, "tokens": 128, "flops": 1e6, "loss": 3.0, "eval_loss": 2.9, "eval/code/loss": 2.5,
+                 "eval/code/bpb": 3.6})
+    tracker.finish({"status": "interrupted", "eval/code/loss": 2.5})
+    rec = offline_run(str(tmp_path / "wandb"), "eval/code/loss")
+    (row,) = rec["history"]
+    assert row["eval/code/loss"] == 2.5 and row["eval/code/bpb"] == 3.6 and row["eval/loss"] == 2.9
+    assert not any(k.startswith("train/eval") for k in row)
+    assert rec["summary"]["eval/code/loss"] == 2.5
+
+
+def test_eval_set_and_task_keys_are_documented():
+    from test_contracts import mentioned, section
+
+    from scaling.train.tasks import TaskResult
+
+    for title in ("The run directory", "The runs table"):
+        assert {"eval/<name>/loss", "eval/<name>/bpb"} <= mentioned(section(title)), title
+    keys = TaskResult(0.5, 0.5, 1.0, 2, 0).metrics("<name>")
+    assert set(keys) <= mentioned(section("Tasks")) and set(keys) <= mentioned(section("The runs table"))
+    assert {"evals.json", "eval_sets"} <= {m.split("/")[-1] for m in mentioned(section("The run directory"))}
