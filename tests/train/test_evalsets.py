@@ -169,3 +169,18 @@ def test_eval_set_and_task_keys_are_documented():
     keys = TaskResult(0.5, 0.5, 1.0, 2, 0).metrics("<name>")
     assert set(keys) <= mentioned(section("Tasks")) and set(keys) <= mentioned(section("The runs table"))
     assert {"evals.json", "eval_sets"} <= {m.split("/")[-1] for m in mentioned(section("The run directory"))}
+
+
+def test_report_metric_name_bpb_takes_that_sets_column_and_lists_the_runs_without_it():
+    from scaling.report.gather import ReportData, with_metric
+    from scaling.report.spec import ReportSpec
+
+    runs = pd.DataFrame({"run_id": ["a", "b"], "loss": [3.0, 2.0], "eval/code/bpb": [1.5, np.nan]})
+    data = with_metric(ReportData(runs=runs), "code:bpb")
+    assert list(data.runs["loss"]) == [1.5] and list(data.runs["loss_nats"]) == [3.0]
+    assert data.loss_unit == "bits/byte" and [e.run_id for e in data.excluded] == ["b"]
+    assert ReportSpec.load(None, metric="code:loss").metric == "code:loss"
+    with pytest.raises(UsageError, match="NAME:loss / NAME:bpb"):
+        ReportSpec.load(None, metric="code:acc")
+    with pytest.raises(UsageError, match="evaluation sets: code"):
+        with_metric(ReportData(runs=runs), "prose:loss")
