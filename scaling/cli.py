@@ -6,9 +6,10 @@ import argparse
 import sys
 
 from scaling.commands import bench, dashboard, data, demo, family, fit, report, runs, sweep, train
+from scaling.commands import eval as eval_command
 from scaling.errors import UsageError
 
-COMMANDS = (train, family, bench, data, report, dashboard, demo, fit, sweep, runs)
+COMMANDS = (train, family, bench, data, report, dashboard, demo, fit, sweep, runs, eval_command)
 
 
 class Parser(argparse.ArgumentParser):

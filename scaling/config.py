@@ -97,6 +97,7 @@ class RunConfig:
     vocab_size: int | None = None
     seed: int = 0
     eval_tokens: int = 16384
+    eval: str | None = None  # NAME:DIR,NAME:DIR evaluation sets besides the corpus's own (train/evalsets.py)
     n_evals: int = 8
     checkpoint_every: int = 0  # steps; 0 = only at the end (and on interruption)
     run_id: str | None = None
@@ -214,7 +215,7 @@ class RunConfig:
 USER_KEYS = ("params", "d_model", "n_layers", "n_heads", "d_ff", "mlp", "tied", "qk_norm", "seq_len", "tokens",
              "flops_budget", "batch_size", "lr", "schedule", "warmup_fraction", "warmup_tokens", "min_lr_ratio",
              "decay_fraction", "cooldowns", "weight_decay", "beta1", "beta2", "grad_clip", "parametrization",
-             "base_width", "corpus", "seed", "eval_tokens", "n_evals", "run_id", "name", "sweep",
+             "base_width", "corpus", "seed", "eval_tokens", "eval", "n_evals", "run_id", "name", "sweep",
              "checkpoint_every", "wandb", "wandb_project", "dtype")
 
 

@@ -140,8 +140,8 @@ class WandbTracker:
     def log(self, metrics: dict) -> None:
         row = {}
         for key, value in metrics.items():
-            if key in ("step", "tokens", "flops", "wall_s"):
-                row[key] = value
+            if key in ("step", "tokens", "flops", "wall_s") or key.startswith(("eval/", "task/")):
+                row[key] = value  # an evaluation set's eval/<name>/{loss,bpb} keeps its key
             elif key.startswith("eval_"):
                 row["eval/" + key[5:]] = value
             else:

@@ -86,9 +86,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--bootstrap-starts", choices=("warm", "grid"), default="warm",
                    help="starts per resample: the full-data optima (warm, default) or the whole start grid (slow)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--metric", choices=("loss", "bpb"), default="loss",
-                   help="fit the eval loss in nats/token (default) or in bits per byte (the eval_bpb column; "
-                        "comparable across tokenizers)")
+    p.add_argument("--metric", default="loss", metavar="METRIC",
+                   help="fit the eval loss in nats/token (loss, default), in bits per byte (bpb: the eval_bpb "
+                        "column; comparable across tokenizers), or an evaluation set's NAME:loss / NAME:bpb")
     p.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
                    help="hold a parameter of the law at a value and fit the rest, e.g. --fix E=1.69 "
                         "(repeat for several; names as printed: E, A, B, alpha, beta, N_c, ...)")
@@ -152,8 +152,14 @@ def run(args) -> int:
     source, excluded = _source(args)
     if excluded and not len(source):
         raise UsageError(f"sweep {args.sweep} has no completed run to fit ({describe_dropped(excluded)})")
+    metric = args.metric
+    if metric not in ("loss", "bpb"):  # an evaluation set's NAME:loss or NAME:bpb becomes the table's loss
+        from scaling.laws.table import read_table
+        from scaling.runs.table import on_metric
+
+        source, metric = on_metric(read_table(source)[0], metric, "the runs"), "loss"
     with flag_names():
-        table = load_runs(source, params_column=args.params_column, metric=args.metric,
+        table = load_runs(source, params_column=args.params_column, metric=metric,
                           best_of=[c for c in args.best_of.split(",") if c.strip()])
     table = table.with_frame(table.frame, **excluded)  # the sweep's runs the table left out count as dropped
     options = {"bootstrap_starts": args.bootstrap_starts} if args.law not in ("isoflop", "envelope", "lr") else {}

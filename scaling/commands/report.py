@@ -16,9 +16,9 @@ def add_parser(sub) -> None:
     p.add_argument("--sweep", help="the sweep whose finished runs to use")
     p.add_argument("--out", required=True, help="output directory (index.html, report.md, fit.json, figures/)")
     p.add_argument("--bootstrap", type=int, help="bootstrap resamples (default: the spec's, 1000)")
-    p.add_argument("--metric", choices=("loss", "bpb"),
-                   help="fit and plot the eval loss in nats/token (default) or in bits per byte (runs of "
-                        "different tokenizers; the spec's `metric`)")
+    p.add_argument("--metric", metavar="METRIC",
+                   help="fit and plot the eval loss in nats/token (loss, default), in bits per byte (bpb; runs of "
+                        "different tokenizers), or an evaluation set's NAME:loss / NAME:bpb (the spec's `metric`)")
     p.add_argument("--keep-unresolved", action="store_true", default=None,
                    help="isoflop: let a budget whose minimum is within the noise enter N_opt(C) (default: listed "
                         "under excluded and left out; the spec's `keep_unresolved`)")

@@ -10,6 +10,7 @@ from scaling.errors import UsageError
 from scaling.laws import load_runs
 from scaling.laws.table import MAX_LOSS, MAX_SIZE, bad_values
 from scaling.runs import RunHome, runs_table
+from scaling.runs.table import metric_column, on_metric
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class ReportData:
 
     @property
     def loss_unit(self) -> str:
-        return "bits/byte" if self.metric == "bpb" else "nats/token"
+        return "bits/byte" if self.metric.rpartition(":")[2] == "bpb" else "nats/token"
 
 
 def with_metric(data: ReportData, metric: str) -> ReportData:
@@ -38,22 +39,25 @@ def with_metric(data: ReportData, metric: str) -> ReportData:
     with the reason."""
     if metric == "loss":
         return data
-    if "eval_bpb" not in data.runs.columns:
+    column = metric_column(metric)  # an evaluation set's NAME:loss or NAME:bpb too
+    if column not in data.runs.columns and metric == "bpb":
         raise UsageError("metric bpb: the runs have no eval_bpb column (runs made before bits per byte were "
                          "recorded, or a table without it)")
+    on_metric(data.runs, metric)  # an evaluation set the runs lack: one line naming the sets they have
     kept, dropped = [], []
     for frame in (data.runs, data.steps):
         if frame is None:
             kept.append(None)
             continue
-        has = pd.to_numeric(frame["eval_bpb"], errors="coerce").notna()
+        has = pd.to_numeric(frame[column], errors="coerce").notna() if column in frame.columns else frame.index < 0
         dropped.append(frame[~has])
-        kept.append(frame[has].rename(columns={"loss": "loss_nats"}).rename(columns={"eval_bpb": "loss"})
-                    .reset_index(drop=True))
-    why = "no bits per byte (its corpus records no text bytes: a bare token file or a synthetic corpus)"
+        kept.append(on_metric(frame[has], metric).reset_index(drop=True))
+    why = ("no bits per byte (its corpus records no text bytes: a bare token file or a synthetic corpus)"
+           if metric == "bpb" else f"no {column} (not evaluated on that set, or no bytes to count for bpb)")
     excluded = data.excluded + [ExcludedRun(str(r), "complete", why) for r in dropped[0].get("run_id", [])]
     if not len(kept[0]):
-        raise UsageError(f"metric bpb: none of the runs has bits per byte ({why})")
+        raise UsageError(f"metric {metric}: none of the runs has {'bits per byte' if metric == 'bpb' else column} "
+                         f"({why})")
     return ReportData(runs=kept[0], steps=kept[1], excluded=excluded, source=data.source, metric=metric)
 
 

@@ -214,6 +214,8 @@ def _publish(stage: str, out_dir: str) -> None:
 def _metric(data: ReportData) -> str:
     if data.metric == "bpb":
         return "final eval loss in bits per byte (eval_bpb), comparable across tokenizers"
+    if data.metric != "loss":  # an evaluation set's NAME:loss or NAME:bpb
+        return f"final loss on the evaluation set {data.metric.rpartition(':')[0]} ({data.loss_unit})"
     return "final eval loss in nats/token"
 
 

@@ -12,6 +12,7 @@ from scaling import safeyaml
 from scaling.config import load_yaml
 from scaling.errors import UsageError
 from scaling.laws import LAWS
+from scaling.runs.table import metric_column
 
 PUBLISHED_PATH = Path(__file__).resolve().parents[2] / "analysis" / "published.yaml"
 REFERENCE_LAW = "chinchilla_unrounded"
@@ -66,7 +67,11 @@ class ReportSpec:
             raise UsageError(f"{where}: huber_delta={values['huber_delta']}: must be positive")
         values["holdout"] = _holdout(values.get("holdout", cls.holdout), where)
         if values.get("metric", "loss") not in ("loss", "bpb"):
-            raise UsageError(f"{where}: metric={values['metric']!r}: allowed loss (nats/token) or bpb (bits per byte)")
+            try:  # an evaluation set's NAME:loss or NAME:bpb
+                metric_column(str(values["metric"]))
+            except UsageError:
+                raise UsageError(f"{where}: metric={values['metric']!r}: allowed loss (nats/token), bpb (bits per "
+                                 "byte), or NAME:loss / NAME:bpb of an evaluation set") from None
         if not isinstance(values.get("keep_unresolved", False), bool):
             raise UsageError(f"{where}: keep_unresolved={values['keep_unresolved']!r}: expected true or false")
         for key in ("title", "sweep", "runs", "published"):

@@ -3,6 +3,7 @@
     <home>/<run_id>/config.yaml    the resolved config, shape, corpus and code (atomic)
     <home>/<run_id>/metrics.jsonl  one JSON object per logged step (append-only; a torn tail is healed)
     <home>/<run_id>/summary.json   status and final figures (atomic)
+    <home>/<run_id>/evals.json     evaluations of the finished run's final checkpoint (`scaling eval`; atomic)
     <home>/<run_id>/checkpoints/   orbax
     <home>/<run_id>/wandb/         the W&B run's files
     <home>/<run_id>/train.log      an isolated trainer's output
@@ -27,6 +28,7 @@ from scaling.safeyaml import safe_load
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
+EVALS = "evals.json"
 CHECKPOINTS = "checkpoints"
 TRAIN_LOG = "train.log"
 HOME_MARK = ".home"  # the real path of the run home whose trainer writes this directory
@@ -217,6 +219,10 @@ class RunDir:
         return os.path.join(self.path, SUMMARY)
 
     @property
+    def evals(self) -> str:
+        return os.path.join(self.path, EVALS)
+
+    @property
     def checkpoints(self) -> str:
         return os.path.join(self.path, CHECKPOINTS)
 
@@ -252,6 +258,9 @@ class RunDir:
 
     def read_metrics(self) -> list[dict]:
         return read_metrics(self.metrics)
+
+    def read_evals(self) -> dict | None:
+        return read_json(self.evals)
 
     def write_record(self, record: dict) -> None:
         write_atomic(self.config, yaml.safe_dump(record, sort_keys=False))

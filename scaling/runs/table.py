@@ -7,6 +7,7 @@ import math
 
 import pandas as pd
 
+from scaling.errors import UsageError
 from scaling.runs.index import RunHome
 
 # The columns `scaling fit` reads (docs/contracts.md "The runs table"), then context useful for filtering.
@@ -25,7 +26,8 @@ def runs_table(home: RunHome | str | None, sweep_id: str | None = None, steps: b
         steps: one row per evaluated checkpoint (from metrics.jsonl, the last being the final one),
             with a `step` column, instead of one row per completed run.
     Returns:
-        A DataFrame with RUN_COLUMNS (and `step`), loss = the final (or that step's) eval loss.
+        A DataFrame with RUN_COLUMNS (and `step`), loss = the final (or that step's) eval loss, then a
+        column per evaluation set's and task's key the runs have (EXTRA_PREFIXES), sorted.
     """
     home = RunHome.of(home)
     query, args = "SELECT run_id, sweep_id, summary, config FROM runs WHERE status='complete'", ()
@@ -33,7 +35,7 @@ def runs_table(home: RunHome | str | None, sweep_id: str | None = None, steps: b
         query, args = query + " AND sweep_id=?", (sweep_id,)
     found = home.read(query, args)
 
-    rows, vocab = [], {}
+    rows, vocab, extra = [], {}, set()
     for r in found:
         s = json.loads(r["summary"]) if r["summary"] else {}
         if not _finite(s.get("eval_loss")):
@@ -42,8 +44,11 @@ def runs_table(home: RunHome | str | None, sweep_id: str | None = None, steps: b
         base.update(run_id=r["run_id"], sweep_id=r["sweep_id"] or s.get("sweep_id"), loss=s["eval_loss"],
                     eval_bpb=s.get("eval_bpb"), status="complete", metric=_metric(home, r["run_id"], s, vocab),
                     flops_budget=_planned_budget(r["config"]))
+        trained = {k: v for k, v in s.items() if k.startswith(EXTRA_PREFIXES)}
+        final = {**trained, **later_evals(home, r["run_id"])}
+        extra |= set(final)
         if not steps:
-            rows.append(base)
+            rows.append({**base, **final})
             continue
         flops_model_per_token = s["flops_model"] / s["tokens"] if s.get("tokens") else None
         evals = {}
@@ -59,12 +64,14 @@ def runs_table(home: RunHome | str | None, sweep_id: str | None = None, steps: b
             bpb = m["eval_loss"] * s["eval_bpb"] / s["eval_loss"] if _finite(s.get("eval_bpb")) else None
             row = dict(base, step=step, tokens=m["tokens"], flops=m["flops"], loss=m["eval_loss"], eval_bpb=bpb,
                        train_loss=m.get("loss"), epochs=None)
+            # the sets evaluated in training as logged at this step; later evaluations belong to the last
+            row.update({k: m.get(k) for k in trained} if step != s.get("steps") else final)
             row["flops_model"] = flops_model_per_token * m["tokens"] if flops_model_per_token else None
             if s.get("tokens"):
                 row["epochs"] = s.get("epochs", 0) * m["tokens"] / s["tokens"]
             rows.append(row)
 
-    columns = RUN_COLUMNS[:2] + (["step"] if steps else []) + RUN_COLUMNS[2:]
+    columns = RUN_COLUMNS[:2] + (["step"] if steps else []) + RUN_COLUMNS[2:] + sorted(extra)
     table = pd.DataFrame(rows, columns=columns)
     sort = ["sweep_id", "params", "flops"] + (["step"] if steps else [])
     return table.sort_values(sort, na_position="first", kind="stable").reset_index(drop=True)
@@ -78,6 +85,44 @@ def _planned_budget(config: str | None) -> float | None:
     except (ValueError, AttributeError):
         return None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+# Columns beyond RUN_COLUMNS, one per key a run has: eval/<name>/{loss,bpb} of each evaluation set (in
+# training, `eval=`; or later, `scaling eval --eval`) and task/<name>/{acc,acc_norm,nll,n} of each task.
+EXTRA_PREFIXES = ("eval/", "task/")
+
+
+def later_evals(home: RunHome, run_id: str) -> dict:
+    """The metrics `scaling eval` recorded in the run's evals.json (docs/contracts.md "The run directory"),
+    numbers only: they take the place of the same keys from training, being the newer measurement."""
+    found = (home.files(run_id).read_evals() or {}).get("metrics")
+    if not isinstance(found, dict):
+        return {}
+    return {k: v for k, v in found.items() if isinstance(k, str) and k.startswith(EXTRA_PREFIXES)
+            and (v is None or _finite(v))}
+
+
+def metric_column(metric: str) -> str:
+    """The runs-table column a `--metric` names: loss, bpb (eval_bpb), or an evaluation set's NAME:loss or
+    NAME:bpb (eval/NAME/loss, eval/NAME/bpb)."""
+    if metric in ("loss", "bpb"):
+        return {"loss": "loss", "bpb": "eval_bpb"}[metric]
+    name, sep, what = metric.rpartition(":")
+    if not sep or not name or what not in ("loss", "bpb"):
+        raise UsageError(f"metric {metric!r}: allowed loss, bpb, or NAME:loss / NAME:bpb for an evaluation set "
+                         "(eval=NAME:DIR, or `scaling eval --eval NAME:DIR`)")
+    return f"eval/{name}/{what}"
+
+
+def on_metric(frame: pd.DataFrame, metric: str, where: str = "the runs") -> pd.DataFrame:
+    """`frame` with the column `metric` names as its `loss` (the eval loss in nats/token kept as
+    `loss_nats`), for the fitters and figures that read `loss`. An evaluation set no row has is one line."""
+    column = metric_column(metric)
+    if column == "loss":
+        return frame
+    if column not in frame.columns:
+        sets = sorted({c.split("/")[1] for c in frame.columns if str(c).startswith("eval/") and c.count("/") == 2})
+        raise UsageError(f"metric {metric}: {where} have no {column} column (evaluation sets: "
+                         f"{', '.join(sets) or 'none'})")
+    return frame.rename(columns={"loss": "loss_nats"}).rename(columns={column: "loss"})
 
 
 def _metric(home: RunHome, run_id: str, summary: dict, vocab: dict) -> str:

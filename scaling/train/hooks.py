@@ -92,6 +92,7 @@ class LoopState:
     grad_norm: Any = None
     train_loss: float = math.nan
     eval_loss: float | None = None
+    evals: dict = field(default_factory=dict)  # the evaluation sets' eval/<name>/{loss,bpb} at the latest point
     row: dict | None = None  # the metrics row being built at this step, until a hook logs it
 
     @property
@@ -272,10 +273,15 @@ def _sizes(accounting: dict) -> dict:
     return {"tokens": accounting["tokens"], "flops": accounting["flops"]}
 
 
-def evaluate(eval_fn: Callable[[Any], float]) -> Callable[[LoopState], None]:
+def evaluate(eval_fn: Callable[[Any], float],
+             sets_fn: Callable[[Any], dict] | None = None) -> Callable[[LoopState], None]:
+    """The validation loss, and `sets_fn`'s metrics of the `eval=` sets (train.evalsets) in the same row."""
     def run(state: LoopState) -> None:
         state.eval_loss = eval_fn(state.params)
         state.row["eval_loss"] = state.eval_loss
+        if sets_fn is not None:
+            state.evals = sets_fn(state.params)
+            state.row.update(state.evals)
         if not math.isfinite(state.eval_loss):
             raise Diverged(f"eval loss {state.eval_loss} at step {state.step}")
     return run
@@ -309,7 +315,8 @@ def check_preemption(state: LoopState) -> None:
 
 def default_hooks(plan: RunPlan, lrs: np.ndarray, *, eval_fn: Callable, tracker, save: Callable[[LoopState], None],
                   on_progress: Callable[[Progress], None] | None = None,
-                  stop_at_step: int | None = None, save_at: frozenset[int] = frozenset()) -> list[Hook]:
+                  stop_at_step: int | None = None, save_at: frozenset[int] = frozenset(),
+                  sets_fn: Callable | None = None) -> list[Hook]:
     """A run's hooks: a metrics row about 100 times a run and at every evaluation (log-spaced), a
     checkpoint every `checkpoint_every` steps and at the `save_at` steps (where cooldown branches start),
     preemption checked after every call."""
@@ -319,7 +326,7 @@ def default_hooks(plan: RunPlan, lrs: np.ndarray, *, eval_fn: Callable, tracker,
     def log_point(step: int) -> bool:
         return step % log_every == 0 or step in eval_steps or step == plan.steps or step == stop_at_step
 
-    hooks = [Hook(measure(lrs), log_point), Hook(evaluate(eval_fn), eval_steps.__contains__),
+    hooks = [Hook(measure(lrs), log_point), Hook(evaluate(eval_fn, sets_fn), eval_steps.__contains__),
              Hook(log(tracker), log_point)]
     if on_progress is not None:
         hooks.append(Hook(progress(on_progress), log_point))

@@ -23,6 +23,7 @@ from scaling.track import WandbTracker, wandb_mode
 from scaling.train import distributed
 from scaling.train.checkpoints import Checkpoints, checkpoint_state
 from scaling.train.distributed import to_float
+from scaling.train.evalsets import set_metrics
 from scaling.train.hooks import CheckpointHook, Clock, LoopState, Progress, default_hooks, run_loop
 from scaling.train.limits import check_plan, resolve_plan
 from scaling.train.plan import RunPlan
@@ -129,7 +130,8 @@ class Session:
         self.on_checkpoint = on_checkpoint if distributed.is_writer() else None
         self.save_at = on_checkpoint.steps(plan) if on_checkpoint is not None else frozenset()
         self.hooks = default_hooks(plan, self.lrs, eval_fn=self.evaluate, tracker=tracker, save=self.save,
-                                   on_progress=on_progress, stop_at_step=stop_at_step, save_at=self.save_at)
+                                   on_progress=on_progress, stop_at_step=stop_at_step, save_at=self.save_at,
+                                   sets_fn=self.evaluate_sets if plan.evals else None)
         if self.on_checkpoint is not None:
             self.on_checkpoint.opened(plan, home, files, self.state.step)
 
@@ -166,16 +168,20 @@ class Session:
             raise
         return cls(plan, home, files, tracker, layout, on_progress, stop_at_step, on_checkpoint)
 
-    def evaluate(self, params) -> float:
+    def evaluate(self, params, corpus: data_lib.Corpus | None = None) -> float:
+        """The mean loss over the fixed validation batches of the run's corpus (or of `corpus`)."""
         plan, place = self.plan, self.place
         total, n = 0.0, 0
         # In the rows of one microbatch, as training holds them: a whole batch's logits may not fit the device.
         rows = plan.batch_size // plan.config.microbatches
-        for x, y in data_lib.eval_batches(plan.corpus, plan.config.eval_tokens, rows, plan.shape.seq_len):
+        for x, y in data_lib.eval_batches(corpus or plan.corpus, plan.config.eval_tokens, rows, plan.shape.seq_len):
             gx, gy = (jax.make_array_from_callback(t.shape, place.replicated, lambda i, t=t: t[i]) for t in (x, y))
             total += to_float(self.fns.eval_loss(params, gx, gy)) * len(x)
             n += len(x)
         return total / n
+
+    def evaluate_sets(self, params) -> dict:
+        return set_metrics(self.plan.evals, lambda corpus: self.evaluate(params, corpus))
 
     def save(self, s: LoopState) -> None:
         self.tracker.check()
@@ -196,11 +202,12 @@ class Session:
         if status == "complete" and state.eval_loss is None:
             # Restored at the last step (its summary was lost): recompute the result, never record less.
             state.eval_loss = self.evaluate(state.params)
+            state.evals = self.evaluate_sets(state.params)
             train_loss, tokens_per_s = _final_row(self.files, plan.steps)
         summary = run_summary(plan, status=status, step=state.step, eval_loss=state.eval_loss,
                               train_loss=train_loss if math.isfinite(train_loss) else state.train_loss,
                               tokens_per_s=tokens_per_s or state.tokens_per_s, ceiling=self.ceiling,
-                              wall_s=state.clock.wall_s)
+                              wall_s=state.clock.wall_s, evals=state.evals)
         self.ckpt.close()
         return self.tracker.finish(summary, reason)
 

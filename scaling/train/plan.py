@@ -20,6 +20,7 @@ from scaling.family import (
     shape_for_width,
 )
 from scaling.model import attention_fraction
+from scaling.train.evalsets import EvalSet, load_eval_sets
 from scaling.train.mesh import MeshShape, check_batch, run_devices
 from scaling.train.step import CPU_ATTENTION, Layout
 
@@ -39,6 +40,7 @@ class RunPlan:
     # set when a run opens (train.limits.resolve_plan); None while only planned (a sweep's queue).
     attention: str | None = None
     remat: str | None = None
+    evals: tuple[EvalSet, ...] = ()  # `eval=`: the sets evaluated beside the corpus's own validation split
 
     @property
     def tokens_per_step(self) -> int:
@@ -139,6 +141,8 @@ class RunPlan:
             "warmup_steps": self.warmup_steps, "steps_per_call": self.steps_per_call, "tokens": self.tokens,
             "flops": self.flops,
             "flops_model": self.flops_model, "epochs": self.epochs, "eval_steps": self.eval_steps,
+            **({"eval_sets": {s.name: {"source": s.source, "fingerprint": s.corpus.fingerprint} for s in self.evals}}
+               if self.evals else {}),
         }
 
 
@@ -185,7 +189,8 @@ def plan_run(cfg: RunConfig) -> RunPlan:
     run_id = cfg.run_id or f"{short(shape.params)}-{short(steps * tokens_per_step)}-s{cfg.seed}-{uuid.uuid4().hex[:6]}"
     cfg = cfg.replace(run_id=run_id)
     steps_per_call = min(steps, cfg.steps_per_call or default_steps_per_call(shape, batch_size))
-    return RunPlan(cfg, run_id, shape, batch_size, steps, lr, warmup, corpus, steps_per_call)
+    evals = load_eval_sets(cfg.eval, corpus, shape.seq_len)
+    return RunPlan(cfg, run_id, shape, batch_size, steps, lr, warmup, corpus, steps_per_call, evals)
 
 
 def _warmup_steps(cfg: RunConfig, steps: int, tokens_per_step: int) -> int:

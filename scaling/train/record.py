@@ -69,8 +69,9 @@ def changed_keys(old: dict, new: dict) -> list[str]:
 
 
 def summary(plan: RunPlan, *, status: str, step: int, eval_loss: float | None, train_loss: float,
-            tokens_per_s: float | None, ceiling: float | None, wall_s: float) -> dict:
-    """summary.json: status, N/D/C accounting at `step`, final losses, speed and context."""
+            tokens_per_s: float | None, ceiling: float | None, wall_s: float, evals: dict | None = None) -> dict:
+    """summary.json: status, N/D/C accounting at `step`, final losses, speed and context; `evals`, the
+    evaluation sets' eval/<name>/{loss,bpb} at the final step (train.evalsets)."""
     shape = plan.shape
     return {
         "run_id": plan.run_id, "name": plan.name, "status": status, "sweep_id": plan.config.sweep,
@@ -93,4 +94,6 @@ def summary(plan: RunPlan, *, status: str, step: int, eval_loss: float | None, t
         # the steps after it; the report counts the study's real cost with this)
         "branch_of": plan.config.branch_of,
         "branch_step": plan.stable_end if plan.config.branch_of is not None else None,
+        # every `eval=` set's keys, null unless the run is complete (as eval_loss)
+        **{key: (evals or {}).get(key) if step == plan.steps else None for s in plan.evals for key in s.keys},
     }
