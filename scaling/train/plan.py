@@ -190,7 +190,7 @@ def plan_run(cfg: RunConfig) -> RunPlan:
     cfg = cfg.replace(run_id=run_id)
     steps_per_call = min(steps, cfg.steps_per_call or default_steps_per_call(shape, batch_size))
     evals = load_eval_sets(cfg.eval, corpus, shape.seq_len)
-    return RunPlan(cfg, run_id, shape, batch_size, steps, lr, warmup, corpus, steps_per_call, evals)
+    return RunPlan(cfg, run_id, shape, batch_size, steps, lr, warmup, corpus, steps_per_call, evals=evals)
 
 
 def _warmup_steps(cfg: RunConfig, steps: int, tokens_per_step: int) -> int:
