@@ -83,7 +83,8 @@ def parse(corpus: str, mixture: str | None, domains: str | None) -> Mixture | No
     if corpus != MIX:
         for key, value in (("mixture", mixture), ("domains", domains)):
             if value is not None:
-                raise UsageError(f"{key}={value}: weighs a mixture's corpora; it needs corpus=mix (got corpus={corpus})")
+                raise UsageError(f"{key}={value}: describes a mixture's corpora; it needs corpus=mix "
+                                 f"(got corpus={corpus})")
         return None
     if mixture is None or domains is None:
         raise UsageError("corpus=mix needs mixture=NAME:WEIGHT,... and domains=NAME:DIR,... "

@@ -11,7 +11,6 @@ from scaling import data as data_lib
 from scaling.config import RunConfig
 from scaling.display import short
 from scaling.errors import UsageError
-from scaling.mixture import corpus_for
 from scaling.family import (
     ModelShape,
     Parametrization,
@@ -20,6 +19,7 @@ from scaling.family import (
     shape_for_params,
     shape_for_width,
 )
+from scaling.mixture import corpus_for
 from scaling.train.mesh import MeshShape, check_batch, run_devices
 from scaling.train.step import Layout
 
