@@ -1,0 +1,125 @@
+"""The mixture planner: K data mixtures spread over the simplex of the domains' weights, plus the pure
+domains, at one small scale and optionally again at larger compute (`scaling sweep plan --mixtures K`).
+
+The mixtures are drawn from a flat Dirichlet (every mixture equally likely) with a fixed seed, many
+candidates at once, and chosen greedily to be far from each other and from the pure domains (the
+candidate whose nearest chosen mixture is farthest comes next), so K small still covers the simplex
+instead of clustering where the draws happen to fall. Weights are rounded to 2 decimals (summing to 1).
+A data mixing law (L_i(r) = c_i + k_i exp(sum_j t_ij r_j)) is fitted over such a set; the pure domains
+pin its corners. A second scale, m times the compute, multiplies params and tokens by sqrt(m) each, so
+the tokens per parameter stay as they are and only the scale moves.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from scaling import mixspec
+from scaling.errors import UsageError
+from scaling.sweep.plan import spec_dict
+
+CANDIDATES_PER_MIXTURE = 64
+MAX_MIXTURES = 1000
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One scale of the plan: a target parameter count and a length in tokens."""
+
+    params: float
+    tokens: float
+
+    @property
+    def flops(self) -> float:
+        return 6.0 * self.params * self.tokens
+
+
+def _round_weights(w: np.ndarray) -> np.ndarray:
+    """Weights on a 0.01 grid that sum to exactly 1 (the largest absorbs the rounding)."""
+    cents = np.round(w * 100).astype(int)
+    cents[int(np.argmax(cents))] += 100 - int(cents.sum())
+    return cents / 100.0
+
+
+def spread_mixtures(k: int, n_domains: int, seed: int = 0) -> list[np.ndarray]:
+    """k mixtures of n_domains weights, Dirichlet-drawn and chosen far apart (see the module's docstring);
+    the same k, n_domains and seed give the same mixtures on every machine (numpy's PCG64 stream)."""
+    if n_domains < 2:
+        raise UsageError(f"--domains: a mixture needs at least 2 domains (got {n_domains})")
+    if not 1 <= k <= MAX_MIXTURES:
+        raise UsageError(f"--mixtures {k}: allowed 1..{MAX_MIXTURES}")
+    rng = np.random.default_rng([seed, n_domains, 0x313C])
+    candidates = np.array([_round_weights(w) for w in rng.dirichlet(np.ones(n_domains), CANDIDATES_PER_MIXTURE * k)])
+    chosen = list(np.eye(n_domains))  # the pure domains, which the plan runs anyway
+    picked = []
+    for _ in range(k):
+        nearest = np.min(np.linalg.norm(candidates[:, None, :] - np.array(chosen)[None], axis=2), axis=1)
+        best = int(np.argmax(nearest))
+        if nearest[best] == 0:  # every candidate is already chosen: k is more than the 0.01 grid holds apart
+            raise UsageError(f"--mixtures {k}: more mixtures than distinct weights on a 0.01 grid allow "
+                             f"for {n_domains} domains")
+        picked.append(candidates[best])
+        chosen.append(candidates[best])
+    return picked
+
+
+def parse_domains(text: str, settings: dict, base: dict | None) -> dict[str, str]:
+    """--domains a,b,c (their folders in a `domains=` setting or the base spec) or --domains a:DIR,b:DIR."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    given = {}
+    known = settings.get("domains")
+    if known is None and base:
+        known = ((base.get("parameters") or {}).get("domains") or {}).get("value")
+    known = mixspec.parse_domains(mixspec.flatten(known)) if known else {}
+    for item in items:
+        name, sep, where = item.partition(":")
+        if not sep:
+            if name not in known:
+                raise UsageError(f"--domains {text}: no folder for {name!r}; give NAME:DIR, or a "
+                                 "domains=NAME:DIR,... setting")
+            where = known[name]
+        given[name] = where
+    mixspec.parse_domains(mixspec.flatten(given))  # names checked as the config checks them
+    if len(given) != len(items):
+        raise UsageError(f"--domains {text}: a domain is named twice")
+    return given
+
+
+def parse_scales(at: str, scales: str) -> list[Scale]:
+    """--at PARAMS,TOKENS and --scales 1,M,...: the first scale and its compute multiples."""
+    try:
+        params, tokens = (float(v) for v in at.split(","))
+        factors = [float(v) for v in scales.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--at {at} --scales {scales}: expected --at PARAMS,TOKENS (e.g. 2e4,1e6) and "
+                         "--scales M1,M2 (compute multiples, e.g. 1,4)") from None
+    if not all(math.isfinite(v) and v > 0 for v in (params, tokens, *factors)) or not factors:
+        raise UsageError(f"--at {at} --scales {scales}: sizes, lengths and multiples must be positive")
+    if len(set(factors)) != len(factors):
+        raise UsageError(f"--scales {scales}: a multiple is given twice")
+    return [Scale(float(f"{params * math.sqrt(m):.3g}"), float(f"{tokens * math.sqrt(m):.3g}")) for m in factors]
+
+
+def plan_mixtures(k: int, domains: Sequence[str], scales: Sequence[Scale], seed: int = 0) -> list[dict]:
+    """The points: every scale x (the pure domains, then the k spread mixtures)."""
+    pure = list(np.eye(len(domains)))
+    mixtures = [mixspec.canonical(dict(zip(domains, (float(x) for x in w))))
+                for w in pure + spread_mixtures(k, len(domains), seed)]
+    return [{"params": s.params, "tokens": s.tokens, "mixture": m} for s in scales for m in mixtures]
+
+
+def mixture_spec(k: int, domains: dict[str, str], scales: Sequence[Scale], *, seed: int = 0, seeds: int = 1,
+                 name: str = "mixture-plan", base: dict | None = None, settings: dict | None = None) -> dict:
+    """The sweep spec: corpus=mix over `domains` (a constant parameter), one point per scale and mixture;
+    with seeds > 1, the first scale's points are replicated (the run-to-run noise the fits compare with)."""
+    settings = {**(settings or {}), "corpus": mixspec.MIX, "domains": mixspec.flatten(domains)}
+    base = dict(base or {})
+    base.get("parameters", {}).pop("mixture", None)
+    points = plan_mixtures(k, list(domains), scales, seed)
+    spec = spec_dict(points, name=name, base=base, settings=settings)
+    if seeds > 1:
+        spec["seeds"] = {"count": seeds, "where": {"tokens": scales[0].tokens}}
+    return spec
