@@ -1,10 +1,10 @@
 """The mixture planner: K data mixtures spread over the simplex of the domains' weights, plus the pure
 domains, at one small scale and optionally again at larger compute (`scaling sweep plan --mixtures K`).
 
-The mixtures are drawn from a flat Dirichlet (every mixture equally likely) with a fixed seed, many
-candidates at once, and chosen greedily to be far from each other and from the pure domains (the
-candidate whose nearest chosen mixture is farthest comes next), so K small still covers the simplex
-instead of clustering where the draws happen to fall. Weights are rounded to 2 decimals (summing to 1).
+The mixtures are drawn from a flat Dirichlet (every mixture equally likely) with a fixed seed: SETS sets
+of K draws, and the set kept is the one whose closest two mixtures (the pure domains counted) lie
+farthest apart, so K small still covers the simplex, inside and near its edges, instead of clustering
+where a few draws happen to fall. Weights are rounded to 2 decimals (summing to 1).
 A data mixing law (L_i(r) = c_i + k_i exp(sum_j t_ij r_j)) is fitted over such a set; the pure domains
 pin its corners. A second scale, m times the compute, multiplies params and tokens by sqrt(m) each, so
 the tokens per parameter stay as they are and only the scale moves.
@@ -21,7 +21,8 @@ from scaling import mixspec
 from scaling.errors import UsageError
 from scaling.sweep.plan import spec_dict
 
-CANDIDATES_PER_MIXTURE = 64
+SETS = 256  # sets of k draws compared (fewer for large k: SET_BUDGET mixtures drawn at most)
+SET_BUDGET = 20_000
 MAX_MIXTURES = 1000
 
 
@@ -45,25 +46,24 @@ def _round_weights(w: np.ndarray) -> np.ndarray:
 
 
 def spread_mixtures(k: int, n_domains: int, seed: int = 0) -> list[np.ndarray]:
-    """k mixtures of n_domains weights, Dirichlet-drawn and chosen far apart (see the module's docstring);
-    the same k, n_domains and seed give the same mixtures on every machine (numpy's PCG64 stream)."""
+    """k mixtures of n_domains weights: of many sets of k flat-Dirichlet draws, the set whose closest two
+    mixtures (the pure domains counted) lie farthest apart (see the module's docstring); the same k,
+    n_domains and seed give the same mixtures on every machine (numpy's PCG64 stream)."""
     if n_domains < 2:
         raise UsageError(f"--domains: a mixture needs at least 2 domains (got {n_domains})")
     if not 1 <= k <= MAX_MIXTURES:
         raise UsageError(f"--mixtures {k}: allowed 1..{MAX_MIXTURES}")
     rng = np.random.default_rng([seed, n_domains, 0x313C])
-    candidates = np.array([_round_weights(w) for w in rng.dirichlet(np.ones(n_domains), CANDIDATES_PER_MIXTURE * k)])
-    chosen = list(np.eye(n_domains))  # the pure domains, which the plan runs anyway
-    picked = []
-    for _ in range(k):
-        nearest = np.min(np.linalg.norm(candidates[:, None, :] - np.array(chosen)[None], axis=2), axis=1)
-        best = int(np.argmax(nearest))
-        if nearest[best] == 0:  # every candidate is already chosen: k is more than the 0.01 grid holds apart
-            raise UsageError(f"--mixtures {k}: more mixtures than distinct weights on a 0.01 grid allow "
-                             f"for {n_domains} domains")
-        picked.append(candidates[best])
-        chosen.append(candidates[best])
-    return picked
+    best, best_gap = None, -1.0
+    for _ in range(max(8, min(SETS, SET_BUDGET // k))):
+        mixtures = np.array([_round_weights(w) for w in rng.dirichlet(np.ones(n_domains), k)])
+        points = np.vstack([np.eye(n_domains), mixtures])
+        gaps = np.linalg.norm(points[:, None] - points[None], axis=2) + 9.0 * np.eye(len(points))
+        if gaps.min() > best_gap:
+            best, best_gap = mixtures, float(gaps.min())
+    if best_gap == 0:  # two mixtures (or one and a pure domain) round to the same 0.01 grid point
+        raise UsageError(f"--mixtures {k}: more mixtures than {n_domains} domains keep distinct on a 0.01 grid")
+    return list(best)
 
 
 def parse_domains(text: str, settings: dict, base: dict | None) -> dict[str, str]:
