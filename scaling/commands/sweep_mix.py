@@ -22,7 +22,7 @@ def add_arguments(q) -> None:
                         "and tokens each grow by sqrt(M)); default 1")
     q.add_argument("--mix-seed", type=int, default=0, metavar="S", help="--mixtures: the Dirichlet draws' seed")
     q.add_argument("--seeds", type=positive_int, default=1, metavar="R",
-                   help="--mixtures: train the first scale's points R times (seeds 0..R-1: the run-to-run noise)")
+                   help="--mixtures: train the first scale's pure domains R times (seeds 0..R-1: the run-to-run noise)")
 
 
 def cmd_plan_mixtures(args, settings: dict, base: dict | None) -> int:

@@ -114,12 +114,14 @@ def plan_mixtures(k: int, domains: Sequence[str], scales: Sequence[Scale], seed:
 def mixture_spec(k: int, domains: dict[str, str], scales: Sequence[Scale], *, seed: int = 0, seeds: int = 1,
                  name: str = "mixture-plan", base: dict | None = None, settings: dict | None = None) -> dict:
     """The sweep spec: corpus=mix over `domains` (a constant parameter), one point per scale and mixture;
-    with seeds > 1, the first scale's points are replicated (the run-to-run noise the fits compare with)."""
+    with seeds > 1, the first scale's pure domains are replicated: the run-to-run noise the fits compare
+    with, measured where it costs least."""
     settings = {**(settings or {}), "corpus": mixspec.MIX, "domains": mixspec.flatten(domains)}
     base = dict(base or {})
     base.get("parameters", {}).pop("mixture", None)
     points = plan_mixtures(k, list(domains), scales, seed)
     spec = spec_dict(points, name=name, base=base, settings=settings)
     if seeds > 1:
-        spec["seeds"] = {"count": seeds, "where": {"tokens": scales[0].tokens}}
+        pure = [p["mixture"] for p in points[:len(domains)]]
+        spec["seeds"] = {"count": seeds, "where": {"tokens": scales[0].tokens, "mixture": pure}}
     return spec

@@ -80,15 +80,16 @@ def test_the_written_spec_creates_its_runs_each_with_its_mixture(tmp_path, domai
     assert rc == 0
     spec = yaml.safe_load(open(path))
     assert spec["parameters"]["corpus"]["value"] == "mix"
-    assert spec["seeds"] == {"count": 2, "where": {"tokens": 4000.0}}
+    pure = ["py:1,en:0,c:0", "py:0,en:1,c:0", "py:0,en:0,c:1"]
+    assert spec["seeds"] == {"count": 2, "where": {"tokens": 4000.0, "mixture": pure}}
     home = RunHome(str(tmp_path / "runs"))
     assert main(["--home", home.root, "sweep", "create", path]) == 0
     (sweep,) = home.sweeps()
     runs = home.sweep_runs(sweep["sweep_id"])
-    assert len(runs) == 7 * 2 + 7  # the small scale twice (seeds 0 and 1), the large once
+    assert len(runs) == 7 + 3 + 7  # the small scale's pure domains twice (seeds 0 and 1), the rest once
     assert {r.status for r in runs} == {"pending"}
-    assert sorted({(r.config["mixture"], r.config["seed"]) for r in runs if r.config["tokens"] == 4000}) == sorted(
-        (p["mixture"], seed) for p in spec["points"][:7] for seed in (0, 1))
+    assert sorted((r.config["mixture"], r.config.get("seed", 0)) for r in runs if r.config["tokens"] == 4000) == sorted(
+        [(p["mixture"], 0) for p in spec["points"][:7]] + [(m, 1) for m in pure])
 
 
 @pytest.mark.parametrize("flags, message", [
