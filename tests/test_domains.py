@@ -33,6 +33,8 @@ def test_each_domain_holds_its_kind_of_text():
     code_marks = sum(doc.count(c) for doc in prose for c in ";{}") / sum(len(d) for d in prose)
     assert code_marks < 0.01
     assert all(len(doc) < 3 * domains.PROSE_DOC_CHARS for doc in prose)  # cut at paragraphs
+    every = list(find_source("domain:prose").documents())
+    assert not any(re.search(r"^(Metadata-Version|Requires-Dist): ", doc, re.M) for doc in every)  # bodies only
 
 
 def test_code_domains_stay_under_their_cap_and_are_the_same_files_each_time():
