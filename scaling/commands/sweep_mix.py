@@ -45,7 +45,7 @@ def cmd_plan_mixtures(args, settings: dict, base: dict | None) -> int:
              f"--scales {args.scales}" + (f" --mix-seed {args.mix_seed}" if args.mix_seed else "")
              + (f" --seeds {args.seeds}" if args.seeds > 1 else ""))
     header = [f"mixture plan: the {len(domains)} pure domains and {args.mixtures} mixtures (flat Dirichlet, seed "
-              f"{args.mix_seed}, chosen far apart) at {len(scales)} scale(s): "
+              f"{args.mix_seed}, the best-spread of 256 sets) at {len(scales)} scale(s): "
               + "; ".join(f"N {s.params:.3g} D {s.tokens:.3g} (C {s.flops:.3g})" for s in scales),
               "`points` is this workbench's key, not W&B's (a list of configurations, not a product grid)",
               f"written by: scaling sweep plan {flags}"]
