@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint test-all demo bench clean mutants
+.PHONY: test lint test-all demo bench clean mutants domains-data
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,16 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/scaling bench
+
+# The three domains of sweeps/domains.yaml (scaling/domains.py): a BPE tokenizer trained on all three
+# (corpora/domains/all), then each domain tokenized with it, so a mixture of them has one tokenizer.
+DOMAINS := corpora/domains
+domains-data: $(STAMP)
+	@mkdir -p $(DOMAINS)
+	@test -d $(DOMAINS)/all || $(VENV)/bin/scaling data prepare domain:python+prose+c --out $(DOMAINS)/all \
+		--tokenizer bpe:1024 --val-fraction 0.05 --quiet
+	@for d in python prose c; do test -d $(DOMAINS)/$$d || $(VENV)/bin/scaling data prepare domain:$$d \
+		--out $(DOMAINS)/$$d --tokenizer $(DOMAINS)/all/tokenizer.json --val-fraction 0.05 --quiet || exit 1; done
 
 # Mutation testing of the numeric core against its fast tests ([tool.mutmut]; results in tests/mutants.md):
 # FLOP/parameter accounting and the recipe, law forms and compute-optimal allocation, batching and corpora;

@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 
 import yaml
 
+from scaling import mixspec
 from scaling.errors import UsageError
 from scaling.safeyaml import YamlTooLarge, safe_load
 from scaling.track import parse_wandb
@@ -94,6 +95,10 @@ class RunConfig:
     process_id: int | None = None
     # data, evaluation, bookkeeping
     corpus: str = "stdlib"
+    # corpus=mix: the prepared corpora it draws from (NAME:DIR,...) and their weights (NAME:W,...);
+    # parsed and checked by scaling/mixspec.py
+    mixture: str | None = None
+    domains: str | None = None
     vocab_size: int | None = None
     seed: int = 0
     eval_tokens: int = 16384
@@ -134,6 +139,7 @@ class RunConfig:
             raise UsageError("give params=N or d_model=WIDTH, not both")
         if self.cooldowns is not None:
             self._check_cooldowns()
+        mixspec.parse(self.corpus, self.mixture, self.domains)
         if self.microbatches < 1:
             raise UsageError(f"microbatches={self.microbatches}: must be at least 1")
         if self.steps_per_call is not None and not 1 <= self.steps_per_call <= MAX_STEPS_PER_CALL:
@@ -200,6 +206,7 @@ class RunConfig:
         values = _lr_from_fit(values)
         if isinstance(values.get("cooldowns"), (list, tuple)):  # YAML's [1e6, 2e6]
             values = {**values, "cooldowns": ",".join(str(v) for v in values["cooldowns"])}
+        values = {k: mixspec.flatten(v) if k in ("mixture", "domains") else v for k, v in values.items()}
         return cls(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})
 
     def to_dict(self) -> dict:
@@ -215,7 +222,8 @@ class RunConfig:
 USER_KEYS = ("params", "d_model", "n_layers", "n_heads", "d_ff", "mlp", "tied", "qk_norm", "seq_len", "tokens",
              "flops_budget", "batch_size", "lr", "schedule", "warmup_fraction", "warmup_tokens", "min_lr_ratio",
              "decay_fraction", "cooldowns", "weight_decay", "beta1", "beta2", "grad_clip", "parametrization",
-             "base_width", "corpus", "seed", "eval_tokens", "eval", "n_evals", "run_id", "name", "sweep",
+             "base_width", "corpus", "mixture", "domains", "seed", "eval_tokens", "eval", "n_evals", "run_id",
+             "name", "sweep",
              "checkpoint_every", "wandb", "wandb_project", "dtype")
 
 

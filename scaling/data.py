@@ -11,7 +11,9 @@ Corpus specs (`corpus=`):
 - `DIR` or `GLOB` text files, byte tokens, split by file hash the same way;
 - `FILE.bin`      uint16 token memmap (nanoGPT style); validation = the last `val_fraction` of it;
 - `DIR` with a meta.json: a corpus written by `scaling data prepare` (train.bin, val.bin, tokenizer);
-- `synthetic[:V[:SEED]]` a stationary order-1 Markov chain with a known entropy rate (for tests).
+- `synthetic[:V[:SEED]]` a stationary order-1 Markov chain with a known entropy rate (for tests);
+- `mix`           several of the above weighed by the config's `mixture` (scaling/mixture.py builds it:
+                  its `mix` draws the windows, so the functions below hand a mixture's batches to it).
 """
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ import hashlib
 import math
 import os
 import sysconfig
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -30,6 +34,19 @@ from scaling.errors import UsageError
 
 VAL_FRACTION = 0.02
 _EXCLUDED_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
+
+
+class MixSource(Protocol):
+    """What a mixture corpus draws its windows with (scaling/mixture.py): the same three questions the
+    functions below answer for a single corpus."""
+
+    def windows_per_epoch(self, seq_len: int) -> int: ...
+
+    def batch_windows(self, seed: int, step: int, batch_size: int, seq_len: int, rows: slice) -> np.ndarray: ...
+
+    def eval_batches(self, n_tokens: int, batch_size: int, seq_len: int) -> Iterator: ...
+
+    def describe(self) -> dict: ...
 
 
 @dataclass(frozen=True)
@@ -45,6 +62,7 @@ class Corpus:
     # as for a bare token file or the synthetic chain).
     bytes_per_token: float | None = None
     unigram_counts: np.ndarray | None = field(default=None, repr=False)  # stored by `data prepare`
+    mix: MixSource | None = field(default=None, repr=False)  # corpus=mix: its domains and weights
 
     @functools.cached_property
     def unigram_entropy(self) -> float:
@@ -68,6 +86,7 @@ class Corpus:
         return {
             "corpus": self.name, "corpus_fingerprint": self.fingerprint, "vocab_size": self.vocab_size,
             "train_tokens": int(len(self.train)), "val_tokens": int(len(self.val)), "files": self.n_files,
+            **(self.mix.describe() if self.mix is not None else {}),
         }
 
 
@@ -189,6 +208,8 @@ def load_corpus(spec: str = "stdlib", vocab_size: int | None = None, val_fractio
     if spec == "stdlib":
         root, paths = stdlib_files()
         return _byte_corpus("stdlib", root, paths, val_fraction)
+    if spec == "mix":
+        raise UsageError("corpus=mix needs mixture=NAME:WEIGHT,... and domains=NAME:DIR,... (a run config)")
     if spec == "synthetic" or spec.startswith("synthetic:"):
         return _synthetic(spec)
     if spec.endswith(".bin"):
@@ -218,6 +239,8 @@ def _looks_like_text(path: str) -> bool:
 
 # ---- batches ---------------------------------------------------------------------------------------
 def windows_per_epoch(corpus: Corpus, seq_len: int) -> int:
+    if corpus.mix is not None:
+        return corpus.mix.windows_per_epoch(seq_len)
     return (len(corpus.train) - 1) // (seq_len + 1) - 1  # -1: room for the epoch shift
 
 
@@ -240,6 +263,8 @@ def batch(corpus: Corpus, seed: int, step: int, batch_size: int, seq_len: int,
 def batch_windows(corpus: Corpus, seed: int, step: int, batch_size: int, seq_len: int,
                   rows: slice = slice(None)) -> np.ndarray:
     """The (rows, seq_len + 1) token windows of step `step`'s batch: inputs and, shifted by one, targets."""
+    if corpus.mix is not None:
+        return corpus.mix.batch_windows(seed, step, batch_size, seq_len, rows)
     n_windows = windows_per_epoch(corpus, seq_len)
     if n_windows < 1:
         raise UsageError(f"corpus {corpus.name!r} is shorter than one sequence of {seq_len + 1} tokens")
@@ -257,6 +282,9 @@ def batch_windows(corpus: Corpus, seed: int, step: int, batch_size: int, seq_len
 
 def eval_batches(corpus: Corpus, n_tokens: int, batch_size: int, seq_len: int):
     """Fixed validation batches: windows spread evenly over the validation split, the same every call."""
+    if corpus.mix is not None:
+        yield from corpus.mix.eval_batches(n_tokens, batch_size, seq_len)
+        return
     n_seq = max(1, n_tokens // seq_len)
     span = len(corpus.val) - seq_len - 1
     if span < 0:

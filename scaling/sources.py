@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scaling import domains
 from scaling.errors import UsageError
 
 TABLE_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -80,7 +81,7 @@ def check_encoding(encoding: str) -> str:
 @dataclass(frozen=True)
 class Source:
     spec: str
-    kind: str  # "text", "table" or "datasets"
+    kind: str  # "text", "table", "datasets" or "domain" (scaling/domains.py)
     paths: tuple[str, ...]
     text_field: str = "text"
     encoding: str = "utf-8"
@@ -92,6 +93,9 @@ class Source:
             for path in self.paths:
                 with open(path, "rb") as fh:
                     yield decode_text(path, fh.read(), decoding)
+        elif self.kind == "domain":  # scaling/domains.py
+            decoding = decoding or Decoding(self.encoding)
+            yield from domains.documents(self.spec, lambda path: _read(path, decoding))
         elif self.kind == "table":
             yield from self._table_documents()
         else:
@@ -178,6 +182,8 @@ def _json_lines(path: str, field: str, skip: int) -> Iterator[str]:
 def find_source(spec: str, text_field: str = "text", encoding: str = "utf-8") -> Source:
     """The documents `spec` names: a datasets folder, a folder of text files, a table file, or a glob."""
     encoding = check_encoding(encoding)
+    if spec.startswith(domains.PREFIX):
+        return Source(spec, "domain", tuple(domains.check(spec)), text_field, encoding)
     if os.path.isdir(spec):
         if any(os.path.exists(os.path.join(spec, f)) for f in ("dataset_info.json", "dataset_dict.json")):
             if encoding != "utf-8":
@@ -200,6 +206,11 @@ def find_source(spec: str, text_field: str = "text", encoding: str = "utf-8") ->
     if not texts:
         raise UsageError(f"{spec!r}: no text files (binary files are skipped)")
     return Source(spec, "text", texts, text_field, encoding)
+
+
+def _read(path: str, decoding: Decoding) -> str:
+    with open(path, "rb") as fh:
+        return decode_text(path, fh.read(), decoding)
 
 
 def _looks_like_text(path: str) -> bool:

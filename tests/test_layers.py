@@ -14,7 +14,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYERS = (
     ("base", ("scaling", "scaling.errors", "scaling.display")),
     ("core", ("scaling.config", "scaling.family", "scaling.model", "scaling.data", "scaling.prepare",
-              "scaling.sources", "scaling.corpus_check", "scaling.safeyaml",
+              "scaling.sources", "scaling.corpus_check", "scaling.safeyaml", "scaling.mixspec", "scaling.mixture",
+              "scaling.domains",
               "scaling.hardware", "scaling.track", "scaling.preempt")),
     ("engines", ("scaling.train", "scaling.laws", "scaling.runs")),
     ("workflows", ("scaling.sweep", "scaling.report")),

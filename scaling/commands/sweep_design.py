@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 import time
 
+from scaling.commands import sweep_mix
 from scaling.commands.common import (
     Subcommand,
     check_output_file,
@@ -46,6 +47,9 @@ def cmd_plan(args) -> int:
     from scaling.runs import write_atomic
     from scaling.sweep import plan
 
+    if args.mixtures is not None:  # data mixtures at fixed scales: scaling/commands/sweep_mix.py
+        return sweep_mix.cmd_plan_mixtures(args, {k: typed_value(v) for k, v in parse_overrides(args.settings).items()},
+                                           load_yaml(args.base) if args.base else None)
     if args.branches and args.refine is not None:
         raise UsageError("--branches plans a new sweep (with --budgets); a refinement adds sizes to one budget each")
     if (args.budgets is None) == (args.refine is None):
@@ -188,6 +192,7 @@ def _plan_arguments(q) -> None:
                    help="take parameters, command and metric from this spec (its size keys dropped)")
     q.add_argument("--name", help="the spec's name (default isoflop-plan, or SWEEP-refine)")
     q.add_argument("--out", required=True, metavar="SPEC.yaml", help="where to write the spec")
+    sweep_mix.add_arguments(q)
 
 
 PLAN = Subcommand("plan", cmd_plan, _plan_arguments,

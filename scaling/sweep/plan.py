@@ -147,22 +147,27 @@ def snap(targets: Sequence[float], shapes: Sequence[int]) -> list[int]:
 
 def bytes_per_token(constants: dict) -> float | None:
     """Bytes of text per token of the run settings' corpus (1 for bytes; None when it has no byte counts)."""
-    from scaling import data as data_lib
-    from scaling.config import RunConfig
+    return _corpus(constants).bytes_per_token
 
-    cfg = RunConfig.from_dict({**constants, "d_model": 16, "tokens": 1e9})
-    return data_lib.load_corpus(cfg.corpus, cfg.vocab_size).bytes_per_token
+
+def _corpus(constants: dict):
+    """The corpus the run settings train on, a mixture (corpus=mix) included."""
+    from scaling.config import RunConfig
+    from scaling.family import RECIPE
+    from scaling.mixture import corpus_for
+
+    cfg = RunConfig.from_dict({**constants, "d_model": RECIPE.min_width, "tokens": 1e9})
+    return corpus_for(cfg.corpus, cfg.mixture, cfg.domains, cfg.vocab_size)
 
 
 def recipe_shapes(constants: dict, up_to: float = math.inf) -> list[int]:
     """Every parameter count the recipe builds for these run settings (corpus, seq_len, mlp, ...), the
     same way the trainer resolves `params=`, up to the first count above `up_to`."""
-    from scaling import data as data_lib
     from scaling.config import RunConfig
     from scaling.family import RECIPE, recipe_sizes
 
     cfg = RunConfig.from_dict({**constants, "d_model": RECIPE.min_width, "tokens": 1e9})
-    corpus = data_lib.load_corpus(cfg.corpus, cfg.vocab_size)
+    corpus = _corpus(constants)
     return recipe_sizes(vocab_size=corpus.vocab_size, seq_len=cfg.seq_len, mlp=cfg.mlp, tied=cfg.tied,
                         qk_norm=cfg.qk_norm, n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_ff=cfg.d_ff,
                         up_to=up_to)

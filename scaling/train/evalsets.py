@@ -56,7 +56,10 @@ class Tokenizer:
 
 def corpus_tokenizer(corpus: data_lib.Corpus) -> Tokenizer | None:
     """The tokenizer of a loaded corpus: a prepared folder's, bytes for text read directly (stdlib, DIR,
-    GLOB), None when unknown (a bare token file, the synthetic chain)."""
+    GLOB), None when unknown (a bare token file, the synthetic chain). A mixture's domains share one
+    tokenizer (scaling/mixture.py refuses others), so its first domain's is the mixture's."""
+    if corpus.mix is not None:
+        return corpus_tokenizer(corpus.mix.parts[0])
     if os.path.isfile(os.path.join(corpus.name, "meta.json")):
         return folder_tokenizer(corpus.name)
     if corpus.vocab_size == 256 and corpus.bytes_per_token == 1.0:

@@ -21,6 +21,7 @@ from scaling.family import (
 )
 from scaling.model import attention_fraction
 from scaling.train.evalsets import EvalSet, load_eval_sets
+from scaling.mixture import corpus_for
 from scaling.train.mesh import MeshShape, check_batch, run_devices
 from scaling.train.step import CPU_ATTENTION, Layout
 
@@ -156,7 +157,7 @@ def plan_run(cfg: RunConfig) -> RunPlan:
     Raises:
         UsageError: for anything that cannot run (too short, corpus too small, bad shape).
     """
-    corpus = data_lib.load_corpus(cfg.corpus, cfg.vocab_size)
+    corpus = corpus_for(cfg.corpus, cfg.mixture, cfg.domains, cfg.vocab_size)
     shape_kwargs = dict(vocab_size=corpus.vocab_size, seq_len=cfg.seq_len, mlp=cfg.mlp, tied=cfg.tied,
                         qk_norm=cfg.qk_norm, n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_ff=cfg.d_ff)
     if cfg.d_model is not None:

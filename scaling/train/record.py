@@ -13,6 +13,7 @@ from scaling import hardware
 from scaling.config import RunConfig
 from scaling.family import Parametrization
 from scaling.model import attention_convention
+from scaling.mixture import tokens_drawn
 from scaling.train.plan import RunPlan
 from scaling.train.step import LAYERS, Layout, compute_dtype
 
@@ -90,6 +91,7 @@ def summary(plan: RunPlan, *, status: str, step: int, eval_loss: float | None, t
         "d_model": shape.d_model, "n_layers": shape.n_layers, "n_heads": shape.n_heads,
         "corpus": plan.corpus.name, "corpus_fingerprint": plan.corpus.fingerprint,
         "unigram_entropy": plan.corpus.unigram_entropy,
+        **tokens_drawn(plan.corpus, plan.config.seed, step, plan.batch_size, shape.seq_len),  # corpus=mix
         # a cooldown branch: the run it continues, and the step it starts from (its own compute is
         # the steps after it; the report counts the study's real cost with this)
         "branch_of": plan.config.branch_of,
