@@ -2,6 +2,7 @@
 corpus (the prepared folder is not on this machine, so a stand-in of that vocabulary), sizes 20M-1B at
 sequence 2048 in bfloat16, a batch of at least 0.5M tokens from 200M parameters, and microbatches that
 keep each step inside one H200 by train/limits.py's estimate."""
+import dataclasses
 import os
 
 import numpy as np
@@ -11,7 +12,7 @@ from scaling import data as data_lib
 from scaling import sweep
 from scaling.config import RunConfig
 from scaling.sweep.plan import chinchilla_prior
-from scaling.train.limits import check_plan, training_bytes
+from scaling.train.limits import check_plan, choose_remat, training_bytes
 from scaling.train.plan import plan_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -28,7 +29,11 @@ def plans(monkeypatch):
     spec = sweep.load_spec(SPEC)
     corpus = [p.discrete[0] for p in spec.parameters if p.name == "corpus"]
     assert corpus == ["corpora/fineweb-edu-bpe32k"] and not os.path.isfile(corpus[0])  # a prepared folder
-    return [plan_run(RunConfig.from_dict(point)) for point in sweep.enumerate_points(spec)]
+    # as an H200 opens each run (train/limits.py resolve_plan): auto attention is cuDNN's flash kernel in
+    # bfloat16, auto remat the least recomputation that fits
+    plans = [dataclasses.replace(plan_run(RunConfig.from_dict(point)), attention="cudnn")
+             for point in sweep.enumerate_points(spec)]
+    return [dataclasses.replace(p, remat=choose_remat(p, H200)) for p in plans]
 
 
 def test_ladder_gpu_spans_20m_to_1b_at_sequence_2048_in_bfloat16(plans):
