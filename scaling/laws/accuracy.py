@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 import jax.numpy as jnp
 import numpy as np
 
+import scaling.laws.domains as dom
 from scaling.errors import UsageError
 from scaling.laws._json import clean
 from scaling.laws.bootstrap import DEFAULT_RESAMPLES, interval
@@ -253,9 +254,7 @@ def fit_accuracy(source, task: str, x: str = "loss", *, fixed: Mapping[str, floa
         dropped=dict(fit_table.dropped), n_starts=best.n_starts, n_converged=best.n_converged,
         n_resamples=len(best.samples), data=np.array([lx, acc]), samples=samples)
     if holdout:
-        from scaling.laws.domains import HeldOut
-
-        hold = HeldOut.of(list(lowest.index[:holdout]), result.predict(table.column(cx)[held]),
+        hold = dom.HeldOut.of(dom.first_runs(table, lowest.index[:holdout]), result.predict(table.column(cx)[held]),
                           table.column(acc_col)[held], table.noise(acc_col).sd)
         result = replace(result, holdout=hold)
     return replace(result, at=accuracy_at(result, budgets, seed)) if budgets else result

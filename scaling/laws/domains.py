@@ -215,6 +215,12 @@ class HeldOut:
                 "noise_sd": self.noise_sd}
 
 
+def first_runs(table: DomainTable, points) -> list[str]:
+    """A readable name of each point: its first run."""
+    first = table.frame.groupby("point", sort=False)["run"].first()
+    return [str(first[p]) for p in points]
+
+
 def check_no_fixed(fixed, law: str) -> None:
     if fixed:
         raise ArgumentError("fixed", f"law {law} holds no parameter fixed", repr(dict(fixed)),
@@ -226,5 +232,5 @@ def check_holdout(holdout: int, points: int, need: int) -> None:
     if holdout < 0:
         raise ArgumentError("holdout", "must be 0 or more", str(holdout))
     if holdout and points - holdout < need:
-        raise ArgumentError("holdout", f"leaves {points - holdout} points to fit; the law needs {need} "
-                            f"(the table has {points})", str(holdout))
+        left = f"leaves {points - holdout} points to fit" if holdout < points else "leaves no points to fit"
+        raise ArgumentError("holdout", f"{left}; the law needs {need} (the table has {points})", str(holdout))

@@ -196,7 +196,7 @@ def fit_loss_to_loss(source, x: str, y: str, *, bootstrap: int = DEFAULT_RESAMPL
         n_resamples=len(best.samples), data=np.array([lx, ly]),
         held_data=np.array([table.column(cx)[held], table.column(cy)[held]]), samples=samples)
     if holdout:
-        hold = HeldOut.of(list(lowest.index[:holdout]), result.predict(table.column(cx)[held]),
+        hold = HeldOut.of(dom.first_runs(table, lowest.index[:holdout]), result.predict(table.column(cx)[held]),
                           table.column(cy)[held], table.noise(cy).sd)
         result = _with(result, holdout=hold)
     return result

@@ -310,8 +310,10 @@ def fit_mixture(source, domains: Sequence[str] | None = None, *, target: Mapping
         part = table.with_frame(table.frame[scale_of == label])
         scales.append(_fit_scale(part, label, mix_cols, columns, labels, weights, bootstrap, seed,
                                  holdout, huber_delta))
+    held = sum(int(s.held.sum()) for s in scales)
+    table = table.with_frame(table.frame, **{"held out": held})
     return MixtureFit(components=components, domains=labels, target=weights, scales=tuple(scales),
-                      n_points=table.n_points, dropped=dict(table.dropped), n_resamples=bootstrap,
+                      n_points=table.n_points - held, dropped=dict(table.dropped), n_resamples=bootstrap,
                       huber_delta=float(huber_delta))
 
 
