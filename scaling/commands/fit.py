@@ -142,11 +142,11 @@ def _source(args) -> tuple:
 
 def run(args) -> int:
     if args.law == "mixture":
-        return fit_domains.run_mixture(args)
+        return fit_domains.run_mixture(args, _domain_tools())
     if args.law == "loss-to-loss":
-        return fit_domains.run_loss_to_loss(args)
+        return fit_domains.run_loss_to_loss(args, _domain_tools())
     if args.law == "accuracy":
-        return fit_domains.run_accuracy(args)
+        return fit_domains.run_accuracy(args, _domain_tools())
     fit_domains.refuse_own_flags(args)
     from scaling.laws import fit, load_runs
     from scaling.laws.table import describe_dropped
@@ -197,6 +197,10 @@ def run(args) -> int:
         write_atomic(args.json, text)
         print(f"wrote {args.json}")
     return 0
+
+
+def _domain_tools() -> fit_domains.Tools:
+    return fit_domains.Tools(source=_source, render=render, print_warnings=print_warnings, parse_fixed=parse_fixed)
 
 
 def print_warnings(caught) -> None:

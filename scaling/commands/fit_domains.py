@@ -7,7 +7,9 @@ import argparse
 import json
 import sys
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from scaling.errors import UsageError
 
@@ -31,6 +33,16 @@ OWN = ("x", "y", "task", "target", "domains", "loss_fit")  # flags of these laws
 # Flags of the other laws, with the value that means "not given".
 OTHERS = {"keep_unresolved": False, "best_of": "", "metric": "loss", "params_column": "params",
           "bootstrap_starts": "warm", "by": "auto"}
+
+
+@dataclass(frozen=True)
+class Tools:
+    """What `scaling fit` shares with these laws, handed over by it (this module may not import it: a cycle)."""
+
+    source: Callable  # args -> (runs table or path, the sweep's exclusions)
+    render: Callable  # (result, source name) -> the readable summary
+    print_warnings: Callable  # caught warnings -> lines on stderr
+    parse_fixed: Callable  # --fix items -> {name: value}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -96,41 +108,38 @@ def _check(args, allowed: tuple[str, ...]) -> None:
             raise UsageError(f"--at does not apply to law {args.law} (it has no compute budget)")
 
 
-def run_mixture(args) -> int:
+def run_mixture(args, tools: Tools) -> int:
     def fit():
-        from scaling.commands.fit import _source
         from scaling.laws.mixture import fit_mixture
 
         _check(args, ("target", "domains"))
         domains = [d.strip() for d in args.domains.split(",") if d.strip()] if args.domains else None
-        return fit_mixture(_source(args)[0], domains, target=parse_target(args.target), huber_delta=args.huber_delta,
-                           **_common(args))
+        return fit_mixture(tools.source(args)[0], domains, target=parse_target(args.target),
+                           huber_delta=args.huber_delta, **_common(args))
 
-    return _fit_and_emit(args, fit)
+    return _fit_and_emit(args, tools, fit)
 
 
-def run_loss_to_loss(args) -> int:
+def run_loss_to_loss(args, tools: Tools) -> int:
     def fit():
-        from scaling.commands.fit import _source
         from scaling.laws.loss_to_loss import fit_loss_to_loss
 
         _check(args, ("x", "y"))
         if not args.x or not args.y:
             raise UsageError("--law loss-to-loss needs --x NAME and --y NAME (two domains or columns)")
-        return fit_loss_to_loss(_source(args)[0], args.x, args.y, huber_delta=args.huber_delta, **_common(args))
+        return fit_loss_to_loss(tools.source(args)[0], args.x, args.y, huber_delta=args.huber_delta, **_common(args))
 
-    return _fit_and_emit(args, fit)
+    return _fit_and_emit(args, tools, fit)
 
 
-def run_accuracy(args) -> int:
+def run_accuracy(args, tools: Tools) -> int:
     def fit():
         from scaling.commands.common import parse_budgets
-        from scaling.commands.fit import parse_fixed
 
         _check(args, ("x", "task", "loss_fit"))
-        return _accuracy(args, parse_fixed(args.fix), parse_budgets(args.at), _common(args))
+        return _accuracy(args, tools, parse_budgets(args.at), _common(args))
 
-    return _fit_and_emit(args, fit)
+    return _fit_and_emit(args, tools, fit)
 
 
 def _common(args) -> dict:
@@ -140,10 +149,9 @@ def _common(args) -> dict:
     return {"bootstrap": args.bootstrap, "seed": args.seed, "holdout": args.holdout}
 
 
-def _fit_and_emit(args, fit) -> int:
+def _fit_and_emit(args, tools: Tools, fit) -> int:
     """The fit (its warnings as `scaling fit` prints them), then the summary and the fit JSON."""
     from scaling.commands.common import check_output_file
-    from scaling.commands.fit import print_warnings, render
 
     if args.json:
         check_output_file(args.json, "--json")
@@ -151,12 +159,11 @@ def _fit_and_emit(args, fit) -> int:
         warnings.simplefilter("always")
         with flag_names():
             result = fit()
-    print_warnings(caught)
-    return emit(args, result, render(result, args.runs or f"sweep {args.sweep}"))
+    tools.print_warnings(caught)
+    return emit(args, result, tools.render(result, args.runs or f"sweep {args.sweep}"))
 
 
-def _accuracy(args, fixed, budgets, common):
-    from scaling.commands.fit import _source
+def _accuracy(args, tools: Tools, budgets, common):
     from scaling.laws.accuracy import fit_accuracy, loss_at_budgets
 
     if not args.task:
@@ -171,7 +178,8 @@ def _accuracy(args, fixed, budgets, common):
         except (OSError, ValueError) as err:
             raise UsageError(f"--loss-fit {args.loss_fit}: cannot read it as JSON ({err})") from None
         points = loss_at_budgets(loss_json, budgets)
-    return fit_accuracy(_source(args)[0], args.task, args.x or "loss", fixed=fixed, budgets=points, **common)
+    return fit_accuracy(tools.source(args)[0], args.task, args.x or "loss", fixed=tools.parse_fixed(args.fix),
+                        budgets=points, **common)
 
 
 def emit(args, result, summary: str) -> int:

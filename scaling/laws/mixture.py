@@ -11,8 +11,6 @@ the uniform mixture, and t_ij < 0 says that more of training domain j lowers dom
 """
 from __future__ import annotations
 
-import itertools
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -22,14 +20,14 @@ import numpy as np
 import scaling.laws.domains as dom
 from scaling.errors import UsageError
 from scaling.laws._json import clean
-from scaling.laws.bootstrap import DEFAULT_RESAMPLES, interval
+from scaling.laws.bootstrap import DEFAULT_RESAMPLES
 from scaling.laws.domains import MIX_PREFIX, DomainTable, HeldOut
 from scaling.laws.errors import ArgumentError
+from scaling.laws.mixture_optimum import MixtureOptimum, best_mixture, parse_target, predict_loss
 from scaling.laws.optim import autodiff_value_and_grad, huber
 from scaling.laws.result import Estimate, Table, estimates_frame
 
 SCALE_COLUMNS = ("flops_budget", "params", "tokens")  # what tells one scale of a mixture sweep from another
-GRID_POINTS = 30000  # simplex points searched for the optimum (step 1/100 for three domains)
 
 
 def _log_predict(T, R):
@@ -50,13 +48,6 @@ _VALUE_AND_GRAD = autodiff_value_and_grad(_objective)
 def _t(theta) -> np.ndarray:
     theta = np.atleast_2d(theta)
     return np.concatenate([theta[:, 2:], -theta[:, 2:].sum(axis=1, keepdims=True)], axis=1)
-
-
-def predict_loss(theta, proportions) -> np.ndarray:
-    """Loss (S, n) of parameter rows theta (S, J+1) at proportions (n, J), numpy."""
-    r = np.asarray(proportions, np.float64)
-    theta = np.atleast_2d(theta)
-    return np.exp(np.logaddexp(theta[:, :1], theta[:, 1:2] + _t(theta) @ r.T))
 
 
 def _starts(r: np.ndarray, loss: np.ndarray) -> np.ndarray:
@@ -96,26 +87,6 @@ class DomainLaw:
         return {"domain": self.domain, "c": self.c, "k": self.k, "t": dict(self.t),
                 "ci95": {k: list(v) for k, v in self.ci95.items()}, "objective": self.objective,
                 "n_starts": self.n_starts, "n_converged": self.n_converged}
-
-
-@dataclass(frozen=True)
-class MixtureOptimum:
-    """The mixture minimising the target weighting on a simplex grid of step `grid_step`: proportions with
-    the resamples' own optima as intervals, and the target's and each domain's predicted loss there."""
-
-    proportions: Mapping[str, float]
-    proportions_ci95: Mapping[str, tuple[float, float]]
-    loss: float
-    ci95: tuple[float, float] | None
-    losses: Mapping[str, float]
-    losses_ci95: Mapping[str, tuple[float, float]]
-    grid_step: float
-
-    def to_json(self) -> dict:
-        return {"proportions": dict(self.proportions),
-                "proportions_ci95": {k: list(v) for k, v in self.proportions_ci95.items()}, "loss": self.loss,
-                "ci95": None if self.ci95 is None else list(self.ci95), "losses": dict(self.losses),
-                "losses_ci95": {k: list(v) for k, v in self.losses_ci95.items()}, "grid_step": self.grid_step}
 
 
 @dataclass(frozen=True)
@@ -235,37 +206,6 @@ def _disjoint(a, b) -> bool:
     return a is not None and b is not None and (a[1] < b[0] or b[1] < a[0])
 
 
-def grid_steps(n_components: int, max_points: int = GRID_POINTS) -> int:
-    """m of the simplex grid (proportions in steps of 1/m): at most 100, as large as `max_points` allows."""
-    m = 100
-    while m > 1 and math.comb(m + n_components - 1, n_components - 1) > max_points:
-        m -= 1
-    return m
-
-
-def simplex_grid(n_components: int, max_points: int = GRID_POINTS) -> np.ndarray:
-    """Every mixture of `n_components` with proportions in steps of 1/m (`grid_steps`), one per row."""
-    m = grid_steps(n_components, max_points)
-    # Stars and bars: n_components - 1 bars among m + n_components - 1 slots; the gaps are the counts.
-    bars = np.array(list(itertools.combinations(range(m + n_components - 1), n_components - 1)))
-    edges = np.column_stack([np.full(len(bars), -1), bars, np.full(len(bars), m + n_components - 1)])
-    return (np.diff(edges, axis=1) - 1) / m
-
-
-def parse_target(target: Mapping[str, float] | None, domains: Sequence[str]) -> dict[str, float]:
-    """Weights by evaluation domain, normalised to sum 1 (default: equal)."""
-    if not target:
-        return {d: 1.0 / len(domains) for d in domains}
-    unknown = [d for d in target if d not in domains]
-    if unknown:
-        raise ArgumentError("target", f"{unknown[0]!r} is not an evaluation domain of the fit "
-                            f"({', '.join(domains)})", repr(dict(target)))
-    if any(not (v >= 0 and math.isfinite(v)) for v in target.values()) or sum(target.values()) <= 0:
-        raise ArgumentError("target", "weights must be finite, 0 or more, and not all 0", repr(dict(target)))
-    total = sum(target.values())
-    return {d: float(v) / total for d, v in target.items()}
-
-
 def fit_mixture(source, domains: Sequence[str] | None = None, *, target: Mapping[str, float] | None = None,
                 bootstrap: int = DEFAULT_RESAMPLES, seed: int = 0, holdout: int = 0,
                 huber_delta: float = 1e-3, fixed: Mapping[str, float] | None = None) -> MixtureFit:
@@ -366,33 +306,11 @@ def _fit_scale(table: DomainTable, scale: str, mix_cols, columns, labels, weight
         hold = {law.domain: HeldOut.of(names, law.predict(r_all[held]), observed[held, i], noise[law.domain])
                 for i, law in enumerate(laws)}
     return MixtureScale(scale=scale, n_runs=fit_table.n_runs, n_mixtures=len(unique) - holdout, laws=tuple(laws),
-                        optimum=_optimum(laws, mix_cols, weights), holdout=hold, noise_sd=noise,
+                        optimum=best_mixture(laws, mix_cols, weights), holdout=hold, noise_sd=noise,
                         proportions=r_all, observed=observed, held=held)
 
 
 def _describe(r: np.ndarray, mix_cols) -> str:
     return ",".join(f"{c[len(MIX_PREFIX):]}={v:.3g}" for c, v in zip(mix_cols, r))
 
-
-def _optimum(laws: Sequence[DomainLaw], mix_cols, weights: Mapping[str, float]) -> MixtureOptimum:
-    grid = simplex_grid(len(mix_cols))
-    w = np.array([weights.get(law.domain, 0.0) for law in laws])
-    full = np.array([predict_loss(law.theta, grid)[0] for law in laws])  # (D, G)
-    best = int(np.argmin(w @ full))
-    names = [c[len(MIX_PREFIX):] for c in mix_cols]
-    n_samples = min(len(law.samples) for law in laws)
-    r_ci, loss_ci, each_ci = {}, None, {}
-    if n_samples > 1:
-        at_best = np.array([predict_loss(law.samples[:n_samples], grid[best:best + 1])[:, 0] for law in laws])
-        loss_ci = interval(w @ at_best)
-        each_ci = {law.domain: interval(at_best[i]) for i, law in enumerate(laws)}
-        optima = np.zeros((n_samples, len(names)))
-        for lo in range(0, n_samples, 32):  # (D, 32, G) at a time: a thousand resamples at once is gigabytes
-            chunk = np.array([predict_loss(law.samples[lo:lo + 32], grid) for law in laws])
-            optima[lo:lo + 32] = grid[np.argmin(np.einsum("d,dsg->sg", w, chunk), axis=1)]
-        r_ci = {j: interval(optima[:, i]) for i, j in enumerate(names)}
-    return MixtureOptimum(proportions={j: float(v) for j, v in zip(names, grid[best])}, proportions_ci95=r_ci,
-                          loss=float(w @ full[:, best]), ci95=loss_ci,
-                          losses={law.domain: float(full[i, best]) for i, law in enumerate(laws)},
-                          losses_ci95=each_ci, grid_step=1.0 / grid_steps(len(mix_cols)))
 

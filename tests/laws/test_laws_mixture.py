@@ -6,7 +6,7 @@ from domains_synth import COMPONENTS, MIXTURE, mixture_loss, mixture_table
 
 from scaling.errors import UsageError
 from scaling.laws import ArgumentError, fit_mixture
-from scaling.laws.mixture import simplex_grid
+from scaling.laws.mixture_optimum import simplex_grid
 
 
 @pytest.fixture(scope="module")
