@@ -190,7 +190,8 @@ class AccuracyFit:
         ax.plot(grid, self.predict(grid), "k-", lw=1.2, label="sigmoid fit")
         for a in self.at:
             err = None if a.ci95 is None else [[a.accuracy - a.ci95[0]], [a.ci95[1] - a.accuracy]]
-            ax.errorbar([a.loss], [a.accuracy], yerr=err, fmt="*", ms=10, label=f"C = {a.flops:.2g}")
+            xerr = None if a.loss_ci95 is None else [[a.loss - a.loss_ci95[0]], [a.loss_ci95[1] - a.loss]]
+            ax.errorbar([a.loss], [a.accuracy], yerr=err, xerr=xerr, fmt="*", ms=10, label=f"C = {a.flops:.2g}")
         ax.set_xlabel(self.x)
         ax.set_ylabel(f"accuracy on {self.task}")
         ax.legend(fontsize=7)
