@@ -91,7 +91,8 @@ def test_bad_arguments_are_named_by_their_parameter(kwargs, message):
 @pytest.mark.slow
 def test_accuracy_at_a_budget_covers_the_truth_95_percent_of_the_time():
     # The loss at the budget is itself an estimate: drawn around the truth with sd 0.05, its interval
-    # +-1.96 sd; the accuracy interval must cover the true accuracy at the true loss.
+    # +-1.96 sd; the accuracy interval must cover the true accuracy at the true loss. Measured: 97 of 100
+    # (and L0's interval 97 of 100).
     rng = np.random.default_rng(0)
     draws, hits = 100, 0
     for i in range(draws):

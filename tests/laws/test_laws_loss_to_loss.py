@@ -64,10 +64,15 @@ def test_bad_arguments_are_named_by_their_parameter(kwargs, message):
 
 @pytest.mark.slow
 def test_kappa_interval_covers_the_truth_95_percent_of_the_time():
-    draws, hits = 100, 0
+    # 30 points x 2 seeds, 0.2% noise on both losses: kappa averaged 0.797 (truth 0.8), covered 92 of 100.
+    # With 0.5% noise the estimate fell to 0.771 and covered 89: noise in L_x, the predictor, flattens the
+    # fitted power (errors in variables), which resampling the same noisy points does not undo.
+    draws, hits, estimates = 100, 0, []
     for i in range(draws):
-        result = fit_loss_to_loss(loss_to_loss_table(n=30, seeds=2, noise=0.005, seed=200 + i), "a", "b",
+        result = fit_loss_to_loss(loss_to_loss_table(n=30, seeds=2, noise=0.002, seed=200 + i), "a", "b",
                                   bootstrap=100, seed=i)
         lo, hi = result.ci95["kappa"]
         hits += lo < LOSS_TO_LOSS["kappa"] < hi
+        estimates.append(result.params["kappa"])
+    assert np.mean(estimates) == pytest.approx(LOSS_TO_LOSS["kappa"], abs=0.01)  # sd of the mean: 0.003
     assert 0.88 <= hits / draws <= 0.99, hits / draws

