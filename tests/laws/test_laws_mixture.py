@@ -105,6 +105,15 @@ def test_bad_arguments_are_named_by_their_parameter(kwargs, message):
     assert str(err.value).startswith(message), str(err.value)
 
 
+def test_a_domain_missing_from_a_runs_mixture_has_weight_zero():
+    # A run trained on code and prose only may leave mix/headers empty: that is a share of 0, not a row to
+    # drop (dropping it loses the pure domains and every two-domain mixture).
+    table = mixture_table(k=12, seeds=1, noise=0.0)
+    table.loc[table["mix/headers"] == 0, "mix/headers"] = float("nan")
+    result = fit_mixture(table, bootstrap=0)
+    assert result.n_points == 12 and result.dropped == {}
+
+
 def test_a_table_without_mixtures_or_with_too_few_is_refused_in_one_line():
     table = mixture_table(k=8, seeds=1)
     with pytest.raises(UsageError, match="needs mix/<domain> columns for at least 2"):
