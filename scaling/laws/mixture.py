@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 
 import scaling.laws.domains as dom
 from scaling.errors import UsageError
@@ -239,7 +240,8 @@ def fit_mixture(source, domains: Sequence[str] | None = None, *, target: Mapping
     labels = tuple(c.split("/")[1] if c.startswith("eval/") else c for c in columns)
     weights = parse_target(target, labels)
     mix_cols = [MIX_PREFIX + c for c in components]
-    table = dom.load_domain_table(source, [*mix_cols, *columns], positive=columns, point_keys=mix_cols)
+    raw[mix_cols] = raw[mix_cols].fillna(0.0)  # a domain left out of a run's mixture has weight 0
+    table = dom.load_domain_table(raw, [*mix_cols, *columns], positive=columns, point_keys=mix_cols)
     shares = table.frame[mix_cols].to_numpy(np.float64)
     total = shares.sum(axis=1)
     empty = total <= 0
@@ -262,7 +264,7 @@ def _scales(frame) -> tuple[np.ndarray, dict[str, float]]:
     keys = ["flops_budget"] if "flops_budget" in frame.columns else [c for c in SCALE_COLUMNS if c in frame.columns]
     if not keys:
         return np.full(len(frame), "all runs"), {"all runs": 0.0}
-    values = frame[keys].apply(lambda col: np.asarray(col, dtype=np.float64))
+    values = frame[keys].apply(pd.to_numeric, errors="coerce")  # a text value labels its rows nan, not a crash
     labels = values.apply(lambda row: ", ".join(f"{k} {v:.3g}" for k, v in row.items()), axis=1).to_numpy()
     size = dict(zip(labels, values.prod(axis=1)))
     return labels, size
