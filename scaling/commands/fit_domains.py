@@ -19,7 +19,7 @@ LAW_HELP = """  mixture           Ye et al.'s data mixing law per evaluation dom
                     L_i(r) = c_i + k_i exp(sum_j t_ij r_j) over the mixture proportions (mix/<domain>
                     columns; eval/<domain>/loss per domain) at each scale (flops_budget, else params
                     and tokens), and the mixture minimising --target a=0.5,b=0.5 (default equal);
-                    --holdout K predicts K unseen mixtures per scale
+                    --holdout K predicts K unseen mixtures per scale (drawn by --seed)
   loss-to-loss      L_y = E_y + K (L_x - E_x)^kappa across runs (Brandfonbrener et al. 2024): --x NAME --y NAME
                     (domains, NAME:bpb, or columns such as loss); --holdout K predicts the K best points
   accuracy          --task NAME: task/NAME/acc = floor + (ceil - floor) / (1 + exp(s (L - L0))) against --x
