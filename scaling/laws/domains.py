@@ -204,7 +204,8 @@ class HeldOut:
 
     def describe(self, what: str) -> str:
         noise = ("" if self.noise_sd is None else
-                 f" (run-to-run noise SD {self.noise_sd:.3g}: {self.mean_abs_error / self.noise_sd:.2g} x)")
+                 f" (run-to-run noise SD {self.noise_sd:.3g}: {self.mean_abs_error / self.noise_sd:.2g} x; a "
+                 "law exact up to that noise scores about 0.8 x)")
         return (f"holdout {what}: {self.runs} runs of {len(self.points)} unseen points predicted with mean |error| "
                 f"{self.mean_abs_error:.3g}{noise}, max {self.max_abs_error:.3g}, mean |relative error| "
                 f"{100 * self.mean_abs_rel_error:.3g}%")
