@@ -21,7 +21,8 @@ LAW_HELP = """  mixture           Ye et al.'s data mixing law per evaluation dom
                     and tokens), and the mixture minimising --target a=0.5,b=0.5 (default equal);
                     --holdout K predicts K unseen mixtures per scale (drawn by --seed)
   loss-to-loss      L_y = E_y + K (L_x - E_x)^kappa across runs (Brandfonbrener et al. 2024): --x NAME --y NAME
-                    (domains, NAME:bpb, or columns such as loss); --holdout K predicts the K best points
+                    (domains, NAME:bpb, or columns such as loss); --holdout K predicts the K best points;
+                    --fix E_x=V,E_y=V holds the irreducible losses (e.g. from each domain's own law)
   accuracy          --task NAME: task/NAME/acc = floor + (ceil - floor) / (1 + exp(s (L - L0))) against --x
                     (default loss; nll: task/NAME/nll); --fix floor=0.25 holds chance; --loss-fit FIT.json
                     [--at C] carries a loss law's loss at each budget through it (Llama 3's two steps)"""
@@ -101,9 +102,9 @@ def _check(args, allowed: tuple[str, ...]) -> None:
     for name, default in OTHERS.items():
         if getattr(args, name, default) != default:
             raise UsageError(f"--{name.replace('_', '-')} does not apply to law {args.law}")
+    if args.law == "mixture" and args.fix:
+        raise UsageError(f"--fix does not apply to law {args.law} (it holds no parameter fixed)")
     if args.law != "accuracy":
-        if args.fix:
-            raise UsageError(f"--fix does not apply to law {args.law} (it holds no parameter fixed)")
         if args.at:
             raise UsageError(f"--at does not apply to law {args.law} (it has no compute budget)")
 
@@ -127,7 +128,8 @@ def run_loss_to_loss(args, tools: Tools) -> int:
         _check(args, ("x", "y"))
         if not args.x or not args.y:
             raise UsageError("--law loss-to-loss needs --x NAME and --y NAME (two domains or columns)")
-        return fit_loss_to_loss(tools.source(args)[0], args.x, args.y, huber_delta=args.huber_delta, **_common(args))
+        return fit_loss_to_loss(tools.source(args)[0], args.x, args.y, huber_delta=args.huber_delta,
+                                fixed=tools.parse_fixed(args.fix), **_common(args))
 
     return _fit_and_emit(args, tools, fit)
 

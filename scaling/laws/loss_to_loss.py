@@ -32,37 +32,43 @@ def _sigmoid(z):
     return 1.0 / (1.0 + jnp.exp(-z))
 
 
-def _log_predict(T, x, x_low, y_low):
-    """log L_y for T (B, 4) = (a, b, log K, log kappa) at L_x values x (n,)."""
-    e_x = x_low * _sigmoid(T[:, :1])
-    e_y = y_low * _sigmoid(T[:, 1:2])
+def _log_predict(T, x, x_low, y_low, held):
+    """log L_y for T (B, 4) = (a, b, log K, log kappa) at L_x values x (n,); `held` (E_x value, whether held,
+    E_y value, whether held) puts a held E in place of its coordinate."""
+    ex_at, ex_held, ey_at, ey_held = held
+    e_x = jnp.where(ex_held, ex_at, x_low * _sigmoid(T[:, :1]))
+    e_y = jnp.where(ey_held, ey_at, y_low * _sigmoid(T[:, 1:2]))
     gap = jnp.maximum(x[None, :] - e_x, 1e-300)
-    return jnp.logaddexp(jnp.log(e_y), T[:, 2:3] + jnp.exp(T[:, 3:4]) * jnp.log(gap))
+    return jnp.logaddexp(jnp.log(jnp.maximum(e_y, 1e-300)), T[:, 2:3] + jnp.exp(T[:, 3:4]) * jnp.log(gap))
 
 
-def _objective(T, x, log_y, x_low, y_low, delta, w):
-    return jnp.sum(w * huber(_log_predict(T, x, x_low, y_low) - log_y, delta), axis=1)
+def _objective(T, x, log_y, x_low, y_low, ex_at, ex_held, ey_at, ey_held, delta, w):
+    r = _log_predict(T, x, x_low, y_low, (ex_at, ex_held, ey_at, ey_held)) - log_y
+    return jnp.sum(w * huber(r, delta), axis=1)
 
 
 _VALUE_AND_GRAD = autodiff_value_and_grad(_objective)
 
 
-def _natural(theta, x_low: float, y_low: float) -> dict[str, np.ndarray]:
+def _natural(theta, x_low: float, y_low: float, fixed: Mapping[str, float]) -> dict[str, np.ndarray]:
     theta = np.atleast_2d(theta)
     sig = lambda z: 1.0 / (1.0 + np.exp(-z))  # noqa: E731
-    return {"E_x": x_low * sig(theta[:, 0]), "E_y": y_low * sig(theta[:, 1]), "K": np.exp(theta[:, 2]),
-            "kappa": np.exp(theta[:, 3])}
+    e_x = np.full(len(theta), fixed["E_x"]) if "E_x" in fixed else x_low * sig(theta[:, 0])
+    e_y = np.full(len(theta), fixed["E_y"]) if "E_y" in fixed else y_low * sig(theta[:, 1])
+    return {"E_x": e_x, "E_y": e_y, "K": np.exp(theta[:, 2]), "kappa": np.exp(theta[:, 3])}
 
 
-def _starts(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """For E_x, E_y at fractions of the lowest losses, log(L_y - E_y) is linear in log(L_x - E_x)."""
+def _starts(x: np.ndarray, y: np.ndarray, fixed: Mapping[str, float]) -> np.ndarray:
+    """For E_x, E_y at fractions of the lowest losses (or held), log(L_y - E_y) is linear in log(L_x - E_x)."""
     rows = []
-    for fx, fy in itertools.product((0.0, 0.5, 0.8, 0.9, 0.97), (0.0, 0.5, 0.8, 0.9, 0.97)):
+    fxs = (fixed["E_x"] / x.min(),) if "E_x" in fixed else (0.0, 0.5, 0.8, 0.9, 0.97)
+    fys = (fixed["E_y"] / y.min(),) if "E_y" in fixed else (0.0, 0.5, 0.8, 0.9, 0.97)
+    for fx, fy in itertools.product(fxs, fys):
         lx, ly = np.log(x - fx * x.min()), np.log(y - fy * y.min())
         if np.ptp(lx) <= 0:
             continue
         kappa, log_k = np.polyfit(lx, ly, 1)
-        logit = lambda f: np.log(max(f, 1e-3) / (1 - max(f, 1e-3)))  # noqa: E731
+        logit = lambda f: np.log(min(max(f, 1e-3), 0.999) / (1 - min(max(f, 1e-3), 0.999)))  # noqa: E731
         rows.append([logit(fx), logit(fy), log_k, np.log(max(kappa, 1e-2))])
     return np.array(rows)
 
@@ -87,6 +93,7 @@ class LossToLossFit:
     data: np.ndarray = field(default=None, repr=False)  # (2, n): the fitted runs' L_x and L_y
     held_data: np.ndarray = field(default=None, repr=False)  # (2, k): the held-out runs'
     samples: Mapping[str, np.ndarray] = field(default_factory=dict, repr=False)
+    fixed: Mapping[str, float] = field(default_factory=dict)  # E_x, E_y held at given values
     optimal: None = None
     law: str = "loss-to-loss"
 
@@ -106,13 +113,16 @@ class LossToLossFit:
                 "their seeds)")
 
     def estimates(self) -> list[Estimate]:
-        return [Estimate(k, v, self.ci95.get(k)) for k, v in self.params.items()]
+        return [Estimate(f"{k} (fixed)" if k in self.fixed else k, v, self.ci95.get(k)) for k, v in self.params.items()]
 
     def details(self) -> list[Table]:
         return []
 
     def notes(self) -> list[str]:
         out = [f"x = {self.x}, y = {self.y}"]
+        if not self.fixed:
+            out.append("E_x and E_y are fitted from this pair alone (often loosely); Brandfonbrener et al. hold "
+                       "them at each domain's irreducible loss from its own scaling law: --fix E_x=...,E_y=...")
         if self.holdout is not None:
             out.append(self.holdout.describe(f"(the points of lowest {self.x})"))
         return out
@@ -124,10 +134,10 @@ class LossToLossFit:
         return None, None
 
     def to_frame(self):
-        return estimates_frame(self.estimates())
+        return estimates_frame(self.estimates(), tuple(self.fixed))
 
     def to_json(self) -> dict:
-        out = {"law": self.law, "x": self.x, "y": self.y, "params": dict(self.params),
+        out = {"law": self.law, "x": self.x, "y": self.y, "params": dict(self.params), "fixed": dict(self.fixed),
                "ci95": {k: list(v) for k, v in self.ci95.items()}, "objective": self.objective,
                "huber_delta": self.huber_delta, "n_points": self.n_points, "n_runs": self.n_runs,
                "n_dropped": int(sum(self.dropped.values())), "dropped": dict(self.dropped),
@@ -163,12 +173,17 @@ def fit_loss_to_loss(source, x: str, y: str, *, bootstrap: int = DEFAULT_RESAMPL
         bootstrap: resamples of points, each with its seed replicates; seed: theirs.
         holdout: the points (each with its seeds) with the lowest mean L_x (the best models: the
             extrapolation one wants) held out and predicted.
+        fixed: E_x and/or E_y held at values (e.g. each domain's E from its own Chinchilla fit).
     Returns:
         LossToLossFit: E_x, E_y, K, kappa with 95% intervals and the holdout error.
     Raises:
         UsageError: missing columns or too few runs; ArgumentError for a bad argument, by its name.
     """
-    dom.check_no_fixed(fixed, "loss-to-loss")
+    fixed = dict(fixed or {})
+    for name in fixed:
+        if name not in ("E_x", "E_y"):
+            raise ArgumentError("fixed", f"law loss-to-loss holds only E_x or E_y fixed, not {name!r}", repr(fixed),
+                                name)
     if not huber_delta > 0:
         raise ArgumentError("huber_delta", "must be positive", repr(huber_delta), f"{huber_delta:g}")
     raw, _ = dom.read_frame(source)
@@ -185,12 +200,19 @@ def fit_loss_to_loss(source, x: str, y: str, *, bootstrap: int = DEFAULT_RESAMPL
     fit_table = table.with_frame(table.frame[~held], **{"held out": int(held.sum())})
     lx, ly = fit_table.column(cx), fit_table.column(cy)
     x_low, y_low = float(lx.min()), float(ly.min())
-    data = (lx, np.log(ly), x_low, y_low, float(huber_delta))
-    best = dom.fit_many(_VALUE_AND_GRAD, _starts(lx, ly), data, fit_table, bootstrap, seed, what="law loss-to-loss")
-    params = {k: float(v[0]) for k, v in _natural(best.theta, x_low, y_low).items()}
-    samples = _natural(best.samples, x_low, y_low) if len(best.samples) else {}
+    for name, low in (("E_x", x_low), ("E_y", y_low)):
+        if name in fixed and not 0.0 <= fixed[name] < low:
+            raise ArgumentError("fixed", f"{name} must be 0 or more and below the lowest loss fitted ({low:.6g})",
+                                repr(fixed), f"{name}={fixed[name]:g}")
+    held_at = (fixed.get("E_x", 0.0), "E_x" in fixed, fixed.get("E_y", 0.0), "E_y" in fixed)
+    data = (lx, np.log(ly), x_low, y_low, *held_at, float(huber_delta))
+    best = dom.fit_many(_VALUE_AND_GRAD, _starts(lx, ly, fixed), data, fit_table, bootstrap, seed,
+                        what="law loss-to-loss")
+    params = {k: float(v[0]) for k, v in _natural(best.theta, x_low, y_low, fixed).items()}
+    samples = _natural(best.samples, x_low, y_low, fixed) if len(best.samples) else {}
     result = LossToLossFit(
-        x=cx, y=cy, params=params, ci95=dom.intervals(samples), objective=best.objective,
+        x=cx, y=cy, params=params, ci95={k: v for k, v in dom.intervals(samples).items() if k not in fixed},
+        fixed=fixed, objective=best.objective,
         huber_delta=float(huber_delta), n_points=fit_table.n_points, n_runs=fit_table.n_runs,
         dropped=dict(fit_table.dropped), n_starts=best.n_starts, n_converged=best.n_converged,
         n_resamples=len(best.samples), data=np.array([lx, ly]),

@@ -49,7 +49,7 @@ def _fit_json_section() -> set[str]:
 
 @pytest.mark.parametrize("law,table,argv", [
     ("mixture", "mix", ["--holdout", "2", "--target", "code=1,prose=1"]),
-    ("loss-to-loss", "l2l", ["--x", "a", "--y", "b", "--holdout", "2"]),
+    ("loss-to-loss", "l2l", ["--x", "a", "--y", "b", "--holdout", "2", "--fix", "E_x=1.5"]),
     ("accuracy", "acc", ["--task", "mc", "--fix", "floor=0.25", "--loss-fit", "{loss_fit}", "--holdout", "2"]),
 ])
 def test_each_law_prints_and_writes_a_documented_fit_json(tables, tmp_path, capsys, law, table, argv):
@@ -94,6 +94,8 @@ def _error(capsys, argv) -> str:
     ("l2l", ["--law", "loss-to-loss", "--x", "a"], "--law loss-to-loss needs --x NAME and --y NAME"),
     ("l2l", ["--law", "loss-to-loss", "--x", "a", "--y", "zz"], "--y zz: no column 'eval/zz/loss' or 'zz'"),
     ("l2l", ["--law", "loss-to-loss", "--x", "a", "--y", "a"], "--y a: is the same column as x"),
+    ("l2l", ["--law", "loss-to-loss", "--x", "a", "--y", "b", "--fix", "kappa=1"],
+     "--fix kappa: law loss-to-loss holds only E_x or E_y fixed"),
     ("acc", ["--law", "accuracy"], "--law accuracy needs --task NAME"),
     ("acc", ["--law", "accuracy", "--task", "zz"], "--task zz: no column 'task/zz/acc'"),
     ("acc", ["--law", "accuracy", "--task", "mc", "--fix", "s=2"], "--fix s: law accuracy holds only floor or ceil"),

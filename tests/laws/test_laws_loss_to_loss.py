@@ -16,6 +16,20 @@ def test_loss_to_loss_recovers_the_generating_law():
     assert (result.x, result.y) == ("eval/a/loss", "eval/b/loss")
 
 
+def test_holding_the_irreducible_losses_fits_the_rest_and_narrows_kappa():
+    # E_x and E_y are loosely determined by one pair's runs; held at the truth (as each domain's own law would
+    # give them), K and kappa come back and kappa's interval narrows.
+    table = loss_to_loss_table(n=30, seeds=2, noise=0.003, seed=5)
+    free = fit_loss_to_loss(table, "a", "b", bootstrap=100)
+    held = fit_loss_to_loss(table, "a", "b", bootstrap=100, fixed={"E_x": 1.5, "E_y": 2.0})
+    assert held.params["E_x"] == 1.5 and held.params["E_y"] == 2.0 and set(held.ci95) == {"K", "kappa"}
+    assert held.params["kappa"] == pytest.approx(LOSS_TO_LOSS["kappa"], rel=0.02)
+    assert held.params["K"] == pytest.approx(LOSS_TO_LOSS["K"], rel=0.03)
+    width = lambda r: r.ci95["kappa"][1] - r.ci95["kappa"][0]  # noqa: E731
+    assert width(held) < 0.5 * width(free)
+    assert held.to_json()["fixed"] == {"E_x": 1.5, "E_y": 2.0}
+
+
 def test_a_loss_at_or_below_the_fitted_floor_predicts_nothing_rather_than_a_number():
     result = fit_loss_to_loss(loss_to_loss_table(n=20, seed=2), "a", "b", bootstrap=0)
     assert np.isnan(result.predict(result.params["E_x"] - 0.1))
@@ -52,7 +66,8 @@ def test_every_pair_of_domains_gets_a_fit_and_a_panel(tmp_path):
     ({"x": "nope"}, "x=nope: no column 'eval/nope/loss' or 'nope' in the runs table (evaluation domains: a, b)"),
     ({"y": "a"}, "y=a: is the same column as x"),
     ({"holdout": 27}, "holdout=27: leaves 3 points to fit; the law needs 5"),
-    ({"fixed": {"kappa": 1.0}}, "fixed={'kappa': 1.0}: law loss-to-loss holds no parameter fixed"),
+    ({"fixed": {"kappa": 1.0}}, "fixed={'kappa': 1.0}: law loss-to-loss holds only E_x or E_y fixed"),
+    ({"fixed": {"E_x": 2.5}}, "fixed={'E_x': 2.5}: E_x must be 0 or more and below the lowest loss fitted"),
     ({"huber_delta": 0.0}, "huber_delta=0.0: must be positive"),
 ])
 def test_bad_arguments_are_named_by_their_parameter(kwargs, message):
