@@ -139,6 +139,8 @@ def run_accuracy(args, tools: Tools) -> int:
         from scaling.commands.common import parse_budgets
 
         _check(args, ("x", "task", "loss_fit"))
+        if args.huber_delta != 1e-3:
+            raise UsageError("--huber-delta does not apply to law accuracy (least squares in accuracy)")
         return _accuracy(args, tools, parse_budgets(args.at), _common(args))
 
     return _fit_and_emit(args, tools, fit)

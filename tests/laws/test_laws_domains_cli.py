@@ -97,6 +97,7 @@ def _error(capsys, argv) -> str:
     ("l2l", ["--law", "loss-to-loss", "--x", "a", "--y", "b", "--fix", "kappa=1"],
      "--fix kappa: law loss-to-loss holds only E_x or E_y fixed"),
     ("acc", ["--law", "accuracy"], "--law accuracy needs --task NAME"),
+    ("acc", ["--law", "accuracy", "--task", "mc", "--huber-delta", "0.1"], "--huber-delta does not apply to law"),
     ("acc", ["--law", "accuracy", "--task", "zz"], "--task zz: no column 'task/zz/acc'"),
     ("acc", ["--law", "accuracy", "--task", "mc", "--fix", "s=2"], "--fix s: law accuracy holds only floor or ceil"),
     ("acc", ["--law", "accuracy", "--task", "mc", "--at", "1e21"], "--at with law accuracy picks budgets of"),
