@@ -7,6 +7,7 @@ import sys
 import warnings
 from contextlib import contextmanager
 
+from scaling.commands import fit_domains
 from scaling.commands.common import check_output_file, parse_budgets, refresh_index
 from scaling.display import number
 from scaling.errors import UsageError
@@ -26,6 +27,7 @@ LAW_HELP = """laws:
   lr                the best peak learning rate per size (a parabola in log lr through the final
                     losses) and lr_opt = c N^k through them; from an lr-by-size sweep ('lr' column).
                     A run then takes lr=fit:FIT.json
+""" + fit_domains.LAW_HELP + """
 
 The runs table needs 'loss' and two of 'params', 'tokens', 'flops' (C = 6ND gives the third); rows
 with missing values are dropped and counted. Runs that differ only in 'seed' are replicates of one
@@ -68,8 +70,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--sweep", metavar="SWEEP", help="read the runs of this sweep from the run home instead")
     p.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS,
                    help="run home for --sweep (default $SCALING_HOME or ./runs)")
-    p.add_argument("--law", choices=LAWS, default="chinchilla", metavar="LAW",
-                   help=f"one of {', '.join(LAWS)} (default chinchilla; see below)")
+    p.add_argument("--law", choices=LAWS + fit_domains.DOMAIN_LAWS, default="chinchilla", metavar="LAW",
+                   help=f"one of {', '.join(LAWS + fit_domains.DOMAIN_LAWS)} (default chinchilla; see below)")
     p.add_argument("--json", metavar="FILE", help="write the fit JSON (unrounded numbers) here; - for stdout")
     p.add_argument("--at", metavar="C1,C2", default="",
                    help="FLOP budgets for the compute-optimal N, D, tokens/param and loss, e.g. 1e21,1e24")
@@ -97,6 +99,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "intervals (default auto: by corpus when the table holds several corpora; none pools)")
     p.add_argument("--params-column", default="params", metavar="COL",
                    help="column used as N (default params, embeddings included; e.g. params_nonembed)")
+    fit_domains.add_arguments(p)
     p.set_defaults(func=run)
     return p
 
@@ -138,6 +141,13 @@ def _source(args) -> tuple:
 
 
 def run(args) -> int:
+    if args.law == "mixture":
+        return fit_domains.run_mixture(args, _domain_tools())
+    if args.law == "loss-to-loss":
+        return fit_domains.run_loss_to_loss(args, _domain_tools())
+    if args.law == "accuracy":
+        return fit_domains.run_accuracy(args, _domain_tools())
+    fit_domains.refuse_own_flags(args)
     from scaling.laws import fit, load_runs
     from scaling.laws.table import describe_dropped
     from scaling.runs import write_atomic
@@ -193,6 +203,10 @@ def run(args) -> int:
         write_atomic(args.json, text)
         print(f"wrote {args.json}")
     return 0
+
+
+def _domain_tools() -> fit_domains.Tools:
+    return fit_domains.Tools(source=_source, render=render, print_warnings=print_warnings, parse_fixed=parse_fixed)
 
 
 def print_warnings(caught) -> None:

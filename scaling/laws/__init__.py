@@ -19,11 +19,18 @@ Laws (`LAWS`):
   compute           L = E + (C0/C)^gamma (compute frontier)                            -> LawFit
   data-constrained  Chinchilla form on effective N', D' (Muennighoff et al. 2023)      -> LawFit
   lr                optimal learning rate per size, then lr_opt = c N^k               -> LrFit
+
+Laws over several evaluation domains (`DOMAIN_LAWS`; they read per-domain columns, not `loss`, so each has
+its own function rather than `fit`):
+  mixture           L_i(r) = c_i + k_i exp(sum_j t_ij r_j), the best mixture (Ye et al.)  -> fit_mixture
+  loss-to-loss      L_y = E_y + K (L_x - E_x)^kappa (Brandfonbrener et al. 2024)        -> fit_loss_to_loss
+  accuracy          acc = floor + (ceil - floor) / (1 + exp(s (L - L0))), at a budget    -> fit_accuracy
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from scaling.laws.accuracy import AccuracyAt, AccuracyFit, LossAtBudget, fit_accuracy, loss_at_budgets
 from scaling.laws.allocation import Allocation, BudgetPoint, optimal_allocation
 from scaling.laws.bootstrap import DEFAULT_RESAMPLES, run_weights, two_level_weights
 from scaling.laws.chinchilla import CrossCheck, varpro_fit
@@ -32,7 +39,9 @@ from scaling.laws.errors import ArgumentError
 from scaling.laws.forms import FORMS, LawForm, chinchilla_allocation, hoffmann_grid
 from scaling.laws.groups import GroupedFit, fit_by, split_by
 from scaling.laws.isoflop import BudgetProfile, IsoflopFit, fit_isoflop
+from scaling.laws.loss_to_loss import LossToLossFit, fit_loss_to_loss, fit_pairs
 from scaling.laws.lr import LrFit, SizeOptimum, fit_lr
+from scaling.laws.mixture import MixtureFit, fit_mixture
 from scaling.laws.noise import NoiseEstimate, NoiseFloor, noise_floor
 from scaling.laws.optim import BatchResult, Tolerances, minimize_batched
 from scaling.laws.parametric import DEFAULT_HUBER_DELTA, Holdout, LawFit, fit_parametric
@@ -41,6 +50,7 @@ from scaling.laws.table import RunsTable, holdout_split, keep_best_of, load_runs
 
 LAWS: tuple[str, ...] = ("chinchilla", "isoflop", "envelope", "kaplan-n", "kaplan-d", "kaplan-joint",
                          "compute", "data-constrained", "lr")
+DOMAIN_LAWS: tuple[str, ...] = ("mixture", "loss-to-loss", "accuracy")
 
 
 def fit(table: RunsTable, law: str = "chinchilla", *, huber_delta: float = DEFAULT_HUBER_DELTA,
@@ -96,6 +106,8 @@ __all__ = [
     "BatchResult", "run_weights", "two_level_weights", "DEFAULT_HUBER_DELTA", "DEFAULT_RESAMPLES",
     "NoiseFloor", "NoiseEstimate", "noise_floor", "LrFit", "SizeOptimum", "fit_lr",
     "GroupedFit", "fit_by", "split_by", "several_corpora", "ArgumentError",
+    "DOMAIN_LAWS", "fit_mixture", "MixtureFit", "fit_loss_to_loss", "fit_pairs", "LossToLossFit", "fit_accuracy",
+    "AccuracyFit", "AccuracyAt", "LossAtBudget", "loss_at_budgets",
 ]
 
 
