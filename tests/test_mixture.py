@@ -12,6 +12,7 @@ from scaling.cli import main
 from scaling.config import RunConfig
 from scaling.mixture import corpus_for
 from scaling.prepare import prepare
+from scaling.runs import runs_table
 from scaling.train import plan_run, train_run
 
 # Each domain writes with its own bytes, so a window tells which domain it came from.
@@ -185,15 +186,20 @@ def test_domains_of_different_tokenizers_are_refused_in_one_line(domains, bpe_co
     assert rc == 2 and "carries no tokenizer" in capsys.readouterr().err
 
 
-def test_a_mixture_of_prepared_corpora_of_one_tokenizer_trains(domains, bpe_corpus, tmp_path):
+def test_a_mixture_of_prepared_corpora_trains_evaluates_each_domain_and_fills_the_mixture_laws_columns(
+        domains, bpe_corpus, tmp_path):
     other = str(tmp_path / "b-bpe")
     prepare(domains["b"], other, tokenizer=os.path.join(bpe_corpus, "tokenizer.json"), val_fraction=0.1)
     home = str(tmp_path / "runs")
     rc = main(["--home", home, "train", "d_model=16", "seq_len=32", "batch_size=4", "eval_tokens=256", "n_evals=2",
-               "tokens=2e3", "corpus=mix", f"domains=a:{bpe_corpus},b:{other}", "mixture=a:0.5,b:0.5",
-               "run_id=bpe", "wandb=off", "--quiet"])
+               "tokens=2e3", "corpus=mix", f"domains=a:{bpe_corpus},b:{other}", "mixture=a:3,b:1",
+               f"eval=a:{bpe_corpus},b:{other}", "run_id=bpe", "wandb=off", "--quiet"])
     assert rc == 0
     with open(os.path.join(home, "bpe", "summary.json")) as fh:
         summary = json.load(fh)
     assert summary["status"] == "complete" and summary["eval_bpb"] is not None
     assert summary["tokens/a"] + summary["tokens/b"] == summary["tokens"]
+    # what `fit --law mixture` reads (docs/contracts.md "Domain columns"): the run's shares and each domain's loss
+    row = runs_table(home).set_index("run_id").loc["bpe"]
+    assert (row["mix/a"], row["mix/b"]) == pytest.approx((0.75, 0.25))
+    assert row["eval/a/loss"] == summary["eval/a/loss"] and row["eval/b/loss"] == summary["eval/b/loss"]

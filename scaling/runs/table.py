@@ -7,6 +7,7 @@ import math
 
 import pandas as pd
 
+from scaling import mixspec
 from scaling.errors import UsageError
 from scaling.runs.index import RunHome
 
@@ -44,6 +45,9 @@ def runs_table(home: RunHome | str | None, sweep_id: str | None = None, steps: b
         base.update(run_id=r["run_id"], sweep_id=r["sweep_id"] or s.get("sweep_id"), loss=s["eval_loss"],
                     eval_bpb=s.get("eval_bpb"), status="complete", metric=_metric(home, r["run_id"], s, vocab),
                     flops_budget=_planned_budget(r["config"]))
+        shares = _mixture_shares(r["config"])
+        base.update(shares)
+        extra |= set(shares)
         trained = {k: v for k, v in s.items() if k.startswith(EXTRA_PREFIXES)}
         final = {**trained, **later_evals(home, r["run_id"])}
         extra |= set(final)
@@ -85,6 +89,19 @@ def _planned_budget(config: str | None) -> float | None:
     except (ValueError, AttributeError):
         return None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+def _mixture_shares(config: str | None) -> dict:
+    """`mix/<domain>`: each training domain's share of a corpus=mix run's mixture (scaling/mixspec.py), what
+    the mixture laws read (docs/contracts.md "Domain columns"); nothing for a single corpus."""
+    try:
+        cfg = json.loads(config) if config else {}
+        if not isinstance(cfg, dict) or cfg.get("corpus") != mixspec.MIX:
+            return {}
+        mix = mixspec.parse(mixspec.MIX, mixspec.flatten(cfg.get("mixture")), mixspec.flatten(cfg.get("domains")))
+    except (ValueError, UsageError):
+        return {}
+    return {f"mix/{name}": weight for name, weight in zip(mix.names, mix.weights)}
+
+
 # Columns beyond RUN_COLUMNS, one per key a run has: eval/<name>/{loss,bpb} of each evaluation set (in
 # training, `eval=`; or later, `scaling eval --eval`) and task/<name>/{acc,acc_norm,nll,n} of each task.
 EXTRA_PREFIXES = ("eval/", "task/")
