@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from scaling.commands import bench, dashboard, data, demo, family, fit, report, runs, sweep, train
+from scaling.commands import bench, compare, dashboard, data, demo, family, fit, report, runs, sweep, train
 from scaling.errors import UsageError
 
-COMMANDS = (train, family, bench, data, report, dashboard, demo, fit, sweep, runs)
+COMMANDS = (train, family, bench, data, report, dashboard, demo, fit, sweep, runs, compare)
 
 
 class Parser(argparse.ArgumentParser):
