@@ -19,12 +19,14 @@ Laws (`LAWS`):
   compute           L = E + (C0/C)^gamma (compute frontier)                            -> LawFit
   data-constrained  Chinchilla form on effective N', D' (Muennighoff et al. 2023)      -> LawFit
   lr                optimal learning rate per size, then lr_opt = c N^k               -> LrFit
+  batch             optimal batch size per budget, then batch_opt = c C^k (or c L^k)  -> BatchFit
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
 from scaling.laws.allocation import Allocation, BudgetPoint, optimal_allocation
+from scaling.laws.batch import BatchFit, BudgetOptimum, fit_batch
 from scaling.laws.bootstrap import DEFAULT_RESAMPLES, run_weights, two_level_weights
 from scaling.laws.chinchilla import CrossCheck, varpro_fit
 from scaling.laws.envelope import EnvelopeFit, fit_envelope
@@ -40,13 +42,13 @@ from scaling.laws.powerlaw import PowerLaw
 from scaling.laws.table import RunsTable, holdout_split, keep_best_of, load_runs, warn_reach
 
 LAWS: tuple[str, ...] = ("chinchilla", "isoflop", "envelope", "kaplan-n", "kaplan-d", "kaplan-joint",
-                         "compute", "data-constrained", "lr")
+                         "compute", "data-constrained", "lr", "batch")
 
 
 def fit(table: RunsTable, law: str = "chinchilla", *, huber_delta: float = DEFAULT_HUBER_DELTA,
         bootstrap: int = DEFAULT_RESAMPLES, seed: int = 0, budgets: Sequence[float] = (), holdout: int = 0,
         fixed: Mapping[str, float] | None = None, keep_unresolved: bool = False,
-        **options) -> LawFit | IsoflopFit | EnvelopeFit | LrFit:
+        **options) -> LawFit | IsoflopFit | EnvelopeFit | LrFit | BatchFit:
     """Fit one of `LAWS` to a `RunsTable` (see `load_runs`).
 
     huber_delta and holdout apply to the parametric laws; budgets (FLOPs) add the compute-optimal
@@ -66,12 +68,14 @@ def fit(table: RunsTable, law: str = "chinchilla", *, huber_delta: float = DEFAU
         UsageError: the table cannot support the law (too few points, budgets, columns);
             ArgumentError (a UsageError) when an argument is wrong, named by its parameter.
     """
-    if law != "lr":
+    if law not in ("lr", "batch"):
         warn_reach(table, budgets)  # a budget a factor 1e6 past the data is mostly the form's assumption
-    if law == "lr":
+    if law in ("lr", "batch"):
         for given, parameter in ((holdout, "holdout"), (fixed, "fixed"), (len(budgets), "budgets")):
             if given:
-                raise ArgumentError(parameter, "does not apply to law lr (a learning-rate rule, not a loss law)")
+                raise ArgumentError(parameter, f"does not apply to law {law} (a hyperparameter rule, not a loss law)")
+        if law == "batch":
+            return fit_batch(table, bootstrap=bootstrap, seed=seed, against=options.get("against", "flops"))
         return fit_lr(table, bootstrap=bootstrap, seed=seed)
     if law in ("isoflop", "envelope"):
         if holdout:
@@ -94,7 +98,8 @@ __all__ = [
     "Holdout", "CrossCheck", "LawForm", "FORMS", "chinchilla_allocation", "hoffmann_grid", "minimize_batched",
     "Tolerances",
     "BatchResult", "run_weights", "two_level_weights", "DEFAULT_HUBER_DELTA", "DEFAULT_RESAMPLES",
-    "NoiseFloor", "NoiseEstimate", "noise_floor", "LrFit", "SizeOptimum", "fit_lr",
+    "NoiseFloor", "NoiseEstimate", "noise_floor", "LrFit", "SizeOptimum", "fit_lr", "BatchFit", "BudgetOptimum",
+    "fit_batch",
     "GroupedFit", "fit_by", "split_by", "several_corpora", "ArgumentError",
 ]
 
