@@ -46,6 +46,10 @@ def cmd_plan(args) -> int:
     from scaling.runs import write_atomic
     from scaling.sweep import plan
 
+    if args.hparams:
+        from scaling.commands.sweep_hparams import cmd_plan_hparams
+
+        return cmd_plan_hparams(args)
     if args.branches and args.refine is not None:
         raise UsageError("--branches plans a new sweep (with --budgets); a refinement adds sizes to one budget each")
     if (args.budgets is None) == (args.refine is None):
@@ -174,6 +178,9 @@ def _plan_arguments(q) -> None:
     q.add_argument("--branches", action="store_true",
                    help="one WSD run per size, to the largest budget it is planned at, with cooldown branches "
                         "at its other budgets (the same points for the cost of the longest runs and the decays)")
+    q.add_argument("--hparams", action="store_true",
+                   help="instead of sizes: at each budget's N_opt, an lr x batch-size grid of --per-budget values "
+                        "each from the recipe's value/R to value*R (--span R), for `fit --law batch` and `--law lr`")
     q.add_argument("--refine", metavar="SWEEP",
                    help="instead of a new plan: sizes past the edge for this sweep's off-edge budgets")
     q.add_argument("--base", metavar="SPEC.yaml",
