@@ -1,5 +1,6 @@
 """`scaling sweep plan --hparams`: write an lr x batch-size sweep at several budgets (scaling.sweep.hparams),
-the sweep `scaling fit --law batch` and `--law lr` read."""
+the sweep `scaling fit --law batch` and `--law lr` read; and `--validate C_BIG`: the ladder run past a finished
+sweep (scaling.sweep.ladder)."""
 from __future__ import annotations
 
 import sys
@@ -52,4 +53,39 @@ def cmd_plan_hparams(args) -> int:
     check_output_file(args.out, "--out")
     write_atomic(args.out, plan.render_spec(spec, header))
     print(f"wrote {args.out} ({len(spec['points'])} points); next: scaling sweep create {args.out}")
+    return 0
+
+
+def cmd_plan_validate(args) -> int:
+    """`sweep plan --validate C_BIG --sweep SWEEP [--rules FIT.json,...]`: the ladder run's spec."""
+    from scaling.config import parse_overrides
+    from scaling.runs import write_atomic
+    from scaling.sweep import plan
+    from scaling.sweep.ladder import ladder_for_sweep, read_rules
+
+    if args.refine is not None or args.branches or args.budgets is not None or args.hparams:
+        raise UsageError("--validate plans one run past a finished sweep; it takes none of --budgets, --refine, "
+                         "--branches, --hparams")
+    if not args.sweep:
+        raise UsageError("--validate C_BIG needs --sweep SWEEP (the finished sweep whose law to check)")
+    (flops,) = parse_budgets(args.validate, "--validate") or [None]
+    if flops is None:
+        raise UsageError("--validate: give one FLOP budget, e.g. --validate 1e13")
+    rules = read_rules([p for p in (args.rules or "").split(",") if p.strip()])
+    check_output_file(args.out, "--out")
+    run, registered, name = ladder_for_sweep(args.home, args.sweep, flops, rules)
+    settings = {k: typed_value(v) for k, v in parse_overrides(args.settings).items()}
+    spec = plan.spec_dict([run.point()], name=args.name or name, base=registered, settings=settings)
+    for key in HPARAM_KEYS:  # a fitted rule replaces the sweep's constant
+        if key in run.point():
+            spec.get("parameters", {}).pop(key, None)
+    spec["description"] = " ".join(run.lines())
+    header = [f"ladder run of sweep {args.sweep}: the compute-optimal model of its fitted law, past its largest budget",
+              *run.lines(),
+              "after it finishes: compare its eval loss with the prediction above",
+              f"written by: scaling sweep plan --validate {args.validate} --sweep {args.sweep}"
+              + (f" --rules {args.rules}" if args.rules else "")]
+    print("\n".join(run.lines()), file=sys.stderr)
+    write_atomic(args.out, plan.render_spec(spec, header))
+    print(f"wrote {args.out} (1 point); next: scaling sweep create {args.out}")
     return 0
