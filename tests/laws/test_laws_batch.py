@@ -111,3 +111,14 @@ def test_batch_json_keys_are_documented():
     data = fit_batch(load_runs(hparam_table(noise=0.001)), bootstrap=5).to_json()
     keys = {*data, *data["budgets"][0], *data["batch_opt"]}
     assert missing(keys, mentioned(section("The fit JSON"))) == []
+
+
+def test_grouped_batch_fits_name_a_difference_in_the_exponent():
+    from scaling.laws import fit_by
+
+    a = hparam_table(noise=0.001).assign(recipe="a")
+    b = hparam_table(noise=0.001, seed=1).assign(recipe="b", run_id=lambda f: "b" + f.run_id)
+    b["batch_size"] *= (b["flops"] / 1e10) ** 0.2  # B's best batch grows as C^0.53, not C^0.33
+    grouped = fit_by(load_runs(pd.concat([a, b], ignore_index=True)), "recipe",
+                     lambda part: fit_batch(part, bootstrap=100))
+    assert [d.quantity for d in grouped.differences()] == ["k (batch_opt = c C^k)"]
