@@ -189,6 +189,7 @@ def test_comparison_json_keys_are_documented():
     out = compare_groups(parts, "recipe", bootstrap=3, shared_e=True, holdout=2, cross_check=False,
                          starts=np.array([[6.0, 6.0, 0.5, 0.34, 0.28]])).to_json()
     pair = out["pairs"][0]
+    assert "shared_e_crossover" in pair
     keys = {*out, *out["groups"]["a"], *pair, *pair["multipliers"][0], *pair["crossover"], *out["shared_e"],
             *out["holdout"]}
     assert missing(keys, mentioned(section("The comparison JSON"))) == []

@@ -159,6 +159,7 @@ def render(result, source: str) -> str:
         if pair.shared:
             lines.append("with E shared: " + "; ".join(f"k at {number(m.flops)} = {_k(m.k, m.ci95)}"
                                                        for m in pair.shared))
+            lines.append(f"with E shared, crossover: {pair.shared_crossover.describe()}")
     if result.shared is not None:
         s = result.shared
         lines += ["", f"shared E: {number(s.E)}" + ("" if s.E_ci95 is None else

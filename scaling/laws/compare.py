@@ -151,12 +151,15 @@ class PairComparison:
     separate: tuple[Multiplier, ...]
     crossover: Crossover
     shared: tuple[Multiplier, ...] = ()
+    shared_crossover: Crossover | None = None
 
     def to_json(self) -> dict:
         out = {"a": self.a, "b": self.b, "multipliers": [m.to_json() for m in self.separate],
                "crossover": self.crossover.to_json()}
         if self.shared:
             out["shared_e_multipliers"] = [m.to_json() for m in self.shared]
+        if self.shared_crossover is not None:
+            out["shared_e_crossover"] = self.shared_crossover.to_json()
         return out
 
 
@@ -241,16 +244,23 @@ def _paired(f: Frontier, rows: int) -> Frontier:
     return Frontier(f.E[:rows], f.log_K[:rows], f.gamma[:rows])
 
 
+def crossover(fa: Frontier, fb: Frontier, search: tuple[float, float]) -> Crossover:
+    """The fit's crossing (row 0) and how often, and where, the resamples cross (rows paired by index)."""
+    rows = min(fa.rows(), fb.rows())
+    cross = crossovers(_paired(fa, rows), _paired(fb, rows), *search)
+    share = float(np.mean(np.isfinite(cross[1:]))) if rows > 2 else None
+    ci = interval(cross[1:]) if rows > 2 and np.isfinite(cross[1:]).sum() > 1 else None
+    return Crossover(None if np.isnan(cross[0]) else float(cross[0]), share, ci, search)
+
+
 def compare_pair(a: str, b: str, fa: Frontier, fb: Frontier, budgets: Sequence[float],
                  search: tuple[float, float], shared: tuple[Frontier, Frontier] | None = None) -> PairComparison:
     rows = min(fa.rows(), fb.rows())
     fa, fb = _paired(fa, rows), _paired(fb, rows)
-    cross = crossovers(fa, fb, *search)
-    share = float(np.mean(np.isfinite(cross[1:]))) if rows > 2 else None
-    ci = interval(cross[1:]) if rows > 2 and np.isfinite(cross[1:]).sum() > 1 else None
-    found = None if np.isnan(cross[0]) else float(cross[0])
-    shared_k = multipliers(*shared, budgets) if shared is not None else ()
-    return PairComparison(a, b, multipliers(fa, fb, budgets), Crossover(found, share, ci, search), shared_k)
+    if shared is None:
+        return PairComparison(a, b, multipliers(fa, fb, budgets), crossover(fa, fb, search))
+    return PairComparison(a, b, multipliers(fa, fb, budgets), crossover(fa, fb, search),
+                          multipliers(*shared, budgets), crossover(*shared, search))
 
 
 def compare_groups(parts: Mapping[str, RunsTable], column: str, *, budgets: Sequence[float] = (),

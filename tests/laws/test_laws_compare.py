@@ -103,6 +103,9 @@ def test_shared_e_fit_recovers_the_common_floor_and_scores_both_fits_on_held_out
     # one E for both groups: their parameters differ only in A and B (and alpha, beta, fitted freely)
     assert result.shared.params("base")["E"] == result.shared.params("new")["E"] == result.shared.E
     assert result.pairs[0].shared[0].ci95[0] < 2.0 < result.pairs[0].shared[0].ci95[1]
+    # one E and k = 2 at every budget: the shared-E frontiers stay apart (the separate fits, free to put
+    # each group's E elsewhere, may cross in the extrapolation)
+    assert result.pairs[0].shared_crossover.flops is None
     pref = result.preference
     assert pref.held_runs == 8 and 0 < pref.shared_error < 0.05 and 0 < pref.separate_error < 0.05
     assert pref.preferred in ("shared E", "separate")
