@@ -69,6 +69,12 @@ def _table(args):
         source = runs_table(home, args.sweep)
         if not len(source):
             raise UsageError(f"sweep {args.sweep} has no completed run to compare")
+        if args.by not in source.columns:  # a recipe key (qk_norm, mlp, parametrization): from each run's config
+            given = {r.run_id: r.config.get(args.by) for r in home.sweep_runs(args.sweep)}
+            column = source["run_id"].map(given)
+            if column.isna().all():
+                raise UsageError(f"--by {args.by}: neither a runs-table column nor a key the sweep's runs set")
+            source = source.assign(**{args.by: column.astype(str)})
     elif args.runs:
         source = args.runs
     else:

@@ -7,6 +7,7 @@ import pytest
 from laws_synth import TRUE, replicated_isoflop_table
 
 from scaling.cli import main
+from scaling.errors import UsageError
 
 GAMMA = TRUE["alpha"] * TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"])
 
@@ -57,3 +58,25 @@ def test_compare_bad_input_is_one_line(two_recipes_csv, tmp_path, capsys):
     assert "--budgets" in _error(capsys, ["compare", csv, "--by", "qk_norm", "--budgets", "lots"])
     assert "--figure" in _error(capsys, ["compare", csv, "--by", "qk_norm", "--figure", str(tmp_path / "k.gif")])
     assert "runs table" in _error(capsys, ["compare", "--by", "qk_norm"])
+
+
+def test_a_sweep_is_split_by_a_recipe_key_its_runs_set_that_the_runs_table_lacks(two_recipes_csv, tmp_path,
+                                                                                monkeypatch):
+    from argparse import Namespace
+    from types import SimpleNamespace
+
+    from scaling.commands import compare
+
+    frame = pd.read_csv(two_recipes_csv)
+    configs = [SimpleNamespace(run_id=r, config={"qk_norm": q}) for r, q in zip(frame["run_id"], frame["qk_norm"])]
+    monkeypatch.setattr("scaling.runs.runs_table", lambda home, sweep: frame.drop(columns="qk_norm"))
+    monkeypatch.setattr("scaling.runs.RunHome.sweep_runs", lambda self, sweep: configs)
+    monkeypatch.setattr("scaling.sweep.require_sweep", lambda home, sweep: {"sweep_id": sweep})
+    monkeypatch.setattr(compare, "refresh_index", lambda *a, **k: None)
+    args = Namespace(runs=None, sweep="s", home=str(tmp_path / "runs"), by="qk_norm", params_column="params",
+                     metric="loss")
+    table = compare._table(args)
+    assert sorted(table.frame["qk_norm"].unique()) == ["off", "on"]
+    assert (table.frame.groupby("qk_norm").size() == frame.groupby("qk_norm").size()).all()
+    with pytest.raises(UsageError, match="neither a runs-table column nor a key the sweep's runs set"):
+        compare._table(Namespace(**{**vars(args), "by": "colour"}))
