@@ -131,7 +131,8 @@ class Crossover:
 
     def describe(self) -> str:
         if self.flops is None:
-            where = f"none within {REACH:.0e}x the data (searched {self.searched[0]:.3g}..{self.searched[1]:.3g})"
+            where = (f"none within 1e{round(np.log10(REACH))}x the data (searched {self.searched[0]:.3g}.."
+                     f"{self.searched[1]:.3g})")
         else:
             where = f"at C = {self.flops:.3g}" + ("" if self.ci95 is None else
                                                   f" [{self.ci95[0]:.3g}, {self.ci95[1]:.3g}]")

@@ -10,7 +10,7 @@ import pytest
 from laws_synth import TRUE, chinchilla_loss, replicated_isoflop_table
 
 from scaling.laws import hoffmann_grid, load_runs, split_by
-from scaling.laws.compare import Frontier, compare_groups, crossovers, log_multiplier
+from scaling.laws.compare import Crossover, Frontier, compare_groups, crossovers, log_multiplier
 from scaling.laws.table import REACH
 
 GAMMA = TRUE["alpha"] * TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"])
@@ -78,6 +78,8 @@ def test_crossover_of_two_laws_is_found_where_their_frontiers_meet():
     assert found == pytest.approx(truth, rel=1e-6)
     # parallel laws never cross
     assert np.isnan(crossovers(frontier_of(TRUE), frontier_of(better_by(2.0)), 1e15, 1e30)[0])
+    none = Crossover(None, 0.0, None, (1e18, 1e27))
+    assert none.describe().startswith("none within 1e6x the data (searched 1e+18..1e+27)")
 
 
 def test_fitted_multiplier_interval_covers_the_truth_and_says_which_group_is_better():
