@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from scaling.commands import bench, dashboard, data, demo, family, fit, report, runs, sweep, train
+from scaling.commands import bench, compare, dashboard, data, demo, family, fit, report, runs, sweep, train
 from scaling.commands import eval as eval_command
 from scaling.errors import UsageError
 
-COMMANDS = (train, family, bench, data, report, dashboard, demo, fit, sweep, runs, eval_command)
+COMMANDS = (train, family, bench, data, report, dashboard, demo, fit, sweep, runs, eval_command, compare)
 
 
 class Parser(argparse.ArgumentParser):

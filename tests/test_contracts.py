@@ -175,3 +175,21 @@ def test_the_code_cites_only_files_in_the_repository():
             cited += [(path, title) for title in re.findall(r'docs/contracts\.md[,:]?\s+"([^"]+)"', text)]
     assert cited, "the code cites docs/contracts.md"
     assert [(str(p), t) for p, t in cited if t not in titles] == []
+
+
+def test_comparison_json_keys_are_documented():
+    from laws_synth import isoflop_table
+
+    from scaling.laws import load_runs, split_by
+    from scaling.laws.compare import compare_groups
+
+    table = isoflop_table(sizes=5).assign(recipe="a")
+    other = isoflop_table(sizes=5, seed=1).assign(recipe="b", run_id=lambda f: "b" + f.run_id)
+    parts = split_by(load_runs(pd.concat([table, other], ignore_index=True)), "recipe")
+    out = compare_groups(parts, "recipe", bootstrap=3, shared_e=True, holdout=2, cross_check=False,
+                         starts=np.array([[6.0, 6.0, 0.5, 0.34, 0.28]])).to_json()
+    pair = out["pairs"][0]
+    assert "shared_e_crossover" in pair
+    keys = {*out, *out["groups"]["a"], *pair, *pair["multipliers"][0], *pair["crossover"], *out["shared_e"],
+            *out["holdout"]}
+    assert missing(keys, mentioned(section("The comparison JSON"))) == []

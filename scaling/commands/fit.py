@@ -27,6 +27,9 @@ LAW_HELP = """laws:
   lr                the best peak learning rate per size (a parabola in log lr through the final
                     losses) and lr_opt = c N^k through them; from an lr-by-size sweep ('lr' column).
                     A run then takes lr=fit:FIT.json
+  batch             the best batch size per budget (a parabola in log batch size, each size at its
+                    best swept lr) and batch_opt = c C^k (--against loss: c L^k); from a sweep that
+                    varies 'batch_size' at several budgets (`scaling sweep plan --hparams`)
 """ + fit_domains.LAW_HELP + """
 
 The runs table needs 'loss' and two of 'params', 'tokens', 'flops' (C = 6ND gives the third); rows
@@ -39,13 +42,13 @@ isoFLOP budget whose curve is shallower than twice that SD is flagged: its minim
 # The names of scaling.laws.LAWS, repeated here so that `--help` does not import jax (a test keeps
 # the two equal).
 LAWS = ("chinchilla", "isoflop", "envelope", "kaplan-n", "kaplan-d", "kaplan-joint", "compute", "data-constrained",
-        "lr")
+        "lr", "batch")
 
 
 # scaling.laws names a bad argument by its Python parameter; this command names the flag that gave it.
 FLAGS = {"holdout": "--holdout", "fixed": "--fix", "budgets": "--at", "column": "--by", "huber_delta": "--huber-delta",
          "metric": "--metric", "params_column": "--params-column", "best_of": "--best-of",
-         "keep_unresolved": "--keep-unresolved"}
+         "keep_unresolved": "--keep-unresolved", "against": "--against"}
 
 
 @contextmanager
@@ -99,6 +102,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "intervals (default auto: by corpus when the table holds several corpora; none pools)")
     p.add_argument("--params-column", default="params", metavar="COL",
                    help="column used as N (default params, embeddings included; e.g. params_nonembed)")
+    p.add_argument("--against", choices=("flops", "loss"), default="flops",
+                   help="law batch: batch_opt as a power law of compute (default) or of the loss")
     fit_domains.add_arguments(p)
     p.set_defaults(func=run)
     return p
@@ -173,6 +178,10 @@ def run(args) -> int:
                           best_of=[c for c in args.best_of.split(",") if c.strip()])
     table = table.with_frame(table.frame, **excluded)  # the sweep's runs the table left out count as dropped
     options = {"bootstrap_starts": args.bootstrap_starts} if args.law not in ("isoflop", "envelope", "lr") else {}
+    if args.law == "batch":
+        options = {"against": args.against}
+    elif args.against != "flops":
+        raise UsageError(f"--against {args.against}: applies to --law batch only")
 
     def fit_one(part):
         with flag_names():  # a group's reason, kept by fit_by, reads in flags too

@@ -50,6 +50,10 @@ def cmd_plan(args) -> int:
     if args.mixtures is not None:  # data mixtures at fixed scales: scaling/commands/sweep_mix.py
         return sweep_mix.cmd_plan_mixtures(args, {k: typed_value(v) for k, v in parse_overrides(args.settings).items()},
                                            load_yaml(args.base) if args.base else None)
+    if args.hparams or args.validate is not None:
+        from scaling.commands.sweep_hparams import cmd_plan_hparams, cmd_plan_validate
+
+        return cmd_plan_validate(args) if args.validate is not None else cmd_plan_hparams(args)
     if args.branches and args.refine is not None:
         raise UsageError("--branches plans a new sweep (with --budgets); a refinement adds sizes to one budget each")
     if (args.budgets is None) == (args.refine is None):
@@ -186,6 +190,14 @@ def _plan_arguments(q) -> None:
     q.add_argument("--branches", action="store_true",
                    help="one WSD run per size, to the largest budget it is planned at, with cooldown branches "
                         "at its other budgets (the same points for the cost of the longest runs and the decays)")
+    q.add_argument("--hparams", action="store_true",
+                   help="instead of sizes: at each budget's N_opt, an lr x batch-size grid of --per-budget values "
+                        "each from the recipe's value/R to value*R (--span R), for `fit --law batch` and `--law lr`")
+    q.add_argument("--validate", metavar="C_BIG",
+                   help="instead: one run at C_BIG (4-30x past --sweep's largest), the compute-optimal model of "
+                        "its fitted law, with the predicted loss; lr and batch size from --rules when given")
+    q.add_argument("--sweep", metavar="SWEEP", help="with --validate: the finished sweep")
+    q.add_argument("--rules", metavar="FIT.json,...", help="with --validate: fit JSONs of law lr and/or batch")
     q.add_argument("--refine", metavar="SWEEP",
                    help="instead of a new plan: sizes past the edge for this sweep's off-edge budgets")
     q.add_argument("--base", metavar="SPEC.yaml",

@@ -19,6 +19,7 @@ Laws (`LAWS`):
   compute           L = E + (C0/C)^gamma (compute frontier)                            -> LawFit
   data-constrained  Chinchilla form on effective N', D' (Muennighoff et al. 2023)      -> LawFit
   lr                optimal learning rate per size, then lr_opt = c N^k               -> LrFit
+  batch             optimal batch size per budget, then batch_opt = c C^k (or c L^k)  -> BatchFit
 
 Laws over several evaluation domains (`DOMAIN_LAWS`; they read per-domain columns, not `loss`, so each has
 its own function rather than `fit`):
@@ -32,6 +33,7 @@ from collections.abc import Mapping, Sequence
 
 from scaling.laws.accuracy import AccuracyAt, AccuracyFit, LossAtBudget, fit_accuracy, loss_at_budgets
 from scaling.laws.allocation import Allocation, BudgetPoint, optimal_allocation
+from scaling.laws.batch import BatchFit, BudgetOptimum, fit_batch
 from scaling.laws.bootstrap import DEFAULT_RESAMPLES, run_weights, two_level_weights
 from scaling.laws.chinchilla import CrossCheck, varpro_fit
 from scaling.laws.envelope import EnvelopeFit, fit_envelope
@@ -49,14 +51,14 @@ from scaling.laws.powerlaw import PowerLaw
 from scaling.laws.table import RunsTable, holdout_split, keep_best_of, load_runs, warn_reach
 
 LAWS: tuple[str, ...] = ("chinchilla", "isoflop", "envelope", "kaplan-n", "kaplan-d", "kaplan-joint",
-                         "compute", "data-constrained", "lr")
+                         "compute", "data-constrained", "lr", "batch")
 DOMAIN_LAWS: tuple[str, ...] = ("mixture", "loss-to-loss", "accuracy")
 
 
 def fit(table: RunsTable, law: str = "chinchilla", *, huber_delta: float = DEFAULT_HUBER_DELTA,
         bootstrap: int = DEFAULT_RESAMPLES, seed: int = 0, budgets: Sequence[float] = (), holdout: int = 0,
         fixed: Mapping[str, float] | None = None, keep_unresolved: bool = False,
-        **options) -> LawFit | IsoflopFit | EnvelopeFit | LrFit:
+        **options) -> LawFit | IsoflopFit | EnvelopeFit | LrFit | BatchFit:
     """Fit one of `LAWS` to a `RunsTable` (see `load_runs`).
 
     huber_delta and holdout apply to the parametric laws; budgets (FLOPs) add the compute-optimal
@@ -76,12 +78,14 @@ def fit(table: RunsTable, law: str = "chinchilla", *, huber_delta: float = DEFAU
         UsageError: the table cannot support the law (too few points, budgets, columns);
             ArgumentError (a UsageError) when an argument is wrong, named by its parameter.
     """
-    if law != "lr":
+    if law not in ("lr", "batch"):
         warn_reach(table, budgets)  # a budget a factor 1e6 past the data is mostly the form's assumption
-    if law == "lr":
+    if law in ("lr", "batch"):
         for given, parameter in ((holdout, "holdout"), (fixed, "fixed"), (len(budgets), "budgets")):
             if given:
-                raise ArgumentError(parameter, "does not apply to law lr (a learning-rate rule, not a loss law)")
+                raise ArgumentError(parameter, f"does not apply to law {law} (a hyperparameter rule, not a loss law)")
+        if law == "batch":
+            return fit_batch(table, bootstrap=bootstrap, seed=seed, against=options.get("against", "flops"))
         return fit_lr(table, bootstrap=bootstrap, seed=seed)
     if law in ("isoflop", "envelope"):
         if holdout:
@@ -104,7 +108,8 @@ __all__ = [
     "Holdout", "CrossCheck", "LawForm", "FORMS", "chinchilla_allocation", "hoffmann_grid", "minimize_batched",
     "Tolerances",
     "BatchResult", "run_weights", "two_level_weights", "DEFAULT_HUBER_DELTA", "DEFAULT_RESAMPLES",
-    "NoiseFloor", "NoiseEstimate", "noise_floor", "LrFit", "SizeOptimum", "fit_lr",
+    "NoiseFloor", "NoiseEstimate", "noise_floor", "LrFit", "SizeOptimum", "fit_lr", "BatchFit", "BudgetOptimum",
+    "fit_batch",
     "GroupedFit", "fit_by", "split_by", "several_corpora", "ArgumentError",
     "DOMAIN_LAWS", "fit_mixture", "MixtureFit", "fit_loss_to_loss", "fit_pairs", "LossToLossFit", "fit_accuracy",
     "AccuracyFit", "AccuracyAt", "LossAtBudget", "loss_at_budgets",

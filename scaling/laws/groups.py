@@ -83,6 +83,9 @@ def _quantities(res):
                 yield name, params[name], res.ci95.get(name)
     if getattr(res, "lr_opt", None) is not None:
         yield "k (lr_opt = c N^k)", res.lr_opt.exponent, res.lr_opt.ci95
+    if getattr(res, "batch_opt", None) is not None:
+        x = "C" if res.against == "flops" else "L"
+        yield f"k (batch_opt = c {x}^k)", res.batch_opt.exponent, res.batch_opt.ci95
     opt = getattr(res, "optimal", None)
     if opt is not None:
         for point in opt.at:

@@ -15,13 +15,14 @@ import numpy as np
 
 from scaling.errors import UsageError
 from scaling.laws._json import clean
-from scaling.laws.bootstrap import DEFAULT_RESAMPLES, interval, two_level_weights
-from scaling.laws.isoflop import _parabolas, _vertex, group_budgets, parabola_curve
+from scaling.laws.bootstrap import DEFAULT_RESAMPLES
+from scaling.laws.isoflop import group_budgets, parabola_curve
 from scaling.laws.powerlaw import PowerLaw, loglog_fit, power_law
 from scaling.laws.result import Estimate, Table, estimates_frame
 from scaling.laws.table import RunsTable, numeric_column
+from scaling.laws.vertex import MIN_VALUES, group_vertices
 
-MIN_LRS = 3  # a parabola needs three learning rates
+MIN_LRS = MIN_VALUES  # a parabola needs three learning rates
 MIN_SIZES = 2  # interior groups of distinct sizes for the power law
 
 
@@ -137,49 +138,34 @@ def fit_lr(table: RunsTable, *, bootstrap: int = DEFAULT_RESAMPLES, seed: int = 
     budget, budget_flops = group_budgets(table)
     params = table.column("params")
     keys = np.array([f"{p!r}|{b}" for p, b in zip(params, budget)])
-    groups = [g for g in dict.fromkeys(keys) if len(np.unique(lr[keys == g])) >= MIN_LRS]
-    if not groups:
+    # an lr x batch grid (sweep plan --hparams): each lr takes its best batch size
+    found = group_vertices(table, lr, keys, bootstrap=bootstrap, seed=seed, profile=("batch_size",))
+    if not found:
         raise UsageError(f"law lr needs at least {MIN_LRS} learning rates at some size; the table has at most "
                          f"{max(len(np.unique(lr[keys == g])) for g in set(keys))}")
-    loss = table.column("loss")
-    codes, point_of_run = table.run_points()
-    points, n_pts = table.point_codes()
-    group_of_point = np.zeros(n_pts, dtype=np.int64)
-    group_of_point[points] = np.unique(keys, return_inverse=True)[1]
-    resampled = (two_level_weights(codes, point_of_run, bootstrap, seed, strata=group_of_point)
-                 if bootstrap > 0 else np.zeros((0, len(loss))))
-    weights = np.vstack([np.ones((1, len(loss))), resampled])
-
-    sizes, xs_all, inside_all = [], [], []
-    for g in groups:
-        rows = keys == g
-        local, first = np.unique(points[rows], return_index=True)
-        member = (points[rows][:, None] == local[None, :]).astype(np.float64)
-        x = np.log(lr[rows][first])
-        centre = x.mean()
-        w_rows = weights[:, rows]
-        c0, c1, c2 = _parabolas(x - centre, (w_rows * loss[rows]) @ member, w_rows @ member)
-        xs, ls, inside = _vertex(c0, c1, c2, x.min() - centre, x.max() - centre)
-        xs_all.append(xs + centre)
-        inside_all.append(inside)
-        ci = interval(np.exp(xs[1:] + centre)) if bootstrap > 1 and np.isfinite(xs[1:]).sum() > 1 else None
-        sizes.append(SizeOptimum(
-            params=float(params[rows][0]), flops=float(budget_flops[budget[rows][0]]),
-            lr_opt=float(np.exp(xs[0] + centre)) if np.isfinite(xs[0]) else None, ci95=ci,
-            loss_opt=float(ls[0]) if np.isfinite(ls[0]) else None, interior=bool(inside[0]),
-            lrs=tuple(float(v) for v in np.unique(lr[rows])), parabola=(float(c0[0]), float(c1[0]), float(c2[0]),
-                                                                         float(centre))))
+    sizes = [SizeOptimum(params=float(params[v.rows][0]), flops=float(budget_flops[budget[v.rows][0]]),
+                         lr_opt=v.optimum, ci95=v.ci95 if bootstrap > 1 else None,
+                         loss_opt=float(v.loss_opt[0]) if np.isfinite(v.loss_opt[0]) else None,
+                         interior=bool(v.inside[0]), lrs=v.values, parabola=v.parabola) for v in found]
     n = np.array([s.params for s in sizes])
-    xs_all, inside_all = np.array(xs_all).T, np.array(inside_all).T  # (R + 1, groups)
+    xs_all = np.array([v.log_opt for v in found]).T  # (R + 1, groups)
+    inside_all = np.array([v.inside for v in found]).T
     if len(np.unique(n[inside_all[0]])) < MIN_SIZES:
         raise UsageError(f"law lr needs at least {MIN_SIZES} sizes whose best lr lies inside the swept learning "
                          f"rates; {len(np.unique(n[inside_all[0]]))} do (widen the lr sweep)")
-    fits = []
-    for xs, inside in zip(xs_all[1:], inside_all[1:]):
-        ok = inside & np.isfinite(xs)
-        fits.append(loglog_fit(n[ok], np.exp(xs[ok])) if len(np.unique(n[ok])) >= MIN_SIZES else (np.nan, np.nan))
-    samples = np.array(fits) if len(fits) > 1 else None
-    ok0 = inside_all[0]
-    law = power_law(n[ok0], np.exp(xs_all[0][ok0]), samples)
+    law = vertex_power_law(n, xs_all, inside_all)
     return LrFit(sizes=tuple(sizes), lr_opt=law, n_points=table.n_points, dropped=dict(table.dropped),
                  n_resamples=bootstrap)
+
+
+def vertex_power_law(x: np.ndarray, log_opt: np.ndarray, inside: np.ndarray) -> PowerLaw:
+    """opt = c x^k through the interior vertices (row 0), its intervals from each resample's own interior
+    vertices (rows 1..; x may be per row, (R + 1, groups), or shared, (groups,))."""
+    x = np.broadcast_to(x, log_opt.shape)
+    fits = []
+    for xr, xs, ok in zip(x[1:], log_opt[1:], inside[1:]):
+        ok = ok & np.isfinite(xs) & np.isfinite(xr)
+        fits.append(loglog_fit(xr[ok], np.exp(xs[ok])) if len(np.unique(xr[ok])) >= MIN_SIZES else (np.nan, np.nan))
+    samples = np.array(fits) if len(fits) > 1 else None
+    ok0 = inside[0]
+    return power_law(x[0][ok0], np.exp(log_opt[0][ok0]), samples)
