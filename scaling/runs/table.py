@@ -91,7 +91,7 @@ def _planned_budget(config: str | None) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 def _mixture_shares(config: str | None) -> dict:
     """`mix/<domain>`: each training domain's share of a corpus=mix run's mixture (scaling/mixspec.py), what
-    the mixture laws read (docs/contracts.md "Domain columns"); nothing for a single corpus."""
+    the mixture laws read (docs/contracts.md "The runs table", its domain columns); nothing for a single corpus."""
     try:
         cfg = json.loads(config) if config else {}
         if not isinstance(cfg, dict) or cfg.get("corpus") != mixspec.MIX:
