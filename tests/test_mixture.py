@@ -199,7 +199,8 @@ def test_a_mixture_of_prepared_corpora_trains_evaluates_each_domain_and_fills_th
         summary = json.load(fh)
     assert summary["status"] == "complete" and summary["eval_bpb"] is not None
     assert summary["tokens/a"] + summary["tokens/b"] == summary["tokens"]
-    # what `fit --law mixture` reads (docs/contracts.md "The runs table", its domain columns): the run's shares and each domain's loss
+    # what `fit --law mixture` reads (docs/contracts.md "The runs table", its domain columns): the run's
+    # shares and each domain's loss
     row = runs_table(home).set_index("run_id").loc["bpe"]
     assert (row["mix/a"], row["mix/b"]) == pytest.approx((0.75, 0.25))
     assert row["eval/a/loss"] == summary["eval/a/loss"] and row["eval/b/loss"] == summary["eval/b/loss"]

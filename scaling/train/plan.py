@@ -19,9 +19,9 @@ from scaling.family import (
     shape_for_params,
     shape_for_width,
 )
+from scaling.mixture import corpus_for
 from scaling.model import attention_fraction
 from scaling.train.evalsets import EvalSet, load_eval_sets
-from scaling.mixture import corpus_for
 from scaling.train.mesh import MeshShape, check_batch, run_devices
 from scaling.train.step import CPU_ATTENTION, Layout
 

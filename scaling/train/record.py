@@ -12,8 +12,8 @@ import numpy as np
 from scaling import hardware
 from scaling.config import RunConfig
 from scaling.family import Parametrization
-from scaling.model import attention_convention
 from scaling.mixture import tokens_drawn
+from scaling.model import attention_convention
 from scaling.train.plan import RunPlan
 from scaling.train.step import LAYERS, Layout, compute_dtype
 
