@@ -56,6 +56,7 @@ class BudgetProfile:
     noise_from: str = "none"  # "budget", "pooled" or "none"
     replicated: int = 0  # points of this budget with seed replicates
     kept_unresolved: bool = False  # fitted with keep_unresolved: an unresolved minimum still enters the laws
+    n_sizes: int = 0  # distinct model sizes sampled at this budget
 
     @property
     def used(self) -> bool:
@@ -89,6 +90,9 @@ class IsoflopFit:
     optimal: Allocation | None = None
     noise: NoiseFloor | None = None
     law: str = field(default="isoflop")
+    # budgets whose parabola passes exactly through 3 sizes with one seed each: resampling their points
+    # cannot vary it, so the bootstrap would give a zero-width interval; none is given (`notes` says why)
+    exact: tuple[float, ...] = ()
 
     def allocate(self, budgets: Sequence[float]) -> Allocation:
         """N_opt, D_opt and tokens per parameter at `budgets` from the power laws (no loss: an isoFLOP
@@ -113,7 +117,13 @@ class IsoflopFit:
                        "resolves min"), rows)]
 
     def notes(self) -> list[str]:
-        return [] if self.noise is None else noise_notes(self.noise, self.budgets)
+        notes = [] if self.noise is None else noise_notes(self.noise, self.budgets)
+        if self.exact:
+            shown = ", ".join(f"{c:.3g}" for c in self.exact)
+            notes.append(f"no intervals for N_opt(C), D_opt(C): the parabola at C = {shown} passes exactly "
+                         "through 3 sizes of one seed each, so resampling its points cannot show the noise "
+                         "(add a seed per point or a 4th size to that budget)")
+        return notes
 
     def exponents(self) -> tuple[Estimate, Estimate] | None:
         return power_law_exponents(self.n_opt, self.d_opt)
@@ -345,7 +355,8 @@ def fit_isoflop(table: RunsTable, *, bootstrap: int = DEFAULT_RESAMPLES, seed: i
             loss_opt=None if n_opt is None else float(ls[0]), interior=bool(inside[0]), n_points=int(rows.sum()),
             params_range=(float(np.exp(x.min())), float(np.exp(x.max()))), parabola=parabola,
             depth=depth_of(parabola, lo, hi) if np.isfinite(c0[0]) else None, noise_sd=sd, noise_from=source,
-            replicated=int((member.sum(axis=0) > 1).sum()), kept_unresolved=keep_unresolved))
+            replicated=int((member.sum(axis=0) > 1).sum()), kept_unresolved=keep_unresolved,
+            n_sizes=len(np.unique(x))))
     flops = values[usable]
     xs_all, inside_all = np.array(xs_all).T, np.array(inside_all).T  # (R + 1, budgets)
     unresolved = np.array([p.resolved is False for p in profiles], dtype=bool)
@@ -357,9 +368,10 @@ def fit_isoflop(table: RunsTable, *, bootstrap: int = DEFAULT_RESAMPLES, seed: i
         raise UsageError(f"isoflop needs at least {min_budgets} budgets whose loss minimum lies inside the "
                          f"sampled model sizes for an exponent; {int(inside_all[0].sum())} of {len(usable)} do"
                          f"{shallow} (`scaling sweep plan --refine SWEEP` adds sizes beyond the edges)")
-    n_opt, d_opt = _power_laws(flops, xs_all, inside_all)
+    exact = tuple(p.flops for p, used in zip(profiles, inside_all[0]) if used and p.n_sizes == 3 and not p.replicated)
+    n_opt, d_opt = _power_laws(flops, xs_all[:1] if exact else xs_all, inside_all[:1] if exact else inside_all)
     fit = IsoflopFit(budgets=tuple(profiles), n_opt=n_opt, d_opt=d_opt, n_points=table.n_points,
-                     dropped=dict(table.dropped), n_resamples=bootstrap, noise=noise)
+                     dropped=dict(table.dropped), n_resamples=bootstrap, noise=noise, exact=exact)
     if len(budgets):
         fit = IsoflopFit(**{**fit.__dict__, "optimal": fit.allocate(budgets)})
     return fit

@@ -4,7 +4,7 @@ when replicates share a point's error."""
 import numpy as np
 import pandas as pd
 import pytest
-from laws_synth import replicated_isoflop_table, true_allocation
+from laws_synth import isoflop_table, replicated_isoflop_table, true_allocation
 
 from scaling.laws import fit_isoflop, load_runs, two_level_weights
 from scaling.laws.isoflop import group_budgets
@@ -137,3 +137,22 @@ def test_fit_json_carries_the_noise_per_budget_and_pooled(tmp_path, capsys):
     assert noise["pooled"]["points"] == 20 and noise["pooled"]["dof"] == 20 and noise["pooled"]["sd"] > 0
     assert [b["flops"] for b in noise["budgets"]] == [1e18, 1e19, 1e20, 1e21]
     assert "noise floor: run-to-run SD of the final loss" in capsys.readouterr().out
+
+
+def test_three_sizes_of_one_seed_per_budget_give_no_interval_and_say_why_not_a_zero_width_one():
+    """A parabola through exactly 3 points is the same in every resample that can fit it: the point
+    bootstrap cannot see the noise there (a user's sweep showed N_opt [2.71e+05, 2.71e+05])."""
+    exact = fit_isoflop(load_runs(isoflop_table(budgets=(4e11, 6e11, 9e11), sizes=3, span=0.6, noise=0.01)),
+                       bootstrap=200)
+    assert exact.n_opt.ci95 is None and exact.allocate([1e13]).at[0].ci95 == {}
+    assert any("no intervals for N_opt(C)" in n and "3 sizes" in n for n in exact.notes())
+    four = fit_isoflop(load_runs(isoflop_table(budgets=(4e11, 6e11, 9e11), sizes=4, span=0.6, noise=0.01)),
+                      bootstrap=200)
+    lo, hi = four.n_opt.ci95
+    assert lo < four.n_opt.exponent < hi and not any("no intervals" in n for n in four.notes())
+    seeds = isoflop_table(budgets=(4e11, 6e11, 9e11), sizes=3, span=0.6, noise=0.01)
+    again = isoflop_table(budgets=(4e11, 6e11, 9e11), sizes=3, span=0.6, noise=0.01, seed=1)
+    replicated = fit_isoflop(load_runs(pd.concat([seeds.assign(seed=0), again.assign(seed=1, params=seeds.params,
+                                                                               flops=seeds.flops)])),
+                            bootstrap=200)
+    assert replicated.n_opt.ci95 is not None  # seeds let the resamples differ
