@@ -113,10 +113,13 @@ def plan_mixtures(k: int, domains: Sequence[str], scales: Sequence[Scale], seed:
 
 def mixture_spec(k: int, domains: dict[str, str], scales: Sequence[Scale], *, seed: int = 0, seeds: int = 1,
                  name: str = "mixture-plan", base: dict | None = None, settings: dict | None = None) -> dict:
-    """The sweep spec: corpus=mix over `domains` (a constant parameter), one point per scale and mixture;
+    """The sweep spec: corpus=mix over `domains` (constant parameters, and by default the evaluation sets
+    `eval`: each domain's validation split), one point per scale and mixture;
     with seeds > 1, the first scale's pure domains are replicated: the run-to-run noise the fits compare
     with, measured where it costs least."""
     settings = {**(settings or {}), "corpus": mixspec.MIX, "domains": mixspec.flatten(domains)}
+    # each domain's own validation split is an evaluation set: the per-domain losses a mixing law fits
+    settings.setdefault("eval", settings["domains"])
     base = dict(base or {})
     base.get("parameters", {}).pop("mixture", None)
     points = plan_mixtures(k, list(domains), scales, seed)

@@ -75,11 +75,13 @@ def test_a_second_scale_has_the_same_mixtures_at_m_times_the_compute(tmp_path, d
         assert (b["params"], b["tokens"]) == (2 * s["params"], 2 * s["tokens"])  # 4x C = 6ND, D/N kept
 
 
-def test_the_written_spec_creates_its_runs_each_with_its_mixture(tmp_path, domains):
+def test_the_written_spec_creates_its_runs_each_with_its_mixture_evaluated_on_every_domain(tmp_path, domains):
     rc, path = _plan(tmp_path, domains, "--scales", "1,4", "--seeds", "2")
     assert rc == 0
     spec = yaml.safe_load(open(path))
     assert spec["parameters"]["corpus"]["value"] == "mix"
+    # every run is evaluated on each domain's validation split: the losses the mixing law fits
+    assert spec["parameters"]["eval"]["value"] == spec["parameters"]["domains"]["value"]
     pure = ["py:1,en:0,c:0", "py:0,en:1,c:0", "py:0,en:0,c:1"]
     assert spec["seeds"] == {"count": 2, "where": {"tokens": 4000.0, "mixture": pure}}
     home = RunHome(str(tmp_path / "runs"))
