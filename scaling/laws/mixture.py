@@ -260,8 +260,12 @@ def fit_mixture(source, domains: Sequence[str] | None = None, *, target: Mapping
 
 
 def _scales(frame) -> tuple[np.ndarray, dict[str, float]]:
-    """Each row's scale label (`flops_budget`, else `params` and `tokens`) and each label's size for ordering."""
-    keys = ["flops_budget"] if "flops_budget" in frame.columns else [c for c in SCALE_COLUMNS if c in frame.columns]
+    """Each row's scale label (`flops_budget`, else `params` and `tokens`) and each label's size for ordering.
+    A runs table always has the flops_budget column, empty for runs given `tokens=` (a mixture plan's): an
+    empty column does not tell scales apart."""
+    budget = pd.to_numeric(frame["flops_budget"], errors="coerce") if "flops_budget" in frame.columns else None
+    keys = (["flops_budget"] if budget is not None and budget.notna().all()
+            else [c for c in SCALE_COLUMNS[1:] if c in frame.columns])
     if not keys:
         return np.full(len(frame), "all runs"), {"all runs": 0.0}
     values = frame[keys].apply(pd.to_numeric, errors="coerce")  # a text value labels its rows nan, not a crash

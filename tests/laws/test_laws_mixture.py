@@ -136,3 +136,14 @@ def test_mixture_intervals_cover_the_truth_95_percent_of_the_time():
             hits += lo < MIXTURE["code"]["t"][j] < hi
             total += 1
     assert 0.88 <= hits / total <= 0.99, hits / total
+
+
+def test_scales_given_by_size_and_tokens_are_told_apart_when_the_budget_column_is_empty():
+    """The runs table always has flops_budget, empty for runs given tokens= (what a mixture plan writes):
+    two scales must not pool into one 'flops_budget nan' fit (seen on sweeps/domains.yaml)."""
+    import pandas as pd
+
+    small = mixture_table(seed=3, extra={"flops_budget": float("nan"), "params": 5e4, "tokens": 8e5})
+    large = mixture_table(seed=4, extra={"flops_budget": float("nan"), "params": 1e5, "tokens": 1.6e6}, mix_seed=3)
+    result = fit_mixture(pd.concat([large, small], ignore_index=True), bootstrap=20)
+    assert [s.scale for s in result.scales] == ["params 5e+04, tokens 8e+05", "params 1e+05, tokens 1.6e+06"]
