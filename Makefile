@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint test-all demo bench clean mutants domains-data
+.PHONY: test lint test-all demo bench clean mutants domains-data domains-study
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,18 @@ domains-data: $(STAMP)
 		--tokenizer bpe:1024 --val-fraction 0.05 --quiet
 	@for d in python prose c; do test -d $(DOMAINS)/$$d || $(VENV)/bin/scaling data prepare domain:$$d \
 		--out $(DOMAINS)/$$d --tokenizer $(DOMAINS)/all/tokenizer.json --val-fraction 0.05 --quiet || exit 1; done
+
+# The domains study (README "Domains and downstream"): the corpora, the mixture sweep at two scales
+# (sweeps/domains.yaml) by two agents, the built-in task scored on every run, and the report in
+# reports/domains/ (analysis/domains.yaml). Its own run home, so the demo's is untouched; a rerun reuses
+# the finished runs.
+DOMAINS_HOME := runs-domains
+domains-study: domains-data
+	@id=$$(SCALING_HOME=$(DOMAINS_HOME) $(VENV)/bin/scaling sweep create sweeps/domains.yaml | tail -1) && \
+	SCALING_HOME=$(DOMAINS_HOME) $(VENV)/bin/scaling sweep agents $$id --agents 2 --wandb off && \
+	SCALING_HOME=$(DOMAINS_HOME) $(VENV)/bin/scaling eval --sweep $$id --task builtin:nextline && \
+	SCALING_HOME=$(DOMAINS_HOME) $(VENV)/bin/scaling report analysis/domains.yaml --sweep $$id \
+		--out reports/domains --wandb off
 
 # Mutation testing of the numeric core against its fast tests ([tool.mutmut]; results in tests/mutants.md):
 # FLOP/parameter accounting and the recipe, law forms and compute-optimal allocation, batching and corpora;

@@ -139,7 +139,9 @@ def load_domain_table(source, columns: Sequence[str], positive: Sequence[str] = 
     frame = frame.reset_index(drop=True)
     frame["run"] = (frame["run_id"].astype(str) if "run_id" in frame.columns
                     else pd.Series([f"row{i}" for i in range(len(frame))]))
-    keys = [c for c in dict.fromkeys([*point_keys, *POINT_KEYS]) if c in frame.columns]
+    # runs of different mixtures are never replicates of one point, whichever law reads them
+    mixes = [c for c in frame.columns if str(c).startswith(MIX_PREFIX)]
+    keys = [c for c in dict.fromkeys([*point_keys, *POINT_KEYS, *mixes]) if c in frame.columns]
     frame["point"] = frame[keys].map(str).agg("|".join, axis=1) if keys else frame["run"]
     return DomainTable(frame=frame, n_input=n_input, dropped=dropped, source=name)
 

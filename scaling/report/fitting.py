@@ -9,7 +9,7 @@ import pandas as pd
 
 from scaling.errors import UsageError
 from scaling.laws import fit, fit_by, holdout_split, load_runs, several_corpora
-from scaling.laws.table import warning_notes
+from scaling.laws.table import ExtrapolationWarning, warning_notes
 from scaling.report.gather import ReportData
 from scaling.report.spec import ReportSpec
 
@@ -30,6 +30,10 @@ def fit_all(data: ReportData, spec: ReportSpec, progress=print) -> Fits:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fits = _fit_all(data, spec, progress)
+    if not spec.gives_budgets:
+        # the fits were asked for the built-in budgets only to be restated at the report's own
+        # (render.at_report_budgets): a warning about how far those lie would name budgets nobody asked for
+        caught = [w for w in caught if not issubclass(w.category, ExtrapolationWarning)]
     messages, numeric = warning_notes(caught)
     fits.notes = messages + ([numeric] if numeric else [])
     return fits

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 
+from scaling.report.domains import domain_section
 from scaling.report.figures import Figure, draw_figures
 from scaling.report.fitting import Fits
 from scaling.report.gather import ReportData
@@ -109,8 +110,13 @@ class ReportFiles:
         return os.path.join(self.out_dir, "runs.csv")
 
 
-def report_tables(data: ReportData, fits: Fits, published: dict) -> list[Table]:
+def report_tables(data: ReportData, fits: Fits, published: dict, loss_laws: bool = True) -> list[Table]:
+    """The report's tables; without loss laws (a spec with `laws: []`, e.g. a mixture study's) only the
+    runs used and excluded."""
     (used_h, used), (excl_h, excl) = runs_tables(data, fits)
+    if not loss_laws:
+        return [Table(f"Runs used ({len(used)})", used_h, used, user_text=True),
+                Table(f"Runs and budgets excluded ({len(excl)})", excl_h, excl, user_text=True)]
     by_corpus = []
     if fits.by_group:
         by_corpus = [Table("Laws by corpus, side by side", *by_group_table(fits),
@@ -154,12 +160,24 @@ def write_report(data: ReportData, fits: Fits, spec: ReportSpec, out_dir: str,
         raise
     try:
         figures = draw_figures(data, fits, published, stage)
-        staged = ReportFiles(stage, figures, headline(fits, reach_of(data.runs)), report_tables(data, fits, published))
-        write_atomic(staged.runs_csv, data.runs.to_csv(index=False))
-        write_atomic(staged.fit_json, json.dumps(fit_json(fits, data.metric), indent=2) + "\n")
+        tables = report_tables(data, fits, published, loss_laws=bool(spec.laws))
+        lines = headline(fits, reach_of(data.runs)) if spec.laws else []
+        fitted = fit_json(fits, data.metric)
         errors = [f"{law}: {why}" for law, why in fits.errors.items()]
-        write_atomic(staged.markdown, markdown(staged, data, spec, errors, fits.notes))
-        write_atomic(staged.html, html_page(staged, data, spec, errors, fits.notes))
+        notes = list(fits.notes)
+        domains = domain_section(data.runs, stage, bootstrap=spec.bootstrap, seed=spec.seed)
+        if domains is not None:  # several evaluation sets, mixtures or tasks: the laws across domains
+            figures += domains.figures
+            tables[-2:-2] = [Table(*t) for t in domains.tables]  # before the lists of runs
+            errors += [f"{law}: {why}" for law, why in domains.errors.items()]
+            notes += domains.notes
+            lines += domains.headline
+            fitted["domains"] = domains.json
+        staged = ReportFiles(stage, figures, lines, tables)
+        write_atomic(staged.runs_csv, data.runs.to_csv(index=False))
+        write_atomic(staged.fit_json, json.dumps(fitted, indent=2) + "\n")
+        write_atomic(staged.markdown, markdown(staged, data, spec, errors, notes))
+        write_atomic(staged.html, html_page(staged, data, spec, errors, notes))
         _publish(stage, out_dir)
     except OSError as err:
         raise_storage_error(err, f"cannot write the report in {out_dir}")
@@ -177,10 +195,9 @@ def at_report_budgets(data: ReportData, fits: Fits, spec: ReportSpec) -> Fits:
     largest size trained (`default_budgets`), so the headline, the allocation table and fit.json state
     the same budgets, none far past the data unless asked for. (A spec whose budgets equal the built-in
     default is taken as not giving any.)"""
-    default = next(f.default for f in dataclasses.fields(ReportSpec) if f.name == "budgets")
     reach = reach_of(data.runs)
     best = fits.results.get("chinchilla") or fits.results.get("isoflop")
-    if tuple(spec.budgets) != tuple(default) or reach is None or best is None or best.optimal is None:
+    if spec.gives_budgets or reach is None or best is None or best.optimal is None:
         return fits
     budgets = default_budgets(best, reach)
     results = {}
@@ -211,6 +228,10 @@ def _publish(stage: str, out_dir: str) -> None:
         os.replace(os.path.join(stage, name), os.path.join(out_dir, name))
 
 
+def _laws(spec: ReportSpec) -> str:
+    return ", ".join(spec.laws) or "none of the loss laws (the laws across domains only)"
+
+
 def _metric(data: ReportData) -> str:
     if data.metric == "bpb":
         return "final eval loss in bits per byte (eval_bpb), comparable across tokenizers"
@@ -222,7 +243,7 @@ def _metric(data: ReportData) -> str:
 def markdown(written: ReportFiles, data: ReportData, spec: ReportSpec, errors: list[str],
              notes: tuple[str, ...] | list[str] = ()) -> str:
     md = [f"# {md_text(spec.title)}", "",
-          f"Source: {md_text(data.source)}. Laws: {', '.join(spec.laws)}. Loss: {_metric(data)}.", ""]
+          f"Source: {md_text(data.source)}. Laws: {_laws(spec)}. Loss: {_metric(data)}.", ""]
     md += ["## Headline", ""] + [f"- {line}" for line in written.headline] + [""]
     if errors:
         md += ["Not fitted: " + md_text("; ".join(errors)), ""]
@@ -241,7 +262,7 @@ def html_page(written: ReportFiles, data: ReportData, spec: ReportSpec, errors: 
     esc = html.escape
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{esc(spec.title)}</title>",
              f"<style>{CSS}</style></head><body><h1>{esc(spec.title)}</h1>",
-             f"<p class='note'>Source: {esc(data.source)}. Laws: {esc(', '.join(spec.laws))}. "
+             f"<p class='note'>Source: {esc(data.source)}. Laws: {esc(_laws(spec))}. "
              f"Loss: {esc(_metric(data))}. "
              f"Bootstrap: {spec.bootstrap} resamples of points (each with its seed replicates), seed {spec.seed}.</p>",
              "<div class='headline'><b>Headline</b><ul>" + "".join(f"<li>{esc(x)}</li>" for x in written.headline)

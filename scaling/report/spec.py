@@ -18,6 +18,9 @@ PUBLISHED_PATH = Path(__file__).resolve().parents[2] / "analysis" / "published.y
 REFERENCE_LAW = "chinchilla_unrounded"
 
 
+BUILT_IN_BUDGETS = (1e18, 1e21, 1e24)
+
+
 @dataclass(frozen=True)
 class ReportSpec:
     """Which runs, which laws, which target budgets (a YAML file in analysis/, or defaults)."""
@@ -26,7 +29,7 @@ class ReportSpec:
     sweep: str | None = None
     runs: str | None = None
     laws: tuple[str, ...] = ("chinchilla", "isoflop", "envelope")
-    budgets: tuple[float, ...] = (1e18, 1e21, 1e24)
+    budgets: tuple[float, ...] = BUILT_IN_BUDGETS
     holdout: str | int = "largest-budget"
     bootstrap: int = 1000
     huber_delta: float = 1e-3
@@ -34,6 +37,13 @@ class ReportSpec:
     published: str | None = None
     metric: str = "loss"  # loss (nats/token) or bpb (bits per byte, for runs of different tokenizers)
     keep_unresolved: bool = False  # isoflop: a budget whose minimum is within the noise still enters N_opt(C)
+
+    @property
+    def gives_budgets(self) -> bool:
+        """Whether the spec (or `--at`) names its budgets; the built-in ones are replaced by the report's
+        own (the largest measured C x10, x100, ...: render.at_report_budgets). A spec that names exactly
+        the built-in ones is taken as naming none."""
+        return tuple(self.budgets) != BUILT_IN_BUDGETS
 
     @classmethod
     def load(cls, path: str | None, **overrides) -> ReportSpec:

@@ -91,3 +91,13 @@ def test_kappa_interval_covers_the_truth_95_percent_of_the_time():
         estimates.append(result.params["kappa"])
     assert np.mean(estimates) == pytest.approx(LOSS_TO_LOSS["kappa"], abs=0.01)  # sd of the mean: 0.003
     assert 0.88 <= hits / draws <= 0.99, hits / draws
+
+
+def test_runs_of_different_mixtures_at_one_scale_are_points_not_seed_replicates():
+    """Every run of a mixture sweep's scale shares params and tokens; only its mix/<d> shares tell them apart
+    (a report over such a sweep once found 2 points in 24 runs and fitted no pair)."""
+    from domains_synth import mixture_table
+
+    runs = mixture_table(k=8, seeds=1, extra={"params": 5e4, "tokens": 8e5})
+    result = fit_loss_to_loss(runs, "code", "prose", bootstrap=5)
+    assert result.n_points == 8
