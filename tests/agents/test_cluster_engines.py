@@ -164,6 +164,7 @@ def _most_at_once(spans):
     return most
 
 
+@pytest.mark.slow  # starts real local-executor tasks (7 s): out of the fast suite
 def test_the_local_executor_runs_at_most_array_parallelism_tasks_at_once(tmp_path, home, monkeypatch):
     pytest.importorskip("submitit")
     import cloudpickle

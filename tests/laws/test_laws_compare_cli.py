@@ -22,6 +22,7 @@ def two_recipes_csv(tmp_path):
     return path
 
 
+@pytest.mark.slow  # three fits and a figure (4 s): out of the fast suite
 def test_compare_prints_multipliers_and_writes_json_and_figure(two_recipes_csv, tmp_path, capsys):
     out_json, figure = tmp_path / "compare.json", tmp_path / "k.png"
     assert main(["compare", str(two_recipes_csv), "--by", "qk_norm", "--budgets", "1e21,1e23", "--bootstrap", "20",

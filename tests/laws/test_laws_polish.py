@@ -17,6 +17,7 @@ def problem():
     return table, (X, np.log(table.column("loss")), 1e-3)
 
 
+@pytest.mark.slow  # the full 4,500-start grid beside the screened one (8 s): out of the fast suite
 def test_screening_polishes_the_best_scoring_starts_and_reaches_the_full_grids_optimum(problem, monkeypatch):
     table, data = problem
     vg, grid = forms.CHINCHILLA.value_and_grad, forms.hoffmann_grid()

@@ -126,6 +126,7 @@ def test_scaling_eval_later_records_beside_the_training_numbers(trained, corpora
     assert "another tokenizer" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # trains the runs it fits (5 s): out of the fast suite
 def test_fit_metric_name_loss_fits_that_sets_column(tmp_path, capsys):
     from laws_synth import isoflop_table
 

@@ -87,6 +87,7 @@ def test_a_run_checkpointed_unrolled_resumes_scanned_to_the_same_loss(home, tiny
         assert yaml.safe_load(fh)["resolved"]["layers"] == "scanned"
 
 
+@pytest.mark.slow  # compiles four depths (13 s): out of the fast suite
 def test_bench_compile_only_compiles_each_depth_without_data_and_reports_seconds_and_memory(home):
     # A process of its own, as a user runs it: in this test process the suite's persistent compilation
     # cache is already in use (JAX decides that once per process), and a cache read is no compilation.
