@@ -2,8 +2,12 @@
 mixing law's best mixture in the headline; absent from a report whose runs have neither. And a report
 whose spec names no budgets notes no extrapolation to budgets nobody asked for."""
 import json
+import re
+import shutil
+import subprocess
 
 import pandas as pd
+import pytest
 from domains_synth import mixture_table
 from laws_synth import replicated_isoflop_table
 
@@ -50,3 +54,23 @@ def test_a_report_without_evaluation_sets_or_mixtures_has_no_domains_section(tmp
     # the spec names no budgets: the built-in ones are replaced by the report's own, so no note about
     # how far 1e21 or 1e24 lie (a user's report once warned about budgets nobody asked for)
     assert "at=1e+21" not in md and "at=1e+24" not in md
+
+
+@pytest.mark.browser
+def test_headless_chromium_shows_the_domains_sections_figures_and_tables(tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail("chromium is not installed (.ci/run installs it)")
+    csv, spec, out = tmp_path / "runs.csv", tmp_path / "spec.yaml", tmp_path / "r"
+    _mixture_runs(csv)
+    spec.write_text("title: mixtures\nlaws: []\nbootstrap: 20\n")
+    assert main(["report", str(spec), str(csv), "--out", str(out), "--wandb", "off"]) == 0
+    figures = len([p for p in (out / "figures").iterdir() if p.suffix == ".png"])
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([chromium, *flags, "--virtual-time-budget=5000", "--dump-dom", f"file://{out / 'index.html'}"],
+                         capture_output=True, text=True, timeout=120).stdout
+    loaded = re.search(r'data-figures-loaded="(\d+)"', dom)
+    assert loaded and int(loaded.group(1)) == figures >= 2, "a figure of the domains section did not decode"
+    assert "Best mixture at params 5e+04" in dom and "Data mixing law: the best mixture per scale" in dom
