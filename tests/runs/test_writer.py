@@ -53,9 +53,9 @@ def test_a_writer_taken_over_tells_the_remote_tracker_lost_once_and_records_noth
     store, writer, remote = _claimed(home)
     queue.release(store, "s-0", "a", token=1)
     assert queue.claim(store, "s", "b", lease_s=60).attempts == 2
-    with pytest.raises(LeaseLost):
+    with pytest.raises(LeaseLost, match="run s-0: "):
         writer.finish({"status": "complete", "step": 3, "eval_loss": 2.0})
-    assert store.files("s-0").read_summary() is None
+    assert writer.lost is True and store.files("s-0").read_summary() is None
     assert [c for c in remote.calls if c[0] == "finish"] == [("finish", {"status": "lost"})]
     writer.abandon()  # a second close (the loop's own cleanup) must not finish the remote run again
     assert [c for c in remote.calls if c[0] == "finish"] == [("finish", {"status": "lost"})]
