@@ -393,7 +393,9 @@ def _descendants(root: int) -> dict[int, str]:
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_a_ray_driver_killed_mid_sweep_leaves_no_ray_process_behind(tmp_path, home, sig):
     pytest.importorskip("ray")
-    sid = _create(tmp_path, home, KILLABLE, name="kill")
+    # runs far longer than the test waits: KILLABLE's 1,000 steps once finished inside the second between
+    # the first task starting and the signal (compiled steps cached), leaving nothing to hand back
+    sid = _create(tmp_path, home, {**KILLABLE, "tokens": {"value": 100_000 * 8 * 32}}, name="kill")
     # Ray's own temporary folder: under tmp_path its socket paths would pass the 107-byte limit.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__)))), os.environ.get("PYTHONPATH", "")]))
