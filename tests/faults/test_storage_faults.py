@@ -49,6 +49,7 @@ def test_a_home_that_is_a_file_gets_one_line_and_exit_2(tmp_path, tiny, capsys, 
     assert tree(tmp_path) == before | {"s.yaml": os.path.getsize(tmp_path / "s.yaml")}
 
 
+@pytest.mark.slow  # a run, a full disk and a resume (6 s): out of the fast suite
 def test_a_disk_that_fills_up_mid_run_fails_the_run_in_one_line_and_it_resumes_when_there_is_room(
         tmp_path, tiny, capsys):
     items = [*tiny, "tokens=6400", "run_id=full", "wandb=off", "checkpoint_every=5", "--quiet"]  # 50 steps

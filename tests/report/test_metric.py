@@ -52,6 +52,7 @@ def test_fit_on_bits_per_byte_scales_e_a_b_and_keeps_the_exponents(bpb_csv, caps
         assert bpb[name] == pytest.approx(nats[name], rel=2e-2)
 
 
+@pytest.mark.slow  # a whole report (8 s): out of the fast suite
 def test_report_on_bits_per_byte_says_so_and_lists_the_runs_left_out(bpb_csv, tmp_path):
     path, runs = bpb_csv
     spec = tmp_path / "spec.yaml"

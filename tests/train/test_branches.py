@@ -102,6 +102,7 @@ def test_a_seed_already_there_is_kept_and_a_missing_one_means_training_from_scra
     assert read_metrics(os.path.join(home, branch.run_id, "metrics.jsonl"))[0]["step"] == 1
 
 
+@pytest.mark.slow  # two agents train a sweep with branches (10 s): out of the fast suite
 def test_agents_of_a_sweep_train_the_branches_their_parents_queue_each_once(tmp_path, home):
     import subprocess
     import sys

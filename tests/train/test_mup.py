@@ -150,6 +150,7 @@ def test_mup_scales_hidden_init_by_root_m_and_their_adam_rate_by_m_and_the_reado
         assert step.max() == pytest.approx(lr / m if hidden[key] else lr, rel=1e-4), key
 
 
+@pytest.mark.slow  # trains a pack and each run alone (5 s): out of the fast suite
 def test_packed_mup_runs_train_as_they_do_alone_and_not_as_standard(home, tiny):
     def plans(prefix, **extra):
         base = dict(i.split("=") for i in tiny) | {"wandb": "off", "tokens": 4e3, "lr": 3e-3} | extra
