@@ -85,6 +85,7 @@ class RunConfig:
     remat: str = "auto"  # what backward recomputes: auto = none on CPU, by memory on accelerators (train.limits)
     parametrization: str = "standard"  # mup: muP init, per-layer lr and output scale (family.Parametrization)
     base_width: int | None = None  # mup only: the width lr is tuned at; default the recipe's mup_base_width (64)
+    output_mult: float | None = None  # mup only: the base model's readout multiplier; default the recipe's (4)
     # placement: where the run's arrays live (scale-out); none of these changes what the run computes
     mesh: str | None = None  # data:N | fsdp:N | data:A,fsdp:B; default: every device on the data axis
     devices: str | None = None  # local device indices, e.g. 0,1 (an agent's share of a node); default all
@@ -121,7 +122,7 @@ class RunConfig:
         _check_choice("parametrization", self.parametrization, PARAMETRIZATIONS)
         for key in ("params", "tokens", "flops_budget", "lr", "d_model", "n_layers", "n_heads", "d_ff",
                     "batch_size", "seq_len", "eval_tokens", "vocab_size", "warmup_tokens",
-                    "base_width"):
+                    "base_width", "output_mult"):
             value = getattr(self, key)
             if value is not None and not value > 0:
                 raise UsageError(f"{key}={_show(value)}: must be positive")
@@ -222,8 +223,8 @@ class RunConfig:
 USER_KEYS = ("params", "d_model", "n_layers", "n_heads", "d_ff", "mlp", "tied", "qk_norm", "seq_len", "tokens",
              "flops_budget", "batch_size", "lr", "schedule", "warmup_fraction", "warmup_tokens", "min_lr_ratio",
              "decay_fraction", "cooldowns", "weight_decay", "beta1", "beta2", "grad_clip", "parametrization",
-             "base_width", "corpus", "mixture", "domains", "seed", "eval_tokens", "eval", "n_evals", "run_id",
-             "name", "sweep",
+             "base_width", "output_mult", "corpus", "mixture", "domains", "seed", "eval_tokens", "eval", "n_evals",
+             "run_id", "name", "sweep",
              "checkpoint_every", "wandb", "wandb_project", "dtype")
 
 

@@ -143,25 +143,36 @@ class Parametrization:
     relative to a base model `base_width` wide. With the width multiplier m = d_model / base_width:
     - hidden matrices (attention qkv and output, MLP up and down): init std / sqrt(m), Adam lr / m;
     - embedding, output layer and norm scales: the base init and lr;
-    - logits x 1/m (the readout multiplier; with tied embeddings the shared matrix keeps the embedding's
-      init and lr and only the readout is scaled, as the `mup` package's MuSharedReadout does);
+    - logits x output_mult/m (the readout multiplier; with tied embeddings the shared matrix keeps the
+      embedding's init and lr and only the readout is scaled, as the `mup` package's MuSharedReadout does).
+      `output_mult` is a base-model hyperparameter like the lr (the `mup` package's `output_mult`): tuned
+      at the base width, it transfers; the recipe's (`mup_output_mult`) was tuned on stdlib at width 64;
     - attention scores scaled by sqrt(d_head0)/d_head, d_head0 the base width's head size: 1/d_head as
       heads widen (q and k move together in training, so their dot product grows as d_head), and exactly
       the standard 1/sqrt(d_head) at the base width.
-    At m = 1 muP is therefore the standard parametrization exactly (tests/train/test_mup.py)."""
+    At m = 1 and output_mult = 1 muP is therefore the standard parametrization exactly (tests/train/test_mup.py)."""
 
     name: str = "standard"
     base_width: int | None = None  # mup only
+    output_mult: float = 1.0  # mup only: the base model's readout multiplier
 
     @classmethod
-    def of(cls, name: str, base_width: int | None = None, recipe: Recipe | None = None) -> Parametrization:
-        """A run's parametrization from its config keys; base_width defaults to the recipe's and is
-        ignored under `standard` (so every standard run shares one compiled step)."""
+    def of(cls, name: str, base_width: int | None = None, output_mult: float | None = None,
+           recipe: Recipe | None = None) -> Parametrization:
+        """A run's parametrization from its config keys; base_width and output_mult default to the
+        recipe's and are ignored under `standard` (so every standard run shares one compiled step)."""
         if name not in PARAMETRIZATIONS:
             raise UsageError(f"parametrization={name!r}: allowed {', '.join(PARAMETRIZATIONS)}")
         if name == "standard":
             return cls()
-        return cls(name, int(base_width or (recipe or RECIPE).mup_base_width))
+        recipe = recipe or RECIPE
+        return cls(name, int(base_width or recipe.mup_base_width),
+                   float(recipe.mup_output_mult if output_mult is None else output_mult))
+
+    @classmethod
+    def of_config(cls, cfg) -> Parametrization:
+        """The parametrization a RunConfig asks for."""
+        return cls.of(cfg.parametrization, cfg.base_width, cfg.output_mult)
 
     @property
     def mup(self) -> bool:
@@ -219,6 +230,10 @@ class Recipe:
     """Upper clip of the learning-rate rule."""
     mup_base_width: int = 64
     """parametrization=mup without base_width: the width whose hyperparameters transfer (cheap to tune on a CPU)."""
+    mup_output_mult: float = 4.0
+    """parametrization=mup without output_mult: the base model's readout multiplier. Tuned at width 64 on
+    stdlib (sweeps/mup-transfer.yaml's runs): 1, 2, 4, 8 gave 1.77, 1.69, 1.66, ~1.7 nats at lr 5e-3;
+    with 1 (the untuned default) muP trailed the standard parametrization at widths 128 and 256 (README)."""
     batch_size: int = 16
     """Sequences per step below `batch_doubling_from` parameters (keeps small CPU runs many steps long)."""
     batch_doubling_from: float = 1e7

@@ -167,8 +167,10 @@ class Transformer(nnx.Module):
             raise ValueError(f"layers={layers!r}, remat={remat!r}, attention={attention!r}: allowed "
                              f"{', '.join(LAYER_LAYOUTS)}; {', '.join(REMAT_POLICIES)}; {', '.join(ATTENTION_KERNELS)}")
         self.shape, self.layers, self.remat = shape, layers, remat
-        # muP's readout multiplier 1/m: without it the logits' change after an Adam step grows with width.
-        self.output_scale = 1.0 / parametrization.width_multiplier(shape.d_model) if parametrization.mup else None
+        # muP's readout multiplier output_mult/m: without the 1/m the logits' change after an Adam step grows
+        # with width; output_mult is the base model's own (tuned at the base width, like its lr).
+        self.output_scale = (parametrization.output_mult / parametrization.width_multiplier(shape.d_model)
+                             if parametrization.mup else None)
         self.embed = nnx.Embed(
             shape.vocab_size, shape.d_model, dtype=dtype, param_dtype=jnp.float32,
             embedding_init=nnx.initializers.normal(_INIT_STD), rngs=rngs,

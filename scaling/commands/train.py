@@ -13,7 +13,8 @@ keys (key=value, or the same keys in CONFIG.yaml; later wins, W&B sweep values w
   length    tokens=D | flops_budget=C (D = C/6N, rounded to whole steps)   [batch_size]
   optimizer lr beta1 beta2 weight_decay grad_clip  schedule=cosine|wsd warmup_fraction|warmup_tokens min_lr_ratio
             decay_fraction  cooldowns=D1,D2,... (wsd: branches that reuse this run's stable phase; see README)
-            parametrization=standard|mup  base_width (mup: the width whose lr transfers to every width; 64)
+            parametrization=standard|mup  base_width output_mult (mup: the width whose lr and readout
+            multiplier transfer to every width; 64 and 4)
   data      corpus=stdlib|DIR|GLOB|FILE.bin|synthetic[:V[:SEED]]  seed eval_tokens n_evals
   tracking  run_id name sweep checkpoint_every wandb=auto|off|offline|online wandb_project dtype=auto|float32|bfloat16
 examples:

@@ -118,7 +118,7 @@ class Session:
         dtype_name = np.dtype(compute_dtype(cfg.dtype)).name
         self.attention = plan.attention_kernel
         self.fns = compiled_fns(shape, dtype_name, cfg.beta1, cfg.beta2, cfg.weight_decay, cfg.grad_clip, layout,
-                                self.attention, Parametrization.of(cfg.parametrization, cfg.base_width),
+                                self.attention, Parametrization.of_config(cfg),
                                 remat=plan.remat or "none")
         self.place = placement(layout)
         self.ceiling = hardware.run_ceiling(layout.mesh.devices)

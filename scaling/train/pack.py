@@ -28,7 +28,7 @@ from scaling.train.step import compute_dtype, packed_fns
 
 # Config keys that must agree for runs to share one compiled step (all else may differ).
 PACK_KEYS = ("beta1", "beta2", "weight_decay", "grad_clip", "dtype", "attention", "remat", "microbatches", "mesh",
-             "devices", "coordinator", "num_processes", "parametrization", "base_width")
+             "devices", "coordinator", "num_processes", "parametrization", "base_width", "output_mult")
 
 
 def pack_key(plan: RunPlan) -> tuple:
@@ -97,7 +97,7 @@ class Packed:
         dtype_name = np.dtype(compute_dtype(cfg.dtype)).name
         self.train_steps = packed_fns(plan.shape, dtype_name, cfg.beta1, cfg.beta2, cfg.weight_decay, cfg.grad_clip,
                                       first.attention,
-                                      parametrization=Parametrization.of(cfg.parametrization, cfg.base_width),
+                                      parametrization=Parametrization.of_config(cfg),
                                       remat=plan.remat or "none").train_steps
         device = first.place.mesh.devices.flat[0]
         stack = lambda *leaves: jax.device_put(jnp.stack(leaves), device)  # noqa: E731

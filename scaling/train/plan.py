@@ -180,8 +180,7 @@ def plan_run(cfg: RunConfig) -> RunPlan:
     if data_lib.windows_per_epoch(corpus, shape.seq_len) < 1:
         raise UsageError(f"corpus={cfg.corpus!r} is shorter than one sequence of {shape.seq_len + 1} tokens")
     check_batch(batch_size, cfg.microbatches, MeshShape.parse(cfg.mesh, None))
-    lr = cfg.lr if cfg.lr is not None else default_lr(shape, parametrization=Parametrization.of(cfg.parametrization,
-                                                                                               cfg.base_width))
+    lr = cfg.lr if cfg.lr is not None else default_lr(shape, parametrization=Parametrization.of_config(cfg))
     warmup = _warmup_steps(cfg, steps, tokens_per_step)
     if cfg.cooldowns is not None and cfg.warmup_tokens is None:
         # Every branch must warm up exactly as its parent did: fix the warmup in tokens, sized for the

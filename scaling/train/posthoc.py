@@ -39,7 +39,7 @@ class FinalModel:
         cfg, shape = plan.config, plan.shape
         dtype_name = np.dtype(compute_dtype(cfg.dtype)).name
         attention = attention_implementation(cfg.attention, dtype_name)
-        self.parametrization = Parametrization.of(cfg.parametrization, cfg.base_width)
+        self.parametrization = Parametrization.of_config(cfg)
         layout = Layout.single()
         self.fns = compiled_fns(shape, dtype_name, cfg.beta1, cfg.beta2, cfg.weight_decay, cfg.grad_clip, layout,
                                 attention, self.parametrization)

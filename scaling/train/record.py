@@ -40,9 +40,9 @@ def run_record(plan: RunPlan, layout: Layout | None = None) -> dict:
     """What config.yaml holds: the config as given, what the recipe resolved, where it runs, the corpus,
     the code."""
     resolved = plan.describe()
-    parametrization = Parametrization.of(plan.config.parametrization, plan.config.base_width)
+    parametrization = Parametrization.of_config(plan.config)
     if parametrization.mup:  # the base width the recipe chose when the config left it open
-        resolved.update(base_width=parametrization.base_width,
+        resolved.update(base_width=parametrization.base_width, output_mult=parametrization.output_mult,
                         width_multiplier=parametrization.width_multiplier(plan.shape.d_model))
     if layout is not None:
         dtype = np.dtype(compute_dtype(plan.config.dtype)).name
@@ -65,8 +65,14 @@ def changed_keys(old: dict, new: dict) -> list[str]:
     key missing from a record (written before the key existed) holds its default there."""
     defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
     a, b = old.get("config", {}), new["config"]
-    return sorted(k for k in set(a) | set(b)
-                  if k not in VOLATILE_KEYS and a.get(k, defaults.get(k)) != b.get(k, defaults.get(k)))
+    changed = {k for k in set(a) | set(b) if k not in VOLATILE_KEYS and k != "output_mult"
+               and a.get(k, defaults.get(k)) != b.get(k, defaults.get(k))}
+    # muP's readout multiplier by the value the run trained with, given or the recipe's (a muP run recorded
+    # before the key existed trained with 1), so a change of the recipe's default cannot slip into a resume.
+    was, now = old.get("resolved", {}), new.get("resolved", {})
+    if "width_multiplier" in was and "width_multiplier" in now and was.get("output_mult", 1.0) != now["output_mult"]:
+        changed.add("output_mult")
+    return sorted(changed)
 
 
 def summary(plan: RunPlan, *, status: str, step: int, eval_loss: float | None, train_loss: float,

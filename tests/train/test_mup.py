@@ -15,7 +15,7 @@ from scaling import data as data_lib
 from scaling.cli import main
 from scaling.config import RunConfig
 from scaling.errors import UsageError
-from scaling.family import STANDARD, Parametrization, default_lr, shape_for_width
+from scaling.family import RECIPE, STANDARD, Parametrization, default_lr, shape_for_width
 from scaling.model import Transformer, hidden_matrices
 from scaling.train import plan_run, train_run
 from scaling.train.pack import pack_config, train_pack
@@ -60,10 +60,12 @@ def test_mup_default_lr_is_the_base_widths_at_every_width_and_the_base_width_is_
     # standard keeps its 1/sqrt(width) rule, and ignores a base_width
     plan = plan_run(RunConfig.from_dict({"d_model": 1024, "tokens": 1e5, "base_width": 64}))
     assert plan.lr == default_lr(plan.shape) == pytest.approx(1.5e-3, rel=1e-12)
-    assert Parametrization.of("standard", 64) == STANDARD and Parametrization.of("mup") == MUP
-    # config.yaml records the base width the recipe chose
+    assert Parametrization.of("standard", 64, 2.0) == STANDARD
+    assert Parametrization.of("mup") == Parametrization("mup", 64, RECIPE.mup_output_mult)
+    # config.yaml records the base width and readout multiplier the recipe chose
     resolved = run_record(plan_run(RunConfig.from_dict({"d_model": 256, "tokens": 1e5, "parametrization": "mup"})))
-    assert (resolved["resolved"]["base_width"], resolved["resolved"]["width_multiplier"]) == (64, 4.0)
+    assert (resolved["resolved"]["base_width"], resolved["resolved"]["width_multiplier"],
+            resolved["resolved"]["output_mult"]) == (64, 4.0, RECIPE.mup_output_mult)
 
 
 def test_a_run_recorded_before_the_parametrization_keys_existed_is_the_same_config():
@@ -72,6 +74,20 @@ def test_a_run_recorded_before_the_parametrization_keys_existed_is_the_same_conf
     assert changed_keys(old, new) == []
     mup = {"config": RunConfig.from_dict({"d_model": 64, "tokens": 1e4, "parametrization": "mup"}).to_dict()}
     assert changed_keys(old, mup) == ["parametrization"]
+
+
+def test_a_mup_run_recorded_before_output_mult_existed_is_not_resumed_with_the_recipes_new_multiplier():
+    # Such a run trained with logits x 1/m; resuming it under the recipe's output_mult would change the
+    # model mid-run without a word. Given output_mult=1 it is the same run.
+    def record(**keys):
+        return run_record(plan_run(RunConfig.from_dict({"d_model": 128, "tokens": 1e4, "parametrization": "mup",
+                                                         **keys})))
+    before = record()
+    del before["resolved"]["output_mult"]
+    assert changed_keys(before, record()) == ["output_mult"]
+    assert changed_keys(before, record(output_mult=1)) == []
+    assert changed_keys(record(), record(output_mult=RECIPE.mup_output_mult)) == []
+    assert changed_keys(record(output_mult=2), record(output_mult=3)) == ["output_mult"]
 
 
 # ---- standard is unchanged; muP at the base width is standard but for the attention scale ------------
@@ -114,6 +130,18 @@ def test_mup_attention_scale_is_one_over_d_head_as_heads_widen_and_standard_at_t
         assert head == m * base and MUP.attention_scale(head) == pytest.approx(base ** -0.5 / m)
     assert MUP.attention_scale(64) == pytest.approx(base ** 0.5 / 64)  # wider models add heads of 64
     assert STANDARD.attention_scale(base) is None
+
+
+def test_mup_readout_multiplier_is_the_base_models_output_mult_over_m():
+    # The logits of the same weights are output_mult / m times the unscaled readout's: the multiplier is
+    # the base model's (4 gives logits 4x those of 1 at every width), divided by how much wider the model is.
+    shape = shape_for_width(2 * BASE, n_layers=1, seq_len=16)
+    tokens = jnp.arange(32, dtype=jnp.int32).reshape(2, 16) % shape.vocab_size
+    logits = {mult: np.asarray(Transformer(shape, rngs=nnx.Rngs(0), parametrization=Parametrization("mup", BASE, mult))
+                               (tokens)) for mult in (1.0, 4.0)}
+    assert Transformer(shape, rngs=nnx.Rngs(0), parametrization=Parametrization("mup", BASE, 4.0)).output_scale == 2.0
+    np.testing.assert_allclose(logits[4.0], 4 * logits[1.0], rtol=1e-5, atol=1e-7)
+    assert np.abs(logits[1.0]).max() > 1e-3
 
 
 # ---- the mechanism, layer by layer ----------------------------------------------------------------------
