@@ -42,6 +42,9 @@ def _log_predict(T, x, x_low, y_low, held):
     return jnp.logaddexp(jnp.log(jnp.maximum(e_y, 1e-300)), T[:, 2:3] + jnp.exp(T[:, 3:4]) * jnp.log(gap))
 
 
+AT_BOUND = 1e-6  # relative distance from the lowest loss within which a fitted E sits at its bound
+
+
 def _objective(T, x, log_y, x_low, y_low, ex_at, ex_held, ey_at, ey_held, delta, w):
     r = _log_predict(T, x, x_low, y_low, (ex_at, ex_held, ey_at, ey_held)) - log_y
     return jnp.sum(w * huber(r, delta), axis=1)
@@ -94,6 +97,7 @@ class LossToLossFit:
     held_data: np.ndarray = field(default=None, repr=False)  # (2, k): the held-out runs'
     samples: Mapping[str, np.ndarray] = field(default_factory=dict, repr=False)
     fixed: Mapping[str, float] = field(default_factory=dict)  # E_x, E_y held at given values
+    at_bound: Mapping[str, float] = field(default_factory=dict)  # E_x/E_y fitted at their bound: that bound
     optimal: None = None
     law: str = "loss-to-loss"
 
@@ -123,6 +127,10 @@ class LossToLossFit:
         if not self.fixed:
             out.append("E_x and E_y are fitted from this pair alone (often loosely); Brandfonbrener et al. hold "
                        "them at each domain's irreducible loss from its own scaling law: --fix E_x=...,E_y=...")
+        for name, low in self.at_bound.items():
+            out.append(f"{name} ran to its bound, the lowest {self.x if name == 'E_x' else self.y} fitted ({low:.4g}): "
+                       f"these runs do not pin it (the relation does not bend toward a floor below them), so "
+                       f"no interval is given; hold it with --fix {name}=...")
         if self.holdout is not None:
             out.append(self.holdout.describe(f"(the points of lowest {self.x})"))
         return out
@@ -141,7 +149,8 @@ class LossToLossFit:
                "ci95": {k: list(v) for k, v in self.ci95.items()}, "objective": self.objective,
                "huber_delta": self.huber_delta, "n_points": self.n_points, "n_runs": self.n_runs,
                "n_dropped": int(sum(self.dropped.values())), "dropped": dict(self.dropped),
-               "n_starts": self.n_starts, "n_converged": self.n_converged, "bootstrap": self.n_resamples}
+               "n_starts": self.n_starts, "n_converged": self.n_converged, "bootstrap": self.n_resamples,
+               "at_bound": sorted(self.at_bound)}
         if self.holdout is not None:
             out["holdout"] = self.holdout.to_json()
         return clean(out)
@@ -210,8 +219,13 @@ def fit_loss_to_loss(source, x: str, y: str, *, bootstrap: int = DEFAULT_RESAMPL
                         what="law loss-to-loss")
     params = {k: float(v[0]) for k, v in _natural(best.theta, x_low, y_low, fixed).items()}
     samples = _natural(best.samples, x_low, y_low, fixed) if len(best.samples) else {}
+    # An irreducible loss fitted at the lowest loss itself (its sigmoid saturated) is the edge of the search,
+    # not an estimate: its bootstrap "interval" would be that one number in every resample.
+    at_bound = {k: low for k, low in (("E_x", x_low), ("E_y", y_low))
+                if k not in fixed and params[k] >= low * (1.0 - AT_BOUND)}
     result = LossToLossFit(
-        x=cx, y=cy, params=params, ci95={k: v for k, v in dom.intervals(samples).items() if k not in fixed},
+        x=cx, y=cy, params=params, at_bound=at_bound,
+        ci95={k: v for k, v in dom.intervals(samples).items() if k not in fixed and k not in at_bound},
         fixed=fixed, objective=best.objective,
         huber_delta=float(huber_delta), n_points=fit_table.n_points, n_runs=fit_table.n_runs,
         dropped=dict(fit_table.dropped), n_starts=best.n_starts, n_converged=best.n_converged,

@@ -101,3 +101,17 @@ def test_runs_of_different_mixtures_at_one_scale_are_points_not_seed_replicates(
     runs = mixture_table(k=8, seeds=1, extra={"params": 5e4, "tokens": 8e5})
     result = fit_loss_to_loss(runs, "code", "prose", bootstrap=5)
     assert result.n_points == 8
+
+
+def test_an_irreducible_loss_fitted_at_the_lowest_loss_gets_no_interval_and_a_note():
+    # y falls faster than any shifted power law of x bends near the best runs (here: y linear in x with a
+    # floor far below the data): E_y runs to the lowest L_y, and every resample gives that same number.
+    table = loss_to_loss_table(n=20, noise=0.002, seed=4)
+    table["eval/b/loss"] = 1.0 + 2.0 * np.exp(3.0 * (table["eval/a/loss"] - 3.0))
+    result = fit_loss_to_loss(table, "a", "b", bootstrap=10)
+    assert set(result.at_bound) == {"E_y"} and "E_y" not in result.ci95
+    assert result.at_bound["E_y"] == pytest.approx(table["eval/b/loss"].min())
+    assert any("E_y ran to its bound" in note for note in result.notes())
+    assert result.to_json()["at_bound"] == ["E_y"]
+    ordinary = fit_loss_to_loss(loss_to_loss_table(n=30, noise=0.002, seed=1), "a", "b", bootstrap=10)
+    assert ordinary.at_bound == {} and {"E_x", "E_y"} <= set(ordinary.ci95)
