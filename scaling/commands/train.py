@@ -12,11 +12,11 @@ keys (key=value, or the same keys in CONFIG.yaml; later wins, W&B sweep values w
   size      params=N (target count) | d_model=W   [n_layers n_heads d_ff mlp=swiglu|gelu tied qk_norm seq_len]
   length    tokens=D | flops_budget=C (D = C/6N, rounded to whole steps)   [batch_size]
   optimizer lr beta1 beta2 weight_decay grad_clip  schedule=cosine|wsd warmup_fraction|warmup_tokens min_lr_ratio
-            recipe=FIT.json[,FIT2.json] (fitted lr / batch laws from `scaling fit --law lr|batch --json`: they set
-            lr and batch_size where not given, instead of the family's rules; recorded in config.yaml)
             decay_fraction  cooldowns=D1,D2,... (wsd: branches that reuse this run's stable phase; see README)
             parametrization=standard|mup  base_width output_mult (mup: the width whose lr and readout
             multiplier transfer to every width; 64 and 4)
+            recipe=FIT.json[,FIT2.json] (fitted lr / batch laws from `scaling fit --law lr|batch --json`: they set
+            lr and batch_size where not given, instead of the family's rules; recorded in config.yaml)
   data      corpus=stdlib|DIR|GLOB|FILE.bin|synthetic[:V[:SEED]]  seed eval_tokens n_evals
   tracking  run_id name sweep checkpoint_every wandb=auto|off|offline|online wandb_project dtype=auto|float32|bfloat16
 examples:
