@@ -227,10 +227,10 @@ class RunConfig:
 # RunConfig's fields place a run on devices or are set by the trainer, an agent or a multi-host launcher;
 # listing them all after a typo buries the answer (a near miss of one is still suggested).
 USER_KEYS = ("params", "d_model", "n_layers", "n_heads", "d_ff", "mlp", "tied", "qk_norm", "seq_len", "tokens",
-             "flops_budget", "batch_size", "lr", "recipe", "schedule", "warmup_fraction", "warmup_tokens", "min_lr_ratio",
-             "decay_fraction", "cooldowns", "weight_decay", "beta1", "beta2", "grad_clip", "parametrization",
-             "base_width", "output_mult", "corpus", "mixture", "domains", "seed", "eval_tokens", "eval", "n_evals",
-             "run_id", "name", "sweep",
+             "flops_budget", "batch_size", "lr", "recipe", "schedule", "warmup_fraction", "warmup_tokens",
+             "min_lr_ratio", "decay_fraction", "cooldowns", "weight_decay", "beta1", "beta2", "grad_clip",
+             "parametrization", "base_width", "output_mult", "corpus", "mixture", "domains", "seed", "eval_tokens",
+             "eval", "n_evals", "run_id", "name", "sweep",
              "checkpoint_every", "wandb", "wandb_project", "dtype")
 
 

@@ -50,7 +50,8 @@ def test_fitted_rules_set_the_runs_lr_at_its_size_and_batch_at_its_budget():
     assert run.lr == pytest.approx(0.5 * run.params ** -0.35)
     assert run.batch_size == round(0.3 * 1e22 ** 0.33)
     # against the loss: at the loss the ladder predicts for its run (a plain run has none to give)
-    by_loss = Rules.from_fits([{"law": "batch", "against": "loss", "batch_opt": {"coefficient": 1e3, "exponent": -2.0}}])
+    by_loss = Rules.from_fits([{"law": "batch", "against": "loss",
+                                "batch_opt": {"coefficient": 1e3, "exponent": -2.0}}])
     assert ladder.plan_ladder(FRAME, 1e22, None, by_loss, bootstrap=0, **CHEAP).batch_size == round(
         1e3 * run.loss ** -2.0)
     with pytest.raises(UsageError, match="law 'chinchilla'; expected law lr or batch"):

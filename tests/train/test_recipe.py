@@ -109,7 +109,8 @@ def test_a_resume_compares_the_recipes_content_not_where_its_files_lie(fits, tmp
 @pytest.mark.parametrize("content,message", [
     (None, "recipe={path}: cannot read it"),
     ("{not json", "recipe={path}: not JSON"),
-    ({"law": "isoflop", "n_opt": {"coefficient": 1, "exponent": 0.5}}, "a fit JSON of law 'isoflop'; expected law lr or batch"),
+    ({"law": "isoflop", "n_opt": {"coefficient": 1, "exponent": 0.5}},
+     "a fit JSON of law 'isoflop'; expected law lr or batch"),
     ([1, 2], "not a fit JSON"),
     ({"law": "lr", "lr_opt": {"coefficient": None, "exponent": -0.3}}, "law lr without a power law"),
     ('{"law": "lr", "lr_opt": {"coefficient": Infinity, "exponent": -0.3}}', "law lr without a power law"),
