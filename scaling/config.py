@@ -3,7 +3,6 @@ names the key, the value and what is allowed."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import typing
@@ -67,6 +66,10 @@ class RunConfig:
     batch_size: int | None = None
     # optimizer and schedule
     lr: float | None = None
+    # fitted laws (`scaling fit --law lr|batch --json`), FIT.json[,FIT2.json]: they set lr and batch_size
+    # where the run leaves them open, in place of the family's rules (train/plan.py, laws/rules.py)
+    recipe: str | None = None
+    recipe_sha256: str | None = None  # set by the planner: the files' content, so an edited one is a new config
     min_lr_ratio: float = 0.1
     warmup_fraction: float = 0.05
     schedule: str = "cosine"
@@ -140,6 +143,8 @@ class RunConfig:
             raise UsageError("give params=N or d_model=WIDTH, not both")
         if self.cooldowns is not None:
             self._check_cooldowns()
+        if self.recipe_sha256 is not None and self.recipe is None:
+            raise UsageError("recipe_sha256 without recipe: it pins the content of the recipe's fit JSONs")
         mixspec.parse(self.corpus, self.mixture, self.domains)
         if self.microbatches < 1:
             raise UsageError(f"microbatches={self.microbatches}: must be at least 1")
@@ -205,8 +210,9 @@ class RunConfig:
             raise UsageError(unknown_key_message(unknown[0]))
         hints = typing.get_type_hints(cls)
         values = _lr_from_fit(values)
-        if isinstance(values.get("cooldowns"), (list, tuple)):  # YAML's [1e6, 2e6]
-            values = {**values, "cooldowns": ",".join(str(v) for v in values["cooldowns"])}
+        for key in ("cooldowns", "recipe"):  # YAML's [1e6, 2e6], [lr.json, batch.json]
+            if isinstance(values.get(key), (list, tuple)):
+                values = {**values, key: ",".join(str(v) for v in values[key])}
         values = {k: mixspec.flatten(v) if k in ("mixture", "domains") else v for k, v in values.items()}
         return cls(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})
 
@@ -221,10 +227,10 @@ class RunConfig:
 # RunConfig's fields place a run on devices or are set by the trainer, an agent or a multi-host launcher;
 # listing them all after a typo buries the answer (a near miss of one is still suggested).
 USER_KEYS = ("params", "d_model", "n_layers", "n_heads", "d_ff", "mlp", "tied", "qk_norm", "seq_len", "tokens",
-             "flops_budget", "batch_size", "lr", "schedule", "warmup_fraction", "warmup_tokens", "min_lr_ratio",
-             "decay_fraction", "cooldowns", "weight_decay", "beta1", "beta2", "grad_clip", "parametrization",
-             "base_width", "output_mult", "corpus", "mixture", "domains", "seed", "eval_tokens", "eval", "n_evals",
-             "run_id", "name", "sweep",
+             "flops_budget", "batch_size", "lr", "recipe", "schedule", "warmup_fraction", "warmup_tokens",
+             "min_lr_ratio", "decay_fraction", "cooldowns", "weight_decay", "beta1", "beta2", "grad_clip",
+             "parametrization", "base_width", "output_mult", "corpus", "mixture", "domains", "seed", "eval_tokens",
+             "eval", "n_evals", "run_id", "name", "sweep",
              "checkpoint_every", "wandb", "wandb_project", "dtype")
 
 
@@ -271,7 +277,10 @@ def _check_choice(key: str, value, allowed: tuple) -> None:
 
 def _lr_from_fit(values: dict) -> dict:
     """lr=fit:FIT.json: the peak lr that `scaling fit --law lr --json FIT.json` predicts at this run's
-    params=N (lr_opt = c N^k), so one sweep spec gives every size its own fitted rate."""
+    params=N (lr_opt = c N^k), so one sweep spec gives every size its own fitted rate. (`recipe=FIT.json`
+    does the same at the planned model's exact N, records the law, and sets the batch size too.)"""
+    from scaling.laws.rules import read_rules
+
     lr = values.get("lr")
     if not (isinstance(lr, str) and lr.strip().startswith("fit:")):
         return values
@@ -281,19 +290,13 @@ def _lr_from_fit(values: dict) -> dict:
     except (TypeError, ValueError):
         raise UsageError(f"lr={lr}: needs params=N, the size the fitted rule is evaluated at "
                          f"(got params={values.get('params')!r})") from None
-    try:
-        with open(path) as fh:
-            fit = json.load(fh)
-    except OSError as err:
-        raise UsageError(f"lr={lr}: cannot read {path} ({err.strerror or err})") from None
-    except ValueError:
-        raise UsageError(f"lr={lr}: {path} is not JSON") from None
-    rule = fit.get("lr_opt") if isinstance(fit, dict) and fit.get("law") == "lr" else None
-    c, k = (rule.get("coefficient"), rule.get("exponent")) if isinstance(rule, dict) else (None, None)
-    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (c, k)) or not c > 0 or not n > 0:
+    rules = read_rules([path], "lr=fit:")
+    if rules.lr_rule is None:
         raise UsageError(f"lr={lr}: {path} holds no learning-rate rule (write one with "
                          f"`scaling fit --law lr --json {path}`)")
-    return {**values, "lr": float(c * n**k)}
+    if not (math.isfinite(n) and n > 0):
+        raise UsageError(f"lr={lr}: needs a positive params=N (got params={values.get('params')!r})")
+    return {**values, "lr": rules.lr(n)}
 
 
 def _coerce(key: str, value, hint):

@@ -26,10 +26,11 @@ LAW_HELP = """laws:
                     repeated epochs (needs an 'epochs' column)
   lr                the best peak learning rate per size (a parabola in log lr through the final
                     losses) and lr_opt = c N^k through them; from an lr-by-size sweep ('lr' column).
-                    A run then takes lr=fit:FIT.json
+                    A run then takes lr=fit:FIT.json, or recipe=FIT.json (with a batch law too)
   batch             the best batch size per budget (a parabola in log batch size, each size at its
                     best swept lr) and batch_opt = c C^k (--against loss: c L^k); from a sweep that
-                    varies 'batch_size' at several budgets (`scaling sweep plan --hparams`)
+                    varies 'batch_size' at several budgets (`scaling sweep plan --hparams`).
+                    A run then takes recipe=LR.json,FIT.json (against compute only)
 """ + fit_domains.LAW_HELP + """
 
 The runs table needs 'loss' and two of 'params', 'tokens', 'flops' (C = 6ND gives the third); rows

@@ -15,6 +15,8 @@ keys (key=value, or the same keys in CONFIG.yaml; later wins, W&B sweep values w
             decay_fraction  cooldowns=D1,D2,... (wsd: branches that reuse this run's stable phase; see README)
             parametrization=standard|mup  base_width output_mult (mup: the width whose lr and readout
             multiplier transfer to every width; 64 and 4)
+            recipe=FIT.json[,FIT2.json] (fitted lr / batch laws from `scaling fit --law lr|batch --json`: they set
+            lr and batch_size where not given, instead of the family's rules; recorded in config.yaml)
   data      corpus=stdlib|DIR|GLOB|FILE.bin|synthetic[:V[:SEED]]  seed eval_tokens n_evals
   tracking  run_id name sweep checkpoint_every wandb=auto|off|offline|online wandb_project dtype=auto|float32|bfloat16
 examples:
@@ -80,6 +82,10 @@ def _train(args) -> int:
     print(f"{plan.run_id}: {plan.shape.describe()} N={plan.shape.params:,} D={plan.tokens:,} "
           f"C={number(plan.flops, 3)} ({plan.steps} steps x {plan.batch_size}x{plan.shape.seq_len}, "
           f"lr {number(plan.lr, 2)})", file=sys.stderr)
+    for law in plan.recipe:  # which of the run's settings a fitted law chose
+        key = "lr" if law["law"] == "lr" else "batch_size"
+        if law.get(key) is not None:
+            print(f"  {key} {number(law[key], 3)} from recipe {law['path']} (law {law['law']})", file=sys.stderr)
     asked = plan.config.length.tokens(plan.shape.params)
     if abs(plan.tokens - asked) > 0.01 * asked:  # a run is whole steps: say when that moved D noticeably
         steps = f"{plan.steps} whole step" + ("s" if plan.steps != 1 else "")

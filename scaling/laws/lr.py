@@ -81,7 +81,8 @@ class LrFit:
     def notes(self) -> list[str]:
         out = [f"N = {s.params:.4g} at C = {s.flops:.3g}: the best lr lies outside the swept "
                f"{min(s.lrs):.3g}..{max(s.lrs):.3g}; widen the sweep there" for s in self.sizes if not s.interior]
-        out.append("a run takes the rule with lr=fit:FIT.json (evaluated at its params=N)")
+        out.append("a run takes the rule with recipe=FIT.json (at its model's N, recorded in its config.yaml) "
+                   "or lr=fit:FIT.json (at its params=N)")
         return out
 
     def exponents(self):

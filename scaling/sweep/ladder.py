@@ -9,15 +9,14 @@ learning rate and batch size from fitted rules (`scaling fit --law lr` / `--law 
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
 
 from scaling.errors import UsageError
 from scaling.laws import fit_parametric, load_runs
 from scaling.laws.bootstrap import interval
+from scaling.laws.rules import Rules
+from scaling.laws.rules import read_rules as read_rule_files
 from scaling.runs import RunHome, runs_table
 from scaling.sweep.plan import _registered_shapes, snap
 
@@ -66,14 +65,16 @@ def check_budget(flops: float, largest: float) -> None:
                          f"a ladder run goes {lo:g}-{hi:g}x past it ({lo * largest:.3g}..{hi * largest:.3g})")
 
 
-def plan_ladder(frame, flops: float, shapes: Sequence[int] | None, rules: Sequence[dict] = (), *,
+def plan_ladder(frame, flops: float, shapes: Sequence[int] | None, rules: Rules = Rules(), *,
                 bootstrap: int = 1000, seed: int = 0, **options) -> LadderRun:
     """The ladder run for a runs table (a sweep's completed runs).
 
     Args:
         frame: the runs (DataFrame or RunsTable source); flops: C_BIG.
         shapes: the recipe's parameter counts (N_opt snaps to the nearest), or None to round.
-        rules: fit JSONs of law lr and/or batch; bootstrap, seed, options: for the Approach 3 fit.
+        rules: fitted lr and/or batch laws (scaling/laws/rules.py): lr at the planned N, batch at C_BIG
+            (or at the predicted loss, for a batch law against the loss).
+        bootstrap, seed, options: for the Approach 3 fit.
     Raises:
         UsageError: C_BIG outside 4-30x the largest compute, a fit that fails, a rule of another law.
     """
@@ -89,50 +90,17 @@ def plan_ladder(frame, flops: float, shapes: Sequence[int] | None, rules: Sequen
     if len(fit.samples) > 1:
         p = fit.form.natural(fit.samples)
         loss_ci = interval(p["E"] + p["A"] * n ** -p["alpha"] + p["B"] * d ** -p["beta"])
-    lr, batch = _apply_rules(rules, n, flops, loss)
+    lr, batch = rules.lr(n), rules.batch_size(flops, loss)
     return LadderRun(flops=float(flops), largest=largest, n_opt=float(best.params), n_opt_ci95=best.ci95.get("params"),
                      params=int(n), tokens=float(d), loss=loss, loss_ci95=loss_ci, lr=lr, batch_size=batch)
 
 
-def _apply_rules(rules: Sequence[dict], n: float, flops: float, loss: float) -> tuple[float | None, int | None]:
-    lr = batch = None
-    for rule in rules:
-        law = rule.get("law")
-        if law == "lr":
-            lr = float(_power(rule.get("lr_opt"), "lr") * n ** rule["lr_opt"]["exponent"])
-        elif law == "batch":
-            x = loss if rule.get("against") == "loss" else flops
-            batch = max(1, int(round(_power(rule.get("batch_opt"), "batch") * x ** rule["batch_opt"]["exponent"])))
-        else:
-            raise UsageError(f"--rules: a fit JSON of law {law!r}; expected law lr or batch "
-                             "(scaling fit --law lr|batch --json FIT.json)")
-    return lr, batch
+def read_rules(paths: Sequence[str]) -> Rules:
+    """`--rules FIT.json,...`: the fit JSONs of law lr and/or batch."""
+    return read_rule_files(paths, "--rules ")
 
 
-def _power(law, name: str) -> float:
-    ok = isinstance(law, dict) and all(isinstance(law.get(k), (int, float)) and np.isfinite(law.get(k))
-                                       for k in ("coefficient", "exponent"))
-    if not ok or not law["coefficient"] > 0:
-        raise UsageError(f"--rules: the {name} fit JSON holds no power law ({name}_opt: coefficient, exponent)")
-    return float(law["coefficient"])
-
-
-def read_rules(paths: Sequence[str]) -> list[dict]:
-    out = []
-    for path in paths:
-        try:
-            with open(path) as fh:
-                out.append(json.load(fh))
-        except OSError as err:
-            raise UsageError(f"--rules {path}: cannot read it ({err.strerror or err})") from None
-        except ValueError:
-            raise UsageError(f"--rules {path}: not JSON") from None
-        if not isinstance(out[-1], dict):
-            raise UsageError(f"--rules {path}: not a fit JSON")
-    return out
-
-
-def ladder_for_sweep(home: RunHome | str | None, sweep_id: str, flops: float, rules: Sequence[dict] = (),
+def ladder_for_sweep(home: RunHome | str | None, sweep_id: str, flops: float, rules: Rules = Rules(),
                      **options) -> tuple[LadderRun, dict, str]:
     """`plan_ladder` on a sweep's completed runs: (the run, the sweep's registered spec, a name)."""
     from scaling.sweep.register import require_sweep

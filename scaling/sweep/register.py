@@ -50,6 +50,10 @@ def plan_sweep_runs(spec: SweepSpec, sweep_id: str) -> list[dict]:
                 # The planner fixed the warmup of a run with cooldown branches: the row keeps that value, so
                 # the config the agent trains and the row it is checked against agree.
                 config["warmup_tokens"] = plan.config.warmup_tokens
+            if plan.config.recipe_sha256 is not None:
+                # The recipe's fit JSONs as planned: an agent refuses the run if they were edited since,
+                # rather than train an lr or batch the queue's plan does not show.
+                config["recipe_sha256"] = plan.config.recipe_sha256
             row.update(status="pending", plan=plan.queue_row())
         runs.append(row)
     return runs

@@ -42,6 +42,7 @@ class RunPlan:
     attention: str | None = None
     remat: str | None = None
     evals: tuple[EvalSet, ...] = ()  # `eval=`: the sets evaluated beside the corpus's own validation split
+    recipe: tuple[dict, ...] = ()  # `recipe=`: each fitted law, where it was evaluated and what it set (describe)
 
     @property
     def tokens_per_step(self) -> int:
@@ -144,6 +145,7 @@ class RunPlan:
             "flops_model": self.flops_model, "epochs": self.epochs, "eval_steps": self.eval_steps,
             **({"eval_sets": {s.name: {"source": s.source, "fingerprint": s.corpus.fingerprint} for s in self.evals}}
                if self.evals else {}),
+            **({"recipe": [dict(r) for r in self.recipe]} if self.recipe else {}),
         }
 
 
@@ -164,10 +166,12 @@ def plan_run(cfg: RunConfig) -> RunPlan:
         shape = shape_for_width(cfg.d_model, **shape_kwargs)
     else:
         shape = shape_for_params(cfg.params, **shape_kwargs)
-    batch_size = cfg.batch_size or default_batch_size(shape)
-    tokens_per_step = batch_size * shape.seq_len
     length = cfg.length
     wanted = length.tokens(shape.params)
+    asked_flops = length.value if length.unit == "flops" else 6.0 * shape.params * wanted
+    rules, recipe, recipe_sha256 = _recipe(cfg, shape.params, asked_flops)
+    batch_size = cfg.batch_size or rules.get("batch_size") or default_batch_size(shape)
+    tokens_per_step = batch_size * shape.seq_len
     # One rule for both units: a run is whole steps of batch x seq_len tokens, D rounded to the nearest
     # whole step, and at least one step (a shorter request is refused, not rounded up to a run it did not ask for).
     if wanted < tokens_per_step:
@@ -180,7 +184,8 @@ def plan_run(cfg: RunConfig) -> RunPlan:
     if data_lib.windows_per_epoch(corpus, shape.seq_len) < 1:
         raise UsageError(f"corpus={cfg.corpus!r} is shorter than one sequence of {shape.seq_len + 1} tokens")
     check_batch(batch_size, cfg.microbatches, MeshShape.parse(cfg.mesh, None))
-    lr = cfg.lr if cfg.lr is not None else default_lr(shape, parametrization=Parametrization.of_config(cfg))
+    lr = cfg.lr if cfg.lr is not None else rules.get("lr") or default_lr(
+        shape, parametrization=Parametrization.of_config(cfg))
     warmup = _warmup_steps(cfg, steps, tokens_per_step)
     if cfg.cooldowns is not None and cfg.warmup_tokens is None:
         # Every branch must warm up exactly as its parent did: fix the warmup in tokens, sized for the
@@ -188,9 +193,44 @@ def plan_run(cfg: RunConfig) -> RunPlan:
         cfg = cfg.replace(warmup_tokens=float(warmup * tokens_per_step))
     run_id = cfg.run_id or f"{short(shape.params)}-{short(steps * tokens_per_step)}-s{cfg.seed}-{uuid.uuid4().hex[:6]}"
     cfg = cfg.replace(run_id=run_id)
+    if recipe_sha256 is not None:  # the files' content is part of the config: resuming under an edited one is refused
+        cfg = cfg.replace(recipe_sha256=recipe_sha256)
     steps_per_call = min(steps, cfg.steps_per_call or default_steps_per_call(shape, batch_size))
     evals = load_eval_sets(cfg.eval, corpus, shape.seq_len)
-    return RunPlan(cfg, run_id, shape, batch_size, steps, lr, warmup, corpus, steps_per_call, evals=evals)
+    return RunPlan(cfg, run_id, shape, batch_size, steps, lr, warmup, corpus, steps_per_call, evals=evals,
+                   recipe=recipe)
+
+
+def _recipe(cfg: RunConfig, params: int, flops: float) -> tuple[dict, tuple[dict, ...], str | None]:
+    """`recipe=FIT.json,...`: what its fitted laws set where the config leaves lr / batch_size open (lr at
+    the model's exact N, the batch at the run's asked compute C = 6ND), and each law's record for
+    config.yaml. The files' sha256 must match recipe_sha256 when the config pins it (a sweep's queued run:
+    what was planned is what trains)."""
+    if cfg.recipe is None:
+        return {}, (), None
+    from scaling.laws.rules import read_rules, split_paths
+
+    paths = split_paths(cfg.recipe)
+    if not paths:
+        raise UsageError(f"recipe={cfg.recipe!r}: expected FIT.json[,FIT2.json] (scaling fit --law lr|batch --json)")
+    rules = read_rules(paths, "recipe=")
+    if cfg.recipe_sha256 is not None and cfg.recipe_sha256 != rules.sha256:
+        raise UsageError(f"recipe={cfg.recipe}: the file's content changed since this run was planned (sha256 "
+                         f"{short_hash(cfg.recipe_sha256)} then, {short_hash(rules.sha256)} now); plan it again")
+    # an explicit key wins, so its law is not evaluated (a batch law against the loss is refused only when used)
+    values = {"lr": rules.lr(params) if cfg.lr is None else None,
+              "batch_size": rules.batch_size(flops) if cfg.batch_size is None else None}
+    records = []
+    for rule in rules.rules:
+        key = "lr" if rule.law == "lr" else "batch_size"
+        at = {"params": params} if rule.law == "lr" else {"flops": flops}
+        records.append({**rule.record(), "at": at, key: values[key],
+                        **({} if values[key] is not None else {"unused": f"{key} given"})})
+    return {k: v for k, v in values.items() if v is not None}, tuple(records), rules.sha256
+
+
+def short_hash(text: str | None) -> str:
+    return ",".join(h[:12] for h in (text or "none").split(","))
 
 
 def _warmup_steps(cfg: RunConfig, steps: int, tokens_per_step: int) -> int:

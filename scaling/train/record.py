@@ -24,7 +24,9 @@ VOLATILE_KEYS = {"wandb", "wandb_project", "name", "checkpoint_every", "run_id",
                  # how many steps one compiled call takes: the same steps either way
                  "steps_per_call",
                  # what backward recomputes: the same arithmetic, memory traded for time
-                 "remat"}
+                 "remat",
+                 # where the recipe's fit JSONs lie: their content (recipe_sha256) is what the run depends on
+                 "recipe"}
 
 
 def git_sha() -> str | None:

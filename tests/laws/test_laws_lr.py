@@ -93,12 +93,15 @@ def test_fit_command_writes_the_rule_and_a_run_takes_it(tmp_path, capsys):
 @pytest.mark.parametrize("values,message", [
     ({"d_model": 64, "lr": "fit:{fit}"}, "needs params=N"),
     ({"params": 1e5, "lr": "fit:{missing}"}, "cannot read"),
-    ({"params": 1e5, "lr": "fit:{other}"}, "holds no learning-rate rule"),
+    ({"params": 1e5, "lr": "fit:{other}"}, "a fit JSON of law 'isoflop'; expected law lr or batch"),
+    ({"params": 1e5, "lr": "fit:{batch}"}, "holds no learning-rate rule"),
 ])
 def test_lr_from_a_fit_refuses_what_it_cannot_evaluate(tmp_path, values, message):
     (tmp_path / "fit.json").write_text(json.dumps({"law": "lr", "lr_opt": {"coefficient": 0.5, "exponent": -0.3}}))
     (tmp_path / "other.json").write_text(json.dumps({"law": "isoflop", "n_opt": {"coefficient": 1, "exponent": 1}}))
-    names = {"fit": tmp_path / "fit.json", "missing": tmp_path / "nope.json", "other": tmp_path / "other.json"}
+    (tmp_path / "batch.json").write_text(json.dumps({"law": "batch", "batch_opt": {"coefficient": 1, "exponent": 1}}))
+    names = {"fit": tmp_path / "fit.json", "missing": tmp_path / "nope.json", "other": tmp_path / "other.json",
+             "batch": tmp_path / "batch.json"}
     values = {k: v.format(**names) if isinstance(v, str) else v for k, v in values.items()}
     with pytest.raises(UsageError, match=message):
         RunConfig.from_dict({"tokens": 1e6, **values})

@@ -10,6 +10,7 @@ from laws_synth import chinchilla_loss, isoflop_table, optimal_n
 from scaling.cli import main
 from scaling.errors import UsageError
 from scaling.laws import fit_parametric, hoffmann_grid
+from scaling.laws.rules import Rules
 from scaling.sweep import ladder, load_spec
 from scaling.sweep import plan as plan_lib
 
@@ -43,16 +44,21 @@ def test_planned_size_snaps_to_a_model_the_recipe_builds_and_the_prediction_is_f
 
 
 def test_fitted_rules_set_the_runs_lr_at_its_size_and_batch_at_its_budget():
-    rules = [{"law": "lr", "lr_opt": {"coefficient": 0.5, "exponent": -0.35}},
-             {"law": "batch", "against": "flops", "batch_opt": {"coefficient": 0.3, "exponent": 0.33}}]
+    rules = Rules.from_fits([{"law": "lr", "lr_opt": {"coefficient": 0.5, "exponent": -0.35}},
+                             {"law": "batch", "against": "flops", "batch_opt": {"coefficient": 0.3, "exponent": 0.33}}])
     run = ladder.plan_ladder(FRAME, 1e22, None, rules, bootstrap=0, **CHEAP)
     assert run.lr == pytest.approx(0.5 * run.params ** -0.35)
     assert run.batch_size == round(0.3 * 1e22 ** 0.33)
-    by_loss = [{"law": "batch", "against": "loss", "batch_opt": {"coefficient": 1e3, "exponent": -2.0}}]
+    # against the loss: at the loss the ladder predicts for its run (a plain run has none to give)
+    by_loss = Rules.from_fits([{"law": "batch", "against": "loss",
+                                "batch_opt": {"coefficient": 1e3, "exponent": -2.0}}])
     assert ladder.plan_ladder(FRAME, 1e22, None, by_loss, bootstrap=0, **CHEAP).batch_size == round(
         1e3 * run.loss ** -2.0)
     with pytest.raises(UsageError, match="law 'chinchilla'; expected law lr or batch"):
-        ladder.plan_ladder(FRAME, 1e22, None, [{"law": "chinchilla"}], bootstrap=0, **CHEAP)
+        Rules.from_fits([{"law": "chinchilla"}])
+    tiny = Rules.from_fits([{"law": "batch", "batch_opt": {"coefficient": 1e-9, "exponent": 0.33}}])
+    with pytest.raises(UsageError, match="a batch needs at least 1"):  # refused, not clamped to 1
+        ladder.plan_ladder(FRAME, 1e22, None, tiny, bootstrap=0, **CHEAP)
 
 
 @pytest.mark.parametrize("factor", [2.0, 50.0])
