@@ -74,7 +74,7 @@ def _compare(data, fits, spec, errors: dict) -> Comparison:
     leave Chinchilla out); the held-out preference apart, so that too few runs to hold out loses only it."""
     table = load_runs(data.runs)
     parts = split_by(table, spec.by)
-    budgets = spec.budgets if spec.gives_budgets else ()  # else the data's largest C x1, x10, x100, as compare's
+    budgets = comparison_budgets(spec)
     grouped = (fits.by_group or {}).get("chinchilla")
     if grouped is not None and grouped.column == spec.by:
         for g, why in grouped.errors.items():
@@ -94,6 +94,13 @@ def _compare(data, fits, spec, errors: dict) -> Comparison:
         except UsageError as err:
             errors["compare holdout"] = str(err)
     return result
+
+
+def comparison_budgets(spec) -> tuple[float, ...]:
+    """The spec's budgets when it names some; else none, so that `compare_fits` takes the data's largest
+    compute x1, x10, x100 (as `scaling compare` does) rather than the built-in 1e18..1e24, which for small
+    runs lie far past the data."""
+    return tuple(spec.budgets) if spec.gives_budgets else ()
 
 
 def held_out_runs(parts: dict[str, RunsTable], setting) -> int:
