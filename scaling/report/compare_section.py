@@ -22,6 +22,7 @@ from scaling.laws.compare import Comparison, compare_fits, compare_groups, held_
 from scaling.laws.table import RunsTable, warning_notes
 from scaling.report.compare_figure import plot_multipliers
 from scaling.report.figures import Figure, plt
+from scaling.report.fitting import _holdout_runs as holdout_runs
 
 FIGURE = "compare_multiplier"
 
@@ -104,20 +105,9 @@ def comparison_budgets(spec) -> tuple[float, ...]:
 
 
 def held_out_runs(parts: dict[str, RunsTable], setting) -> int:
-    """Runs per group both fits must predict: the spec's number, or with `largest-budget` the fewest runs
-    any group has at its largest isoFLOP budget (its largest fifth without budgets); 0 with `none`."""
-    if setting in ("none", 0, None):
-        return 0
-    if setting != "largest-budget":
-        return int(setting)
-    counts = []
-    for part in parts.values():
-        frame = part.frame
-        if "flops_budget" in frame.columns and frame["flops_budget"].notna().all() and frame["flops_budget"].nunique() > 1:
-            counts.append(int((frame["flops_budget"] == frame["flops_budget"].max()).sum()))
-        else:
-            counts.append(max(1, len(frame) // 5))
-    return min(counts)
+    """Runs per group both fits must predict: the spec's `holdout` as the report reads it for its own
+    check (a number; `largest-budget`: the runs of the largest isoFLOP budget), the fewest over the groups."""
+    return min(holdout_runs(part.frame, setting) for part in parts.values())
 
 
 def _k(value: float, ci) -> str:

@@ -123,8 +123,8 @@ def report_tables(data: ReportData, fits: Fits, published: dict, loss_laws: bool
     if fits.by_group:
         column = _group_column(fits)
         by_corpus = [Table(f"Laws by {column}, side by side", *by_group_table(fits),
-                           f"Each value of {column} fitted alone (pooling them fits none of them); 95% bootstrap intervals. "
-                           f"Two groups differ on a quantity when their intervals do not overlap: "
+                           f"Each value of {column} fitted alone (pooling them fits none of them); 95% bootstrap "
+                           "intervals. Two groups differ on a quantity when their intervals do not overlap: "
                            + ("; ".join(difference_lines(fits)) or "none here") + ".")]
     return by_corpus + [
         Table("Fitted parameters, beside published laws", *parameter_table(fits, published),

@@ -170,3 +170,37 @@ def test_a_sweeps_recipe_key_is_copied_from_each_runs_config_into_the_runs_and_t
     kind, _ = with_config_column(runs, None, "parametrization", {"r0": {"parametrization": "mup"}, "r1": {}})
     assert list(kind["parametrization"]) == ["mup", "standard"]
     assert with_config_column(runs, steps, "loss", configs)[0] is runs
+
+
+def fake_recipe_sweep(home, qk_norm=lambda i: i % 2 == 1) -> None:
+    """A finished sweep of two isoFLOP grids whose runs differ in a config key the runs table lacks."""
+    from scaling.runs import RunHome
+
+    store = RunHome(home)
+    table = pd.concat([isoflop_table(seed=1), isoflop_table(seed=2).assign(run_id=lambda f: "q" + f.run_id)],
+                      ignore_index=True).assign(tokens=lambda f: f.flops / (6 * f.params))
+    configs = {r.run_id: {"qk_norm": qk_norm(i // (len(table) // 2))} for i, r in enumerate(table.itertuples())}
+    store.register_sweep("s", "s", {}, [{"run_id": r, "status": "pending", "config": c} for r, c in configs.items()])
+    for r in table.itertuples():
+        store.record_state(r.run_id, "complete", configs[r.run_id],
+                           {"status": "complete", "params": r.params, "tokens": r.tokens, "flops": r.flops,
+                            "flops_model": r.flops, "eval_loss": r.loss})
+
+
+def test_a_sweeps_report_groups_by_a_config_key_its_runs_table_lacks(home):
+    from scaling.report import fit_all, gather
+    from scaling.report.grouping import with_sweep_column
+
+    fake_recipe_sweep(home)
+    data = with_sweep_column(gather(home, "s"), "qk_norm", home, "s")
+    spec = ReportSpec(laws=("isoflop",), by="qk_norm", bootstrap=0, holdout="none")
+    fits = fit_all(data, spec, progress=lambda m: None)
+    assert set(fits.by_group["isoflop"].results) == {"False", "True"}
+
+
+def test_a_sweeps_report_refuses_a_config_key_with_one_value(tmp_path, home, capsys):
+    fake_recipe_sweep(home, qk_norm=lambda i: False)
+    spec = write_spec(tmp_path / "spec.yaml", laws=["isoflop"], by="qk_norm", bootstrap=0)
+    assert main(["--home", home, "report", spec, "--sweep", "s", "--out", str(tmp_path / "out"), "--wandb", "off"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "by: qk_norm: the runs have one value (False)" in err, err
