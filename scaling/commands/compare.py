@@ -135,16 +135,6 @@ def _k(value, ci) -> str:
     return show(value) + ("" if ci is None else f" [{show(ci[0])}, {show(ci[1])}]")
 
 
-def _verdict(m) -> str:
-    if m.ci95 is None:
-        return ""
-    if m.ci95[0] > 1:
-        return "B better"
-    if m.ci95[1] < 1:
-        return "A better"
-    return "inside the noise"
-
-
 def render(result, source: str) -> str:
     """The groups' laws and noise floors, then per pair k(C) at each budget and the crossover."""
     lines = [f"compare by {result.column}: {source}; Chinchilla's law per group, frontier "
@@ -159,7 +149,7 @@ def render(result, source: str) -> str:
         header = ("budget (FLOPs)", "k [95%]", "loss A", "loss B", "A - B [95%]", "")
         rows = [(number(m.flops), _k(m.k, m.ci95), number(m.loss_a), number(m.loss_b),
                  number(m.gap) + ("" if m.gap_ci95 is None else f" [{number(m.gap_ci95[0])}, {number(m.gap_ci95[1])}]"),
-                 _verdict(m)) for m in pair.separate]
+                 m.verdict) for m in pair.separate]
         lines += _rows(rows, header)
         lines.append(f"crossover: {pair.crossover.describe()}")
         if pair.shared:

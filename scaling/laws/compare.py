@@ -113,6 +113,17 @@ class Multiplier:
     gap: float
     gap_ci95: tuple[float, float] | None
 
+    @property
+    def verdict(self) -> str:
+        """Which group the 95% interval of k says is better at this budget ("" without resamples)."""
+        if self.ci95 is None:
+            return ""
+        if self.ci95[0] > 1:
+            return "B better"
+        if self.ci95[1] < 1:
+            return "A better"
+        return "inside the noise"
+
     def to_json(self) -> dict:
         return {"flops": self.flops, "k": self.k, "ci95": None if self.ci95 is None else list(self.ci95),
                 "loss_a": self.loss_a, "loss_b": self.loss_b, "loss_gap": self.gap,
@@ -284,9 +295,6 @@ def compare_groups(parts: Mapping[str, RunsTable], column: str, *, budgets: Sequ
     """
     if len(parts) < 2:
         raise UsageError(f"compare needs at least two values of {column!r}; the table has {len(parts)}")
-    flops = np.concatenate([p.column("flops") for p in parts.values()])
-    data = (float(flops.min()), float(flops.max()))
-    budgets = tuple(float(c) for c in budgets) or tuple(data[1] * s for s in DEFAULT_SCALES)
     fits = {}
     for i, (g, part) in enumerate(parts.items()):
         try:
@@ -294,11 +302,28 @@ def compare_groups(parts: Mapping[str, RunsTable], column: str, *, budgets: Sequ
                                      **options)
         except UsageError as err:
             raise UsageError(f"{column} = {g}: {err}") from None
+    return compare_fits(parts, fits, column, budgets=budgets, bootstrap=bootstrap, seed=seed, shared_e=shared_e,
+                        holdout=holdout, starts=starts, **options)
+
+
+def compare_fits(parts: Mapping[str, RunsTable], fits: Mapping[str, LawFit], column: str, *,
+                 budgets: Sequence[float] = (), bootstrap: int = 1000, seed: int = 0, shared_e: bool = False,
+                 holdout: int = 0, starts: np.ndarray | None = None, **options) -> Comparison:
+    """`compare_groups` on Chinchilla fits already made (a report's per-group fits): `fits` holds each
+    group of `parts` fitted to that part alone, its bootstrap resamples drawn independently of the other
+    groups' (a seed of its own); the other arguments are `compare_groups`'."""
+    if len(parts) < 2:
+        raise UsageError(f"compare needs at least two values of {column!r}; the table has {len(parts)}")
+    flops = np.concatenate([p.column("flops") for p in parts.values()])
+    data = (float(flops.min()), float(flops.max()))
+    budgets = tuple(float(c) for c in budgets) or tuple(data[1] * s for s in DEFAULT_SCALES)
+    fits = {g: fits[g] for g in parts}
     frontiers = {g: Frontier.of_chinchilla(np.vstack([f.theta[None], f.samples])) for g, f in fits.items()}
     shared = preference = None
     shared_frontiers = {}
     if shared_e:
-        shared = fit_shared_e(parts, {g: f.theta for g, f in fits.items()}, bootstrap=bootstrap, seed=seed)
+        huber = {"huber_delta": options["huber_delta"]} if "huber_delta" in options else {}
+        shared = fit_shared_e(parts, {g: f.theta for g, f in fits.items()}, bootstrap=bootstrap, seed=seed, **huber)
         shared_frontiers = {g: Frontier.of_chinchilla(shared.of(g)) for g in parts}
         if holdout:
             preference = held_out_preference(parts, holdout, starts, **options)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from scaling.report.fitting import Fits, fit_all
 from scaling.report.gather import ReportData, gather, with_metric
+from scaling.report.grouping import with_sweep_column
 from scaling.report.render import ReportFiles, write_report
 from scaling.report.spec import ReportSpec, load_published
 from scaling.report.wandb_log import log_to_wandb
@@ -42,6 +43,7 @@ def build(spec: ReportSpec, out_dir: str, *, home: RunHome | str | None = None, 
         The Report: the data, the fits, the files written and the W&B run's directory.
     """
     data = with_metric(gather(home, spec.sweep if csv is None else None, csv), spec.metric)
+    data = with_sweep_column(data, spec.by, home, spec.sweep if csv is None else None)  # `by:` a config key
     fits = fit_all(data, spec, progress=progress)
     files = write_report(data, fits, spec, out_dir)
     mode = wandb_mode(wandb)

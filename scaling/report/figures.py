@@ -116,8 +116,8 @@ def fig_optimal(data: ReportData, fits: Fits, published: dict, axes):
 
 
 def fig_by_corpus(data: ReportData, fits: Fits, published: dict, axes):
-    """N_opt(C) and D_opt(C) of every law fitted per corpus, each with its 95% band: where bands of two
-    corpora part, their allocations differ."""
+    """N_opt(C) and D_opt(C) of every law fitted per group (corpus, or the spec's `by:`), each with its 95%
+    band: where bands of two groups part, their allocations differ."""
     runs = data.runs
     grid = np.geomspace(float(runs["flops"].min()) / 3, float(runs["flops"].max()) * 3, 80)
     styles = ["-", "--", ":", "-."]
@@ -137,7 +137,8 @@ def fig_by_corpus(data: ReportData, fits: Fits, published: dict, axes):
         ax.set_yscale("log")
         ax.set_xlabel("compute C (FLOPs)")
         ax.set_ylabel("N_opt (parameters)" if which == "params" else "D_opt (tokens)")
-        ax.set_title(f"Compute-optimal {'model size' if which == 'params' else 'tokens'} by corpus")
+        column = next(iter(fits.by_group.values())).column
+        ax.set_title(f"Compute-optimal {'model size' if which == 'params' else 'tokens'} by {column}")
         ax.legend(fontsize=7)
 
 
@@ -292,7 +293,8 @@ FIGURES = [
      f"C from a third of the smallest run to the largest target budget, y within {AXIS_MARGIN:g}x of the "
      "sizes (tokens) trained and the fitted lines",
      (11, 4.2), 2, lambda d, f, p: bool(f.results), fig_optimal),
-    ("by_corpus", "N_opt(C) and D_opt(C) fitted per corpus, each with its 95% band", (11, 4.2), 2,
+    ("by_corpus", "N_opt(C) and D_opt(C) fitted per corpus (or per group of the spec's by:), each with its 95% "
+     "band", (11, 4.2), 2,
      lambda d, f, p: bool(f.by_group), fig_by_corpus),
     ("loss_contours", "L(N, D) contours with the efficient frontier and the runs", (7, 5), 1,
      lambda d, f, p: "chinchilla" in f.results, fig_contours),

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from scaling.errors import UsageError
-from scaling.laws import fit, fit_by, holdout_split, load_runs, several_corpora
+from scaling.laws import fit, fit_by, holdout_split, load_runs
 from scaling.laws.table import ExtrapolationWarning, warning_notes
 from scaling.report.gather import ReportData
+from scaling.report.grouping import group_seeds, grouping_column
 from scaling.report.spec import ReportSpec
 
 
@@ -20,7 +21,7 @@ class Fits:
     errors: dict  # law -> why it could not be fitted
     holdout: object | None = None  # chinchilla fitted without the largest budget
     holdout_rows: pd.DataFrame | None = None
-    by_group: dict | None = None  # law -> GroupedFit: one fit per corpus, when the runs hold several
+    by_group: dict | None = None  # law -> GroupedFit: one fit per group of the spec's `by:`, or per corpus
     notes: list[str] = field(default_factory=list)  # the fits' warnings, for the report, not the terminal
 
 
@@ -41,8 +42,10 @@ def fit_all(data: ReportData, spec: ReportSpec, progress=print) -> Fits:
 
 def _fit_all(data: ReportData, spec: ReportSpec, progress=print) -> Fits:
     table = load_runs(data.runs)
-    # Runs on different corpora follow different laws: then every law once per corpus, nothing pooled.
-    by_corpus = several_corpora(table)
+    # Runs on different corpora follow different laws: then every law once per corpus, nothing pooled;
+    # likewise once per recipe with the spec's `by:`.
+    column = grouping_column(table, spec.by)
+    seeds = group_seeds(table, column, spec.seed) if column else {}
     results, errors = {}, {}
     for law in spec.laws:
         source = table
@@ -51,18 +54,19 @@ def _fit_all(data: ReportData, spec: ReportSpec, progress=print) -> Fits:
                 errors[law] = "needs per-step evaluation rows"
                 continue
             source = load_runs(data.steps)
-        progress(f"fitting {law}{' per corpus' if by_corpus else ''} ({spec.bootstrap} bootstrap resamples)")
+        progress(f"fitting {law}{f' per {column}' if column else ''} ({spec.bootstrap} bootstrap resamples)")
 
         def one(part, law=law):
             extra = {"keep_unresolved": spec.keep_unresolved} if law == "isoflop" else {}
-            return fit(part, law, huber_delta=spec.huber_delta, bootstrap=spec.bootstrap, seed=spec.seed,
+            seed = seeds.get(str(part.frame[column].iloc[0]), spec.seed) if column else spec.seed
+            return fit(part, law, huber_delta=spec.huber_delta, bootstrap=spec.bootstrap, seed=seed,
                        budgets=spec.budgets, **extra)
 
         try:
-            results[law] = fit_by(source, "corpus", one) if by_corpus else one(source)
+            results[law] = fit_by(source, column, one) if column else one(source)
         except UsageError as err:
             errors[law] = str(err)
-    if by_corpus:
+    if column:
         return Fits({}, errors, by_group=results)
     fits = Fits(results, errors)
     k = _holdout_runs(data.runs, spec.holdout)

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 
+from scaling.report.compare_section import compare_section
 from scaling.report.domains import domain_section
 from scaling.report.figures import Figure, draw_figures
 from scaling.report.fitting import Fits
@@ -68,8 +69,9 @@ def fit_json(fits: Fits, metric: str = "loss") -> dict:
     out = {"metric": metric, **{law: res.to_json() for law, res in fits.results.items()}}
     if fits.holdout is not None:
         out["holdout_check"] = fits.holdout.to_json()
-    if fits.by_group:
-        out["by_corpus"] = {law: gf.to_json() for law, gf in fits.by_group.items()}
+    if fits.by_group:  # each GroupedFit names its column (`by`); a spec's `by:` other than corpus: by_group
+        key = "by_corpus" if _group_column(fits) == "corpus" else "by_group"
+        out[key] = {law: gf.to_json() for law, gf in fits.by_group.items()}
     if fits.errors:
         out["not_fitted"] = dict(fits.errors)
     return out
@@ -119,9 +121,10 @@ def report_tables(data: ReportData, fits: Fits, published: dict, loss_laws: bool
                 Table(f"Runs and budgets excluded ({len(excl)})", excl_h, excl, user_text=True)]
     by_corpus = []
     if fits.by_group:
-        by_corpus = [Table("Laws by corpus, side by side", *by_group_table(fits),
-                           "Each corpus fitted alone (pooling corpora fits none of them); 95% bootstrap intervals. "
-                           "Two corpora differ on a quantity when their intervals do not overlap: "
+        column = _group_column(fits)
+        by_corpus = [Table(f"Laws by {column}, side by side", *by_group_table(fits),
+                           f"Each value of {column} fitted alone (pooling them fits none of them); 95% bootstrap "
+                           "intervals. Two groups differ on a quantity when their intervals do not overlap: "
                            + ("; ".join(difference_lines(fits)) or "none here") + ".")]
     return by_corpus + [
         Table("Fitted parameters, beside published laws", *parameter_table(fits, published),
@@ -173,6 +176,15 @@ def write_report(data: ReportData, fits: Fits, spec: ReportSpec, out_dir: str,
             notes += domains.notes
             lines += domains.headline
             fitted["domains"] = domains.json
+        compared = compare_section(data, fits, spec, stage)
+        if compared is not None:  # the spec's `by:`: its recipes compared by effective compute
+            figures += compared.figures
+            at = 1 if fits.by_group else 0  # after the laws side by side
+            tables[at:at] = [Table(*t) for t in compared.tables]
+            errors += [f"{what}: {why}" for what, why in compared.errors.items()]
+            notes += compared.notes
+            lines[0:0] = compared.headline
+            fitted["compare"] = compared.json
         staged = ReportFiles(stage, figures, lines, tables)
         write_atomic(staged.runs_csv, data.runs.to_csv(index=False))
         write_atomic(staged.fit_json, json.dumps(fitted, indent=2) + "\n")
@@ -187,6 +199,10 @@ def write_report(data: ReportData, fits: Fits, spec: ReportSpec, out_dir: str,
     moved = [dataclasses.replace(f, png=os.path.join(out_dir, "figures", os.path.basename(f.png)),
                                  svg=os.path.join(out_dir, "figures", os.path.basename(f.svg))) for f in figures]
     return ReportFiles(out_dir, moved, staged.headline, staged.tables)
+
+
+def _group_column(fits: Fits) -> str:
+    return next(iter(fits.by_group.values())).column
 
 
 def at_report_budgets(data: ReportData, fits: Fits, spec: ReportSpec) -> Fits:

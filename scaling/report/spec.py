@@ -37,6 +37,7 @@ class ReportSpec:
     published: str | None = None
     metric: str = "loss"  # loss (nats/token) or bpb (bits per byte, for runs of different tokenizers)
     keep_unresolved: bool = False  # isoflop: a budget whose minimum is within the noise still enters N_opt(C)
+    by: str | None = None  # a column whose values are recipes: one law per group, compared (report/compare_section.py)
 
     @property
     def gives_budgets(self) -> bool:
@@ -84,7 +85,7 @@ class ReportSpec:
                                  "byte), or NAME:loss / NAME:bpb of an evaluation set") from None
         if not isinstance(values.get("keep_unresolved", False), bool):
             raise UsageError(f"{where}: keep_unresolved={values['keep_unresolved']!r}: expected true or false")
-        for key in ("title", "sweep", "runs", "published"):
+        for key in ("title", "sweep", "runs", "published", "by"):
             if values.get(key) is not None and not isinstance(values[key], str):
                 raise UsageError(f"{where}: {key}: expected text, got {values[key]!r}")
         if values.get("published") and not Path(values["published"]).is_file():

@@ -242,10 +242,11 @@ def headline(fits: Fits, reach: Reach | None = None) -> list[str]:
                 ex = res.exponents()
                 if ex is not None:
                     a, b = ex
-                    lines.append(f"corpus {group}: N_opt ∝ C^{fmt_exp(a.value)} {exp_ci(a.ci95)}, D_opt ∝ "
+                    lines.append(f"{gf.column} {group}: N_opt ∝ C^{fmt_exp(a.value)} {exp_ci(a.ci95)}, D_opt ∝ "
                                  f"C^{fmt_exp(b.value)} {exp_ci(b.ci95)}  ({res.label})")
         found = difference_lines(fits)
-        lines += found or ["no exponent or N_opt differs between corpora beyond the 95% intervals "
+        column = next(iter(fits.by_group.values())).column
+        lines += found or [f"no exponent or N_opt differs between groups of {column} beyond the 95% intervals "
                            "(overlap is not evidence of equality)"]
     res = fits.results.get("chinchilla")
     if res is not None:
@@ -273,10 +274,11 @@ def headline(fits: Fits, reach: Reach | None = None) -> list[str]:
 
 
 def by_group_table(fits: Fits) -> tuple[list[str], list[list[str]]]:
-    """Each law's exponents and N_opt per corpus, side by side, with intervals."""
+    """Each law's exponents and N_opt per group (corpus, or the spec's `by:`), side by side, with intervals."""
     grouped = fits.by_group or {}
     groups = list(dict.fromkeys(g for gf in grouped.values() for g in gf.results))
-    header = ["law", "quantity"] + [f"corpus {g}" for g in groups]
+    column = next(iter(grouped.values())).column if grouped else "corpus"
+    header = ["law", "quantity"] + [f"{column} {g}" for g in groups]
     rows = []
     for law, gf in grouped.items():
         for name, by in gf.quantities().items():
@@ -286,7 +288,7 @@ def by_group_table(fits: Fits) -> tuple[list[str], list[list[str]]]:
 
 
 def difference_lines(fits: Fits) -> list[str]:
-    """One line per quantity on which two corpora differ beyond their 95% intervals."""
+    """One line per quantity on which two groups differ beyond their 95% intervals."""
     out = []
     for law, gf in (fits.by_group or {}).items():
         out += [f"{law}: {d.describe(gf.column)}" for d in gf.differences()]
