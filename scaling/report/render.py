@@ -212,17 +212,25 @@ def at_report_budgets(data: ReportData, fits: Fits, spec: ReportSpec) -> Fits:
     the same budgets, none far past the data unless asked for. (A spec whose budgets equal the built-in
     default is taken as not giving any.)"""
     reach = reach_of(data.runs)
-    best = fits.results.get("chinchilla") or fits.results.get("isoflop")
+    grouped = fits.by_group or {}
+    candidates = [fits.results.get(law) for law in ("chinchilla", "isoflop")] + [
+        res for law in ("chinchilla", "isoflop") if law in grouped for res in grouped[law].results.values()]
+    best = next((res for res in candidates if res is not None and res.optimal is not None), None)
     if spec.gives_budgets or reach is None or best is None or best.optimal is None:
         return fits
     budgets = default_budgets(best, reach)
-    results = {}
-    for law, res in fits.results.items():
+
+    def restated(res):
         try:
-            results[law] = dataclasses.replace(res, optimal=res.allocate(budgets)) if res.optimal is not None else res
+            return dataclasses.replace(res, optimal=res.allocate(budgets)) if res.optimal is not None else res
         except (ValueError, ArithmeticError):  # a law whose allocation cannot be evaluated there keeps its own
-            results[law] = res
-    return dataclasses.replace(fits, results=results)
+            return res
+
+    results = {law: restated(res) for law, res in fits.results.items()}
+    # the laws per group (corpus, or the spec's by:) state N_opt at the same budgets as the pooled fit
+    by_group = {law: dataclasses.replace(gf, results={g: restated(r) for g, r in gf.results.items()})
+                for law, gf in (fits.by_group or {}).items()} or fits.by_group
+    return dataclasses.replace(fits, results=results, by_group=by_group)
 
 
 def _publish(stage: str, out_dir: str) -> None:

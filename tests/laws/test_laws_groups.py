@@ -93,3 +93,22 @@ def test_report_gives_one_law_per_corpus_side_by_side_with_the_differences(tmp_p
     assert "by_corpus" in [f.name for f in files.figures]
     saved = json.loads(open(files.fit_json).read())
     assert set(saved["by_corpus"]["isoflop"]["groups"]) == {"code", "prose"}
+
+
+def test_a_grouped_report_without_budgets_states_n_opt_near_the_data_not_at_the_built_in_1e24(tmp_path):
+    # The per-group laws used to keep the built-in 1e18/1e21/1e24 while the pooled headline moved to the
+    # report's own budgets: a side-by-side N_opt 10 orders of magnitude past the runs.
+    from scaling.report.fitting import fit_all
+    from scaling.report.gather import ReportData
+    from scaling.report.render import write_report
+    from scaling.report.spec import ReportSpec
+
+    runs = two_corpora().assign(tokens=lambda f: f.flops / (6 * f.params))
+    spec = ReportSpec(laws=("isoflop",), bootstrap=20, holdout="none")
+    data = ReportData(runs=runs)
+    files = write_report(data, fit_all(data, spec, progress=lambda m: None), spec, str(tmp_path / "report"))
+    saved = json.loads(open(files.fit_json).read())
+    for group in saved["by_corpus"]["isoflop"]["groups"].values():
+        budgets = [p["flops"] for p in group["optimal"]["at"]]
+        assert budgets[:2] == pytest.approx([10 * runs["flops"].max(), 100 * runs["flops"].max()]), budgets
+    assert "C = 1e+24" not in open(files.markdown).read()
