@@ -70,11 +70,12 @@ def _table(args):
         if not len(source):
             raise UsageError(f"sweep {args.sweep} has no completed run to compare")
         if args.by not in source.columns:  # a recipe key (qk_norm, mlp, parametrization): from each run's config
-            given = {r.run_id: r.config.get(args.by) for r in home.sweep_runs(args.sweep)}
-            column = source["run_id"].map(given)
-            if column.isna().all():
+            from scaling.report.grouping import config_values
+
+            given = config_values({r.run_id: r.config or {} for r in home.sweep_runs(args.sweep)}, args.by)
+            if given is None:
                 raise UsageError(f"--by {args.by}: neither a runs-table column nor a key the sweep's runs set")
-            source = source.assign(**{args.by: column.astype(str)})
+            source = source.assign(**{args.by: source["run_id"].map(given).astype(str)})
     elif args.runs:
         source = args.runs
     else:

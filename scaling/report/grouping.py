@@ -7,6 +7,8 @@ import dataclasses
 
 import pandas as pd
 
+from scaling.config import RunConfig
+
 from scaling.errors import UsageError
 from scaling.laws import several_corpora
 from scaling.laws.table import RunsTable
@@ -44,6 +46,16 @@ def group_seeds(table: RunsTable, column: str, seed: int) -> dict[str, int]:
     return {g: seed + i for i, g in enumerate(dict.fromkeys(table.frame[column].astype(str)))}
 
 
+def config_values(configs: dict[str, dict], key: str) -> dict[str, object] | None:
+    """run id -> the run's `key`: as its config gives it, else the run config's default (a baseline run
+    of a sweep that sets `mlp: gelu` on other points says nothing about its own SwiGLU). None when no
+    run's config gives the key (it is not a recipe key of this sweep)."""
+    if not any(config.get(key) is not None for config in configs.values()):
+        return None
+    default = {f.name: f.default for f in dataclasses.fields(RunConfig)}.get(key)
+    return {run_id: default if config.get(key) is None else config.get(key) for run_id, config in configs.items()}
+
+
 def with_config_column(runs: pd.DataFrame, steps: pd.DataFrame | None, by: str | None,
                        configs: dict[str, dict]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """A sweep's recipe key (qk_norm, mlp, parametrization) lives in each run's config, not in the runs
@@ -51,10 +63,8 @@ def with_config_column(runs: pd.DataFrame, steps: pd.DataFrame | None, by: str |
     run id -> config. Unchanged when the table has the column or no run's config has the key."""
     if by is None or by in runs.columns:
         return runs, steps
-    given = {run_id: config.get(by) for run_id, config in configs.items()}
-    if by == "parametrization":  # the config says nothing for the standard one (as gather reads it)
-        given = {run_id: value or "standard" for run_id, value in given.items()}
-    if all(value is None for value in given.values()):
+    given = config_values(configs, by)
+    if given is None:
         return runs, steps
 
     def add(frame: pd.DataFrame) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from scaling.cli import main
 from scaling.errors import UsageError
 from scaling.laws import load_runs
 from scaling.report.compare_section import comparison_budgets
-from scaling.report.grouping import grouping_column, with_config_column
+from scaling.report.grouping import config_values, grouping_column, with_config_column
 from scaling.report.spec import BUILT_IN_BUDGETS, ReportSpec
 
 GAMMA = TRUE["alpha"] * TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"])
@@ -170,6 +170,15 @@ def test_a_sweeps_recipe_key_is_copied_from_each_runs_config_into_the_runs_and_t
     kind, _ = with_config_column(runs, None, "parametrization", {"r0": {"parametrization": "mup"}, "r1": {}})
     assert list(kind["parametrization"]) == ["mup", "standard"]
     assert with_config_column(runs, steps, "loss", configs)[0] is runs
+
+
+def test_a_baseline_run_that_leaves_a_recipe_key_to_its_default_is_grouped_under_the_default():
+    # A sweep that sets `mlp: gelu` and `qk_norm: true` on some points says nothing on its baseline's: those
+    # runs are SwiGLU without QK-norm, not a group "None" (what `scaling compare --sweep --by mlp` made of them).
+    configs = {"base": {}, "gelu": {"mlp": "gelu"}, "qk": {"qk_norm": True}}
+    assert config_values(configs, "mlp") == {"base": "swiglu", "gelu": "gelu", "qk": "swiglu"}
+    assert config_values(configs, "qk_norm") == {"base": False, "gelu": False, "qk": True}
+    assert config_values(configs, "parametrization") is None  # no run sets it: not a recipe key here
 
 
 def fake_recipe_sweep(home, qk_norm=lambda i: i % 2 == 1) -> None:
