@@ -82,7 +82,8 @@ def cmd_plan_validate(args) -> int:
     spec["description"] = " ".join(run.lines())
     header = [f"ladder run of sweep {args.sweep}: the compute-optimal model of its fitted law, past its largest budget",
               *run.lines(),
-              "after it finishes: compare its eval loss with the prediction above",
+              f"after it finishes: scaling fit --sweep {args.sweep} (or its report) checks its loss against the "
+              "prediction (its `validates` keeps it out of the fit)",
               f"written by: scaling sweep plan --validate {args.validate} --sweep {args.sweep}"
               + (f" --rules {args.rules}" if args.rules else "")]
     print("\n".join(run.lines()), file=sys.stderr)
