@@ -16,11 +16,11 @@ BIG = 1e22  # 10x the sweep's largest budget
 SWEEP = replicated_isoflop_table(budgets=(1e18, 1e19, 1e20, 1e21), sizes=5, seeds=2, noise=0.003).assign(sweep_id="s")
 
 
-def ladder_rows(factors=(1.0, 1.1)):
+def ladder_rows(factors=(1.0, 1.1), sweep="s-ladder"):
     """Ladder runs at the true optimum of BIG, their losses the truth times each factor."""
     n = optimal_n(BIG)
     truth = chinchilla_loss(n, BIG / (6 * n))
-    return pd.DataFrame([{"run_id": f"L{i}", "sweep_id": "s-ladder", "validates": "s", "params": n, "flops": BIG,
+    return pd.DataFrame([{"run_id": f"L{i}", "sweep_id": sweep, "validates": "s", "params": n, "flops": BIG,
                           "loss": f * truth} for i, f in enumerate(factors)])
 
 
@@ -32,7 +32,8 @@ def checked():
         fitted.append(table)
         return fit(table, law, bootstrap=100, **CHEAP)
 
-    frame = pd.concat([SWEEP, ladder_rows()], ignore_index=True)
+    # registered in the sweep they check: only their `validates` tells them from its runs
+    frame = pd.concat([SWEEP, ladder_rows(sweep="s")], ignore_index=True)
     return check_ladder(frame, ("isoflop",), fit_law=spy), fitted
 
 
@@ -106,3 +107,42 @@ def test_every_law_that_predicts_a_loss_is_checked_with_its_own_interval():
     joint = run.predictions[1]
     # a law of another form fits these runs less well, but its interval is its own resamples' losses there
     assert joint.ci95[0] <= joint.loss <= joint.ci95[1] and joint.ci95 != run.predictions[0].ci95
+
+
+def fake_home(home, ladder_config=None):
+    """Sweep `s` (named demo) finished with SWEEP's numbers, and sweep `s-ladder` whose two runs name it."""
+    from scaling.runs import RunHome
+
+    store = RunHome(home)
+    store.register_sweep("s", "demo", {}, [{"run_id": r.run_id, "status": "pending", "config": {"seed": int(r.seed)}}
+                                           for r in SWEEP.itertuples()])
+    ladder = ladder_rows()
+    config = ladder_config or {"validates": "s"}
+    store.register_sweep("s-ladder", "demo-ladder", {}, [{"run_id": r.run_id, "status": "pending", "config": config}
+                                                         for r in ladder.itertuples()])
+    for r in pd.concat([SWEEP, ladder]).itertuples():
+        store.record_state(r.run_id, "complete", {}, {"status": "complete", "params": r.params, "flops": r.flops,
+                                                      "tokens": r.flops / (6 * r.params), "flops_model": r.flops,
+                                                      "eval_loss": r.loss})
+    return store
+
+
+def test_fit_of_a_sweep_finds_the_ladder_runs_that_name_it_in_other_sweeps(home, capsys, monkeypatch):
+    import scaling.laws
+    from scaling.report.gather import gather
+    from scaling.runs import runs_table
+
+    real = scaling.laws.fit
+    monkeypatch.setattr(scaling.laws, "fit", lambda table, law, **k: real(table, law, **{**k, **CHEAP}))
+    store = fake_home(home)
+    table = runs_table(store)
+    assert list(table.loc[table["validates"].notna(), "run_id"]) == ["L0", "L1"]  # the column, for ladder runs
+    assert sorted(runs_table(store, validating="s")["run_id"]) == ["L0", "L1"]
+    out_json = f"{home}/fit.json"
+    assert main(["--home", home, "fit", "--sweep", "s", "--bootstrap", "100", "--json", out_json]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(SWEEP)} points used, 0 dropped" in out and "OUTSIDE the 95% interval" in out
+    with open(out_json) as fh:
+        assert [r["run_id"] for r in json.load(fh)["ladder_check"]["runs"]] == ["L0", "L1"]
+    data = gather(store, "s")  # the report of the sweep finds them too, and fits none of them
+    assert sorted(data.ladder["run_id"]) == ["L0", "L1"] and "L0" not in set(data.runs["run_id"])
