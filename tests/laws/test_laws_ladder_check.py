@@ -68,6 +68,20 @@ def test_the_ladder_runs_are_never_in_the_fit_that_predicts_them(checked):
                                    rel=1e-6)
 
 
+def test_the_error_is_measured_in_the_half_width_on_the_side_the_measurement_fell():
+    from scaling.laws.ladder_check import Prediction
+
+    # a skewed interval, as bootstrap percentiles are: 0.1 below the prediction, 0.4 above
+    below = Prediction("chinchilla", "Approach 3", 2.0, (1.9, 2.4), measured=1.85, noise_sd=0.05)
+    above = Prediction("chinchilla", "Approach 3", 2.0, (1.9, 2.4), measured=2.3, noise_sd=0.05)
+    assert below.in_half_widths == pytest.approx(-1.5) and below.inside is False
+    assert above.in_half_widths == pytest.approx(0.75) and above.inside is True
+    assert above.in_noise_sds == pytest.approx(6.0) and below.in_noise_sds == pytest.approx(-3.0)
+    assert "OUTSIDE" in below.verdict() and "within 2 noise SDs" not in below.verdict()
+    near = Prediction("chinchilla", "Approach 3", 2.0, (1.99, 2.01), measured=2.05, noise_sd=0.05)
+    assert "OUTSIDE" in near.verdict() and "within 2 noise SDs" in near.verdict()
+
+
 def test_ladder_runs_of_a_sweep_missing_from_the_table_are_listed_not_checked():
     frame = pd.concat([SWEEP, ladder_rows((1.0,)).assign(validates="gone")], ignore_index=True)
     check = check_ladder(frame, fit_law=lambda t, law: pytest.fail("nothing to fit"))
