@@ -46,6 +46,16 @@ def split_ladder(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return frame[~mask].reset_index(drop=True), frame[mask].reset_index(drop=True)
 
 
+def largest_budget(table: RunsTable) -> float:
+    """A sweep's largest compute: the largest budget its runs were given (`flops_budget`) when they all say,
+    else the largest C measured (runs round D to whole steps, so a 2e12 run may measure 2.002e12)."""
+    if "flops_budget" in table.frame.columns:
+        given = pd.to_numeric(table.frame["flops_budget"], errors="coerce")
+        if given.notna().all() and (given > 0).all():
+            return float(given.max())
+    return float(table.column("flops").max())
+
+
 def predict_with_interval(fit, params: float, tokens: float, epochs: float | None = None
                           ) -> tuple[float, tuple[float, float] | None]:
     """A parametric law's loss at (N, D) and the 95% percentile interval of its bootstrap resamples' losses
@@ -278,4 +288,4 @@ def _check_sweep(sweep: str, base: pd.DataFrame, rows: pd.DataFrame, laws, fit_l
                                              epochs if law == "data-constrained" else None)
             predictions.setdefault(i, []).append(Prediction(law, result.label, loss, ci, float(r["loss"]),
                                                             noise.pooled.sd))
-    return runs(predictions=predictions, largest=float(table.column("flops").max()), fitted_runs=table.n_runs), errors
+    return runs(predictions=predictions, largest=largest_budget(table), fitted_runs=table.n_runs), errors

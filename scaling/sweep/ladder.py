@@ -17,11 +17,11 @@ import numpy as np
 
 from scaling.errors import UsageError
 from scaling.laws import fit_parametric, load_runs
-from scaling.laws.ladder_check import predict_with_interval
+from scaling.laws.ladder_check import largest_budget, predict_with_interval
 from scaling.runs import RunHome, runs_table
 from scaling.sweep.plan import _registered_shapes, snap
 
-LADDER_RANGE = (4.0, 30.0)  # C_BIG over the sweep's largest compute
+LADDER_RANGE = (4.0, 30.0)  # C_BIG over the sweep's largest budget
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def plan_ladder(frame, flops: float, shapes: Sequence[int] | None, rules: Sequen
         UsageError: C_BIG outside 4-30x the largest compute, a fit that fails, a rule of another law.
     """
     table = load_runs(frame)
-    largest = float(table.column("flops").max())
+    largest = largest_budget(table)
     check_budget(flops, largest)
     fit = fit_parametric(table, "chinchilla", bootstrap=bootstrap, seed=seed, budgets=[flops], **options)
     (best,) = fit.optimal.at

@@ -112,3 +112,14 @@ def test_a_ladder_spec_may_name_the_sweep_it_checks_by_name_and_gets_its_id(tmp_
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "validates=nosuch: no sweep of that id or name" in err
     assert len(home.sweeps()) == 2  # nothing more registered
+
+
+def test_4x_the_largest_budget_is_a_ladder_run_though_its_runs_measured_a_little_more():
+    # runs round D to whole steps: the demo's 2e12 runs measure up to 2.002e12, and 8e12 must still be 4x
+    budget = {f"b{i}": c for i, c in enumerate((1e18, 1e19, 1e20, 1e21))}
+    frame = FRAME.assign(flops_budget=FRAME["run_id"].str[:2].map(budget))
+    frame.loc[frame["flops"].idxmax(), "flops"] = 1.004e21
+    run = ladder.plan_ladder(frame, 4e21, None, bootstrap=0, **CHEAP)
+    assert run.largest == 1e21 and run.flops == 4e21
+    with pytest.raises(UsageError, match="a ladder run goes 4-30x past it"):  # measured C alone: 3.98x
+        ladder.plan_ladder(frame.drop(columns="flops_budget"), 4e21, None, bootstrap=0, **CHEAP)
