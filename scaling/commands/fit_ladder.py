@@ -1,15 +1,12 @@
 """`scaling fit`'s ladder check: the ladder runs (config `validates`) are taken out of the table before the
-fit, and each is compared with the laws of the sweep it names (scaling.laws.ladder_check)."""
+fit, and each is compared with the laws of the sweep it names (scaling.laws.ladder_check). Imported by
+fit.py's parser, so it imports jax (through scaling.laws) only when called: `--help` answers without it."""
 from __future__ import annotations
-
-import pandas as pd
-
-from scaling.laws.ladder_check import COLUMN, PREDICTING, LadderCheck, check_ladder, split_ladder
 
 NOT_FITTED = "ladder runs (checked below, not fitted)"
 
 
-def take_ladder(args, source, metric_name: str) -> tuple[object, pd.DataFrame | None, int]:
+def take_ladder(args, source, metric_name: str):
     """(the source without ladder rows, the frame the check reads: the sweep's runs and the ladder runs that
     name it, or None without any, how many rows were taken out). A table file is read here only to look for
     a `validates` column, and passed on as its path when it has no ladder row.
@@ -19,6 +16,9 @@ def take_ladder(args, source, metric_name: str) -> tuple[object, pd.DataFrame | 
         source: what the fit reads: a DataFrame, or a table file's path.
         metric_name: --metric (an evaluation set's NAME:loss makes that column the ladder runs' loss too).
     """
+    import pandas as pd
+
+    from scaling.laws.ladder_check import COLUMN, split_ladder
     from scaling.laws.table import read_table
 
     if not args.sweep:
@@ -45,8 +45,10 @@ def take_ladder(args, source, metric_name: str) -> tuple[object, pd.DataFrame | 
     return rest, pd.concat([own, ladder], ignore_index=True), len(source) - len(rest)
 
 
-def run_check(frame, args, law: str, metric: str, reuse=None, reuse_runs=()) -> LadderCheck | None:
-    """The check at the fit's settings: Approach 3, and the fitted law too when it predicts a loss."""
+def run_check(frame, args, law: str, metric: str, reuse=None, reuse_runs=()):
+    """The check at the fit's settings (a LadderCheck): Approach 3, and the fitted law too when it predicts a loss."""
+    from scaling.laws.ladder_check import check_ladder
+
     options = {"bootstrap": args.bootstrap, "seed": args.seed, "huber_delta": args.huber_delta,
                "bootstrap_starts": args.bootstrap_starts}
     return check_ladder(frame, ("chinchilla", law), reuse=reuse, reuse_runs=reuse_runs, metric=metric, **options)
@@ -54,11 +56,13 @@ def run_check(frame, args, law: str, metric: str, reuse=None, reuse_runs=()) -> 
 
 def reusable(args, law: str, fixed: dict, grouped: bool) -> bool:
     """Whether the command's own fit is the fit the check needs (the law at its defaults on all the rows)."""
+    from scaling.laws.ladder_check import PREDICTING
+
     return (law in PREDICTING and not fixed and not args.holdout and not args.best_of.strip()
             and args.params_column == "params" and not grouped)
 
 
-def render(check: LadderCheck) -> str:
+def render(check) -> str:
     from scaling.commands.fit import _rows
     from scaling.display import number
 

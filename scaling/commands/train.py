@@ -15,7 +15,8 @@ keys (key=value, or the same keys in CONFIG.yaml; later wins, W&B sweep values w
             decay_fraction  cooldowns=D1,D2,... (wsd: branches that reuse this run's stable phase; see README)
             parametrization=standard|mup  base_width (mup: the width whose lr transfers to every width; 64)
   data      corpus=stdlib|DIR|GLOB|FILE.bin|synthetic[:V[:SEED]]  seed eval_tokens n_evals
-  tracking  run_id name sweep validates=SWEEP checkpoint_every wandb=auto|off|offline|online wandb_project dtype=auto|float32|bfloat16
+  tracking  run_id name sweep checkpoint_every wandb=auto|off|offline|online wandb_project dtype=auto|float32|bfloat16
+            validates=SWEEP (a ladder run: the sweep whose law it checks; fit and report keep it out of the fit)
 examples:
   scaling train params=1e5 tokens=3e5 wandb=off
   scaling train d_model=128 flops_budget=1e13 run_id=my-run checkpoint_every=50

@@ -37,7 +37,8 @@ def ladder_mask(frame: pd.DataFrame) -> pd.Series:
     if COLUMN not in frame.columns:
         return pd.Series(False, index=frame.index)
     text = frame[COLUMN].astype("string").str.strip()
-    return (frame[COLUMN].notna() & text.notna() & (text != "") & (text.str.lower() != "nan")).fillna(False).astype(bool)
+    named = frame[COLUMN].notna() & text.notna() & (text != "") & (text.str.lower() != "nan")
+    return named.fillna(False).astype(bool)
 
 
 def split_ladder(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

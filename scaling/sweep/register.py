@@ -169,8 +169,8 @@ def resolve_validates(home: RunHome, runs: list[dict], path: str) -> list[str]:
                          + (f" (the newest of {len(named)} sweeps of that name)" if len(named) > 1 else ""))
         else:
             listed = ", ".join(s["sweep_id"] for s in known[-8:]) or "none"
-            raise UsageError(f"{path}: validates={value}: no sweep of that id or name in {home.root} (known: {listed}); "
-                             "a ladder run checks a sweep that ran there")
+            raise UsageError(f"{path}: validates={value}: no sweep of that id or name in {home.root} "
+                             f"(known: {listed}); a ladder run checks a sweep that ran there")
     for r in runs:
         if r["config"].get("validates"):
             r["config"]["validates"] = to_id[r["config"]["validates"]]
