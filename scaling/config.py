@@ -112,6 +112,9 @@ class RunConfig:
     run_id: str | None = None
     name: str | None = None
     sweep: str | None = None
+    # a ladder run: the sweep whose fitted law it checks (`sweep plan --validate` sets it); fit and report
+    # keep it out of every fit and compare its loss with that sweep's prediction (scaling/laws/ladder_check.py)
+    validates: str | None = None
     wandb: str = "auto"
     wandb_project: str = "scaling"
 
@@ -161,6 +164,8 @@ class RunConfig:
                              "(the run home's own folders start with it)")
         if self.run_id is not None and (why := reserved_run_id(self.run_id)):
             raise UsageError(f"run_id={self.run_id}: {why}")
+        if self.validates is not None and not (_safe_id(self.validates) and len(self.validates) <= MAX_ID_LENGTH):
+            raise UsageError(f"validates={self.validates!r}: expected a sweep id (letters, digits, '-', '_', '.')")
         if self.run_id is not None and len(self.run_id) > MAX_ID_LENGTH:
             raise UsageError(f"run_id={self.run_id[:16]}... has {len(self.run_id)} characters; allowed: at most "
                              f"{MAX_ID_LENGTH} (it names the run's folder)")
@@ -230,7 +235,7 @@ USER_KEYS = ("params", "d_model", "n_layers", "n_heads", "d_ff", "mlp", "tied", 
              "flops_budget", "batch_size", "lr", "recipe", "schedule", "warmup_fraction", "warmup_tokens",
              "min_lr_ratio", "decay_fraction", "cooldowns", "weight_decay", "beta1", "beta2", "grad_clip",
              "parametrization", "base_width", "output_mult", "corpus", "mixture", "domains", "seed", "eval_tokens",
-             "eval", "n_evals", "run_id", "name", "sweep",
+             "eval", "n_evals", "run_id", "name", "sweep", "validates",
              "checkpoint_every", "wandb", "wandb_project", "dtype")
 
 

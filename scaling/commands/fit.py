@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import warnings
 from contextlib import contextmanager
 
-from scaling.commands import fit_domains
+from scaling.commands import fit_domains, fit_ladder
 from scaling.commands.common import check_output_file, parse_budgets, refresh_index
 from scaling.display import number
 from scaling.errors import UsageError
@@ -174,10 +175,16 @@ def run(args) -> int:
         from scaling.runs.table import on_metric
 
         source, metric = on_metric(read_table(source)[0], metric, "the runs"), "loss"
+    named = source if isinstance(source, str) else None
+    loss_law = args.law not in ("lr", "batch")  # hyperparameter rules read ladder runs as any other run
+    source, ladder, n_ladder = fit_ladder.take_ladder(args, source, args.metric) if loss_law else (source, None, 0)
     with flag_names():
         table = load_runs(source, params_column=args.params_column, metric=metric,
                           best_of=[c for c in args.best_of.split(",") if c.strip()])
-    table = table.with_frame(table.frame, **excluded)  # the sweep's runs the table left out count as dropped
+    if named and not isinstance(source, str):  # the table file, less its ladder rows: still named by its path
+        table = dataclasses.replace(table, source=named)
+    # the sweep's runs the table left out, and the ladder runs (checked, never fitted), count as dropped
+    table = table.with_frame(table.frame, **excluded, **{fit_ladder.NOT_FITTED: n_ladder})
     options = {"bootstrap_starts": args.bootstrap_starts} if args.law not in ("isoflop", "envelope", "lr") else {}
     if args.law == "batch":
         options = {"against": args.against}
@@ -202,8 +209,19 @@ def run(args) -> int:
         else:
             result = fit_one(table)
             summary = render(result, table.source, table.metric)
+    check = None
+    if ladder is not None:
+        with warnings.catch_warnings(record=True) as more:
+            warnings.simplefilter("always")
+            reuse = fit_ladder.reusable(args, args.law, fixed, by is not None)
+            check = fit_ladder.run_check(ladder, args, args.law, metric, reuse={args.law: result} if reuse else None,
+                                         reuse_runs=set(table.frame["run"]) if reuse else ())
+        caught += more
+        if check is not None:
+            summary += "\n\n" + fit_ladder.render(check)
     print_warnings(caught)
-    text = json.dumps({**result.to_json(), "metric": args.metric}, indent=2, allow_nan=False) + "\n"
+    extra = {} if check is None else {"ladder_check": check.to_json()}
+    text = json.dumps({**result.to_json(), "metric": args.metric, **extra}, indent=2, allow_nan=False) + "\n"
     if args.json == "-":  # the JSON alone on stdout, for a pipe; the readable summary goes to stderr
         print(summary, file=sys.stderr)
         sys.stdout.write(text)

@@ -58,6 +58,9 @@ def cmd_plan_hparams(args) -> int:
 
 def cmd_plan_validate(args) -> int:
     """`sweep plan --validate C_BIG --sweep SWEEP [--rules FIT.json,...]`: the ladder run's spec."""
+    import warnings
+
+    from scaling.commands.fit import print_warnings
     from scaling.config import parse_overrides
     from scaling.runs import write_atomic
     from scaling.sweep import plan
@@ -73,7 +76,10 @@ def cmd_plan_validate(args) -> int:
         raise UsageError("--validate: give one FLOP budget, e.g. --validate 1e13")
     rules = read_rules([p for p in (args.rules or "").split(",") if p.strip()])
     check_output_file(args.out, "--out")
-    run, registered, name = ladder_for_sweep(args.home, args.sweep, flops, rules)
+    with warnings.catch_warnings(record=True) as caught:  # the fit's numeric warnings: one counted note
+        warnings.simplefilter("always")
+        run, registered, name = ladder_for_sweep(args.home, args.sweep, flops, rules)
+    print_warnings(caught)
     settings = {k: typed_value(v) for k, v in parse_overrides(args.settings).items()}
     spec = plan.spec_dict([run.point()], name=args.name or name, base=registered, settings=settings)
     for key in HPARAM_KEYS:  # a fitted rule replaces the sweep's constant
@@ -82,7 +88,8 @@ def cmd_plan_validate(args) -> int:
     spec["description"] = " ".join(run.lines())
     header = [f"ladder run of sweep {args.sweep}: the compute-optimal model of its fitted law, past its largest budget",
               *run.lines(),
-              "after it finishes: compare its eval loss with the prediction above",
+              f"after it finishes: scaling fit --sweep {args.sweep} (or its report) checks its loss against the "
+              "prediction (its `validates` keeps it out of the fit)",
               f"written by: scaling sweep plan --validate {args.validate} --sweep {args.sweep}"
               + (f" --rules {args.rules}" if args.rules else "")]
     print("\n".join(run.lines()), file=sys.stderr)

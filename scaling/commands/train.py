@@ -19,6 +19,7 @@ keys (key=value, or the same keys in CONFIG.yaml; later wins, W&B sweep values w
             lr and batch_size where not given, instead of the family's rules; recorded in config.yaml)
   data      corpus=stdlib|DIR|GLOB|FILE.bin|synthetic[:V[:SEED]]  seed eval_tokens n_evals
   tracking  run_id name sweep checkpoint_every wandb=auto|off|offline|online wandb_project dtype=auto|float32|bfloat16
+            validates=SWEEP (a ladder run: the sweep whose law it checks; fit and report keep it out of the fit)
 examples:
   scaling train params=1e5 tokens=3e5 wandb=off
   scaling train d_model=128 flops_budget=1e13 run_id=my-run checkpoint_every=50

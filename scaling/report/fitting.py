@@ -10,6 +10,7 @@ import pandas as pd
 from scaling.errors import UsageError
 from scaling.laws import fit, fit_by, holdout_split, load_runs
 from scaling.laws.table import ExtrapolationWarning, warning_notes
+from scaling.report import ladder
 from scaling.report.gather import ReportData
 from scaling.report.grouping import group_seeds, grouping_column
 from scaling.report.spec import ReportSpec
@@ -23,6 +24,7 @@ class Fits:
     holdout_rows: pd.DataFrame | None = None
     by_group: dict | None = None  # law -> GroupedFit: one fit per group of the spec's `by:`, or per corpus
     notes: list[str] = field(default_factory=list)  # the fits' warnings, for the report, not the terminal
+    ladder: object | None = None  # LadderCheck of the ladder runs (report/ladder.py), None without any
 
 
 def fit_all(data: ReportData, spec: ReportSpec, progress=print) -> Fits:
@@ -31,6 +33,9 @@ def fit_all(data: ReportData, spec: ReportSpec, progress=print) -> Fits:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fits = _fit_all(data, spec, progress)
+        if spec.laws:  # a report of no loss law (a mixture study's) predicts no loss to check
+            fits.ladder = ladder.check(data.runs, data.ladder, spec.laws, fits.results, bootstrap=spec.bootstrap,
+                                       seed=spec.seed, huber_delta=spec.huber_delta, progress=progress)
     if not spec.gives_budgets:
         # the fits were asked for the built-in budgets only to be restated at the report's own
         # (render.at_report_budgets): a warning about how far those lie would name budgets nobody asked for

@@ -9,6 +9,7 @@ import pandas as pd
 from scaling.errors import UsageError
 from scaling.laws import load_runs
 from scaling.laws.table import MAX_LOSS, MAX_SIZE, bad_values
+from scaling.report.ladder import split as ladder_split
 from scaling.runs import RunHome, runs_table
 from scaling.runs.table import metric_column, on_metric
 
@@ -27,6 +28,7 @@ class ReportData:
     excluded: list[ExcludedRun] = field(default_factory=list)
     source: str = ""
     metric: str = "loss"  # what the `loss` columns hold: eval loss in nats/token, or bits per byte ("bpb")
+    ladder: pd.DataFrame | None = None  # ladder runs (config `validates`): in no fit, checked (report/ladder.py)
 
     @property
     def loss_unit(self) -> str:
@@ -58,7 +60,12 @@ def with_metric(data: ReportData, metric: str) -> ReportData:
     if not len(kept[0]):
         raise UsageError(f"metric {metric}: none of the runs has {'bits per byte' if metric == 'bpb' else column} "
                          f"({why})")
-    return ReportData(runs=kept[0], steps=kept[1], excluded=excluded, source=data.source, metric=metric)
+    ladder = data.ladder  # checked on the same metric; a ladder run without it is not checked
+    if ladder is not None:
+        has = pd.to_numeric(ladder[column], errors="coerce").notna() if column in ladder.columns else ladder.index < 0
+        ladder = on_metric(ladder[has], metric).reset_index(drop=True) if has.any() else None
+    return ReportData(runs=kept[0], steps=kept[1], excluded=excluded, source=data.source, metric=metric,
+                      ladder=ladder)
 
 
 def gather(home: RunHome | str | None, sweep: str | None = None, csv: str | None = None) -> ReportData:
@@ -80,7 +87,8 @@ def gather(home: RunHome | str | None, sweep: str | None = None, csv: str | None
         steps = frame if "step" in frame.columns else None
         if steps is not None:  # the final evaluation of each run is the fit's point
             frame = steps.sort_values("step").groupby(steps.get("run_id", steps.index), sort=False).tail(1)
-        return ReportData(runs=frame.reset_index(drop=True), steps=steps, excluded=excluded, source=csv)
+        frame, steps, ladder = ladder_split(frame.reset_index(drop=True), steps)
+        return ReportData(runs=frame, steps=steps, excluded=excluded, source=csv, ladder=ladder)
     home = RunHome.of(home)
     if sweep is None:
         raise UsageError("give --sweep SWEEP or a RUNS.csv")
@@ -104,7 +112,9 @@ def gather(home: RunHome | str | None, sweep: str | None = None, csv: str | None
     kind = {r.run_id: r.config.get("parametrization") or "standard" for r in runs}
     if set(kind.values()) != {"standard"}:  # muP runs: the LR-transfer figure draws each parametrization apart
         table["parametrization"] = table["run_id"].map(kind)
-    return ReportData(runs=table, steps=steps, excluded=excluded, source=f"sweep {sweep} in {home.root}")
+    table, steps, ladder = ladder_split(table, steps, home, sweep)
+    return ReportData(runs=table, steps=steps, excluded=excluded, source=f"sweep {sweep} in {home.root}",
+                      ladder=ladder)
 
 
 def _without_bad_values(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:

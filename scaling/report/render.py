@@ -16,6 +16,7 @@ from scaling.report.domains import domain_section
 from scaling.report.figures import Figure, draw_figures
 from scaling.report.fitting import Fits
 from scaling.report.gather import ReportData
+from scaling.report.ladder import section as ladder_section
 from scaling.report.spec import ReportSpec, load_published
 from scaling.report.tables import (
     allocation_table,
@@ -185,6 +186,11 @@ def write_report(data: ReportData, fits: Fits, spec: ReportSpec, out_dir: str,
             notes += compared.notes
             lines[0:0] = compared.headline
             fitted["compare"] = compared.json
+        checked = ladder_section(fits.ladder)
+        if checked is not None:  # ladder runs: each against the prediction of the sweep it names
+            tables[-2:-2] = [Table(checked.title, checked.header, checked.rows, checked.note, user_text=True)]
+            lines += checked.headline
+            fitted["ladder_check"] = checked.json
         staged = ReportFiles(stage, figures, lines, tables)
         write_atomic(staged.runs_csv, data.runs.to_csv(index=False))
         write_atomic(staged.fit_json, json.dumps(fitted, indent=2) + "\n")

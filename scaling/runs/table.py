@@ -18,7 +18,8 @@ RUN_COLUMNS = ["run_id", "sweep_id", "params", "params_nonembed", "tokens", "flo
                "metric", "branch_of", "branch_step", "flops_budget"]
 
 
-def runs_table(home: RunHome | str | None, sweep_id: str | None = None, steps: bool = False) -> pd.DataFrame:
+def runs_table(home: RunHome | str | None, sweep_id: str | None = None, steps: bool = False,
+               validating: str | None = None) -> pd.DataFrame:
     """The tidy runs table `scaling fit` reads.
 
     Args:
@@ -26,14 +27,18 @@ def runs_table(home: RunHome | str | None, sweep_id: str | None = None, steps: b
         sweep_id: only this sweep's runs.
         steps: one row per evaluated checkpoint (from metrics.jsonl, the last being the final one),
             with a `step` column, instead of one row per completed run.
+        validating: only the ladder runs that check this sweep (config `validates`), whichever sweep ran them.
     Returns:
         A DataFrame with RUN_COLUMNS (and `step`), loss = the final (or that step's) eval loss, then a
-        column per evaluation set's and task's key the runs have (EXTRA_PREFIXES), sorted.
+        `validates` column when a run is a ladder run, the mixture shares, and a column per evaluation
+        set's and task's key the runs have (EXTRA_PREFIXES), sorted.
     """
     home = RunHome.of(home)
     query, args = "SELECT run_id, sweep_id, summary, config FROM runs WHERE status='complete'", ()
     if sweep_id is not None:
         query, args = query + " AND sweep_id=?", (sweep_id,)
+    if validating is not None:
+        query, args = query + " AND json_extract(config, '$.validates')=?", (*args, validating)
     found = home.read(query, args)
 
     rows, vocab, extra = [], {}, set()
@@ -45,7 +50,7 @@ def runs_table(home: RunHome | str | None, sweep_id: str | None = None, steps: b
         base.update(run_id=r["run_id"], sweep_id=r["sweep_id"] or s.get("sweep_id"), loss=s["eval_loss"],
                     eval_bpb=s.get("eval_bpb"), status="complete", metric=_metric(home, r["run_id"], s, vocab),
                     flops_budget=_planned_budget(r["config"]))
-        shares = _mixture_shares(r["config"])
+        shares = {**_validates(r["config"]), **_mixture_shares(r["config"])}
         base.update(shares)
         extra |= set(shares)
         trained = {k: v for k, v in s.items() if k.startswith(EXTRA_PREFIXES)}
@@ -89,6 +94,15 @@ def _planned_budget(config: str | None) -> float | None:
     except (ValueError, AttributeError):
         return None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+def _validates(config: str | None) -> dict:
+    """{"validates": SWEEP} for a ladder run (its config names the sweep whose law it checks), else {}."""
+    try:
+        value = (json.loads(config) if config else {}).get("validates")
+    except (ValueError, AttributeError):
+        return {}
+    return {"validates": value} if isinstance(value, str) and value else {}
+
+
 def _mixture_shares(config: str | None) -> dict:
     """`mix/<domain>`: each training domain's share of a corpus=mix run's mixture (scaling/mixspec.py), what
     the mixture laws read (docs/contracts.md "The runs table", its domain columns); nothing for a single corpus."""

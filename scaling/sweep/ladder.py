@@ -10,17 +10,17 @@ learning rate and batch size from fitted rules (`scaling fit --law lr` / `--law 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from scaling.errors import UsageError
 from scaling.laws import fit_parametric, load_runs
-from scaling.laws.bootstrap import interval
+from scaling.laws.ladder_check import largest_budget, predict_with_interval
 from scaling.laws.rules import Rules
 from scaling.laws.rules import read_rules as read_rule_files
 from scaling.runs import RunHome, runs_table
 from scaling.sweep.plan import _registered_shapes, snap
 
-LADDER_RANGE = (4.0, 30.0)  # C_BIG over the sweep's largest compute
+LADDER_RANGE = (4.0, 30.0)  # C_BIG over the sweep's largest budget
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,12 @@ class LadderRun:
     loss_ci95: tuple[float, float] | None
     lr: float | None = None
     batch_size: int | None = None
+    validates: str | None = None  # the sweep it checks: its config key, so fit and report find it when it ran
 
     def point(self) -> dict:
         out = {"flops_budget": float(self.flops), "params": int(self.params)}
+        if self.validates is not None:
+            out["validates"] = self.validates
         if self.lr is not None:
             out["lr"] = float(f"{self.lr:.3g}")
         if self.batch_size is not None:
@@ -79,17 +82,13 @@ def plan_ladder(frame, flops: float, shapes: Sequence[int] | None, rules: Rules 
         UsageError: C_BIG outside 4-30x the largest compute, a fit that fails, a rule of another law.
     """
     table = load_runs(frame)
-    largest = float(table.column("flops").max())
+    largest = largest_budget(table)
     check_budget(flops, largest)
     fit = fit_parametric(table, "chinchilla", bootstrap=bootstrap, seed=seed, budgets=[flops], **options)
     (best,) = fit.optimal.at
     n = snap([best.params], shapes)[0] if shapes else int(float(f"{best.params:.3g}"))
     d = flops / (6.0 * n)
-    loss = float(fit.predict(params=n, tokens=d))
-    loss_ci = None
-    if len(fit.samples) > 1:
-        p = fit.form.natural(fit.samples)
-        loss_ci = interval(p["E"] + p["A"] * n ** -p["alpha"] + p["B"] * d ** -p["beta"])
+    loss, loss_ci = predict_with_interval(fit, n, d)
     lr, batch = rules.lr(n), rules.batch_size(flops, loss)
     return LadderRun(flops=float(flops), largest=largest, n_opt=float(best.params), n_opt_ci95=best.ci95.get("params"),
                      params=int(n), tokens=float(d), loss=loss, loss_ci95=loss_ci, lr=lr, batch_size=batch)
@@ -111,4 +110,4 @@ def ladder_for_sweep(home: RunHome | str | None, sweep_id: str, flops: float, ru
     if not len(frame):
         raise UsageError(f"--sweep {sweep_id}: no completed runs to fit (see `scaling sweep status {sweep_id}`)")
     run = plan_ladder(frame, flops, _registered_shapes(registered["spec"]), rules, **options)
-    return run, registered["spec"], f"{registered['name']}-ladder"
+    return replace(run, validates=sweep_id), registered["spec"], f"{registered['name']}-ladder"

@@ -136,13 +136,14 @@ def create_sweep(home: RunHome | str | None, path: str) -> dict:
         runs = plan_sweep_runs(spec, sweep_id)
     except UsageError as err:
         raise UsageError(f"{path}: {err}") from None
+    resolved = resolve_validates(home, runs, path)
     reused = reuse_finished(home, runs)
     if reused == len(runs):
         raise UsageError(f"{path}: every point is a finished run of {home.root} (e.g. {runs[0]['reason']}); "
                          "nothing to queue: fit the runs there")
     if all(r["status"] == "skipped" for r in runs):
         raise UsageError(f"{path}: no point can run; e.g. {_point_text(runs[0]['point'])}: {runs[0]['reason']}")
-    notes = duplicate_notes(runs)
+    notes = resolved + duplicate_notes(runs)
     if reused:
         notes.append(f"{reused} point(s) reuse finished runs; {sum(r['status'] == 'pending' for r in runs)} "
                      "new run(s) queued")
@@ -150,6 +151,34 @@ def create_sweep(home: RunHome | str | None, path: str) -> dict:
         notes.append(f"run_cap={spec.run_cap} keeps the first {spec.run_cap} of {_grid_size(spec)} grid points")
     home.register_sweep(sweep_id, spec.name, spec.raw, [{k: v for k, v in r.items() if k != "point"} for r in runs])
     return {"sweep_id": sweep_id, "name": spec.name, "method": spec.method, "runs": runs, "notes": notes}
+
+
+def resolve_validates(home: RunHome, runs: list[dict], path: str) -> list[str]:
+    """A ladder point's `validates` may give the checked sweep's name (sweeps/ladder.yaml says `validates:
+    demo`, the ids being per home): each run's config gets the id of the home's newest sweep of that name, so
+    the runs table names the runs it checks. Returns a note per name resolved; refuses a name or id the home
+    does not have, before anything is written."""
+    given = sorted({r["config"]["validates"] for r in runs if r["config"].get("validates")})
+    if not given:
+        return []
+    known = home.sweeps() if os.path.exists(home.db_path) else []
+    ids, notes, to_id = {s["sweep_id"] for s in known}, [], {}
+    for value in given:
+        named = [s["sweep_id"] for s in known if s["name"] == value]
+        if value in ids:
+            to_id[value] = value
+        elif named:
+            to_id[value] = named[-1]
+            notes.append(f"validates: {value} is sweep {named[-1]}"
+                         + (f" (the newest of {len(named)} sweeps of that name)" if len(named) > 1 else ""))
+        else:
+            listed = ", ".join(s["sweep_id"] for s in known[-8:]) or "none"
+            raise UsageError(f"{path}: validates={value}: no sweep of that id or name in {home.root} "
+                             f"(known: {listed}); a ladder run checks a sweep that ran there")
+    for r in runs:
+        if r["config"].get("validates"):
+            r["config"]["validates"] = to_id[r["config"]["validates"]]
+    return notes
 
 
 def _grid_size(spec: SweepSpec) -> int:

@@ -84,6 +84,7 @@ def test_validate_command_writes_the_run_on_the_sweeps_own_spec(tmp_path, capsys
     written = load_spec(str(out))
     (point,) = written.points
     assert written.name == "demo-ladder" and point["flops_budget"] == 1e22 and "lr" in point
+    assert point["validates"] == "demo-abc"  # the run names the sweep it checks: fit and report find it
     text = out.read_text()
     assert "predicted loss" in yaml.safe_load(text)["description"] and "predicted loss" in text.splitlines()[2]
     assert "batch_size" in {p.name for p in written.parameters}  # no batch rule: the sweep's own constant stays
@@ -95,3 +96,36 @@ def test_validate_command_writes_the_run_on_the_sweeps_own_spec(tmp_path, capsys
         assert main(["sweep", "plan", *argv, "--out", str(tmp_path / "x.yaml")]) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and message in err, err
+
+
+def test_a_ladder_spec_may_name_the_sweep_it_checks_by_name_and_gets_its_id(tmp_path, capsys):
+    from scaling.runs import RunHome
+    from scaling.sweep import create_sweep
+
+    home = RunHome(str(tmp_path / "runs"))
+    home.register_sweep("demo-1a2b3c", "demo", {}, [{"run_id": "demo-1a2b3c-000", "status": "pending", "config": {}}])
+    spec = tmp_path / "ladder.yaml"
+    command = ["${env}", "${interpreter}", "-m", "scaling.cli", "train", "${args_no_hyphens}"]
+    spec.write_text(yaml.safe_dump({
+        "name": "demo-ladder", "method": "grid", "command": command,
+        "parameters": {"corpus": {"value": "synthetic:64"}, "seq_len": {"value": 32}, "batch_size": {"value": 4}},
+        "points": [{"params": 5.0e3, "flops_budget": 1.0e10, "validates": "demo"}]}))
+    created = create_sweep(home, str(spec))
+    (run,) = created["runs"]
+    assert run["config"]["validates"] == "demo-1a2b3c" and "validates: demo is sweep demo-1a2b3c" in created["notes"]
+    spec.write_text(spec.read_text().replace("validates: demo", "validates: nosuch"))
+    assert main(["--home", home.root, "sweep", "create", str(spec)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "validates=nosuch: no sweep of that id or name" in err
+    assert len(home.sweeps()) == 2  # nothing more registered
+
+
+def test_4x_the_largest_budget_is_a_ladder_run_though_its_runs_measured_a_little_more():
+    # runs round D to whole steps: the demo's 2e12 runs measure up to 2.002e12, and 8e12 must still be 4x
+    budget = {f"b{i}": c for i, c in enumerate((1e18, 1e19, 1e20, 1e21))}
+    frame = FRAME.assign(flops_budget=FRAME["run_id"].str[:2].map(budget))
+    frame.loc[frame["flops"].idxmax(), "flops"] = 1.004e21
+    run = ladder.plan_ladder(frame, 4e21, None, bootstrap=0, **CHEAP)
+    assert run.largest == 1e21 and run.flops == 4e21
+    with pytest.raises(UsageError, match="a ladder run goes 4-30x past it"):  # measured C alone: 3.98x
+        ladder.plan_ladder(frame.drop(columns="flops_budget"), 4e21, None, bootstrap=0, **CHEAP)
