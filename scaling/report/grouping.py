@@ -8,7 +8,6 @@ import dataclasses
 import pandas as pd
 
 from scaling.config import RunConfig
-
 from scaling.errors import UsageError
 from scaling.laws import several_corpora
 from scaling.laws.table import RunsTable
