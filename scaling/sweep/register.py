@@ -42,10 +42,14 @@ def plan_sweep_runs(spec: SweepSpec, sweep_id: str) -> list[dict]:
         row = {"run_id": run_id, "config": config, "point": point}
         try:
             plan = plan_run(cfg)
-            check_plan(plan, available=host_memory())  # the agents' devices are checked when they train
+            check_plan(plan, available=(math.inf, "any memory"))  # what no machine could run: skipped
         except UsageError as err:
             row.update(status="skipped", reason=str(err))
         else:
+            try:  # memory is the agents' devices' to judge (a login node plans for GPUs): said, not skipped
+                check_plan(plan, available=host_memory())
+            except UsageError as err:
+                row["memory"] = str(err)
             if cfg.warmup_tokens is None and plan.config.warmup_tokens is not None:
                 # The planner fixed the warmup of a run with cooldown branches: the row keeps that value, so
                 # the config the agent trains and the row it is checked against agree.
@@ -143,14 +147,26 @@ def create_sweep(home: RunHome | str | None, path: str) -> dict:
                          "nothing to queue: fit the runs there")
     if all(r["status"] == "skipped" for r in runs):
         raise UsageError(f"{path}: no point can run; e.g. {_point_text(runs[0]['point'])}: {runs[0]['reason']}")
-    notes = resolved + duplicate_notes(runs)
+    notes = resolved + duplicate_notes(runs) + memory_notes(runs)
     if reused:
         notes.append(f"{reused} point(s) reuse finished runs; {sum(r['status'] == 'pending' for r in runs)} "
                      "new run(s) queued")
     if spec.method == "grid" and spec.run_cap and spec.run_cap < _grid_size(spec):
         notes.append(f"run_cap={spec.run_cap} keeps the first {spec.run_cap} of {_grid_size(spec)} grid points")
-    home.register_sweep(sweep_id, spec.name, spec.raw, [{k: v for k, v in r.items() if k != "point"} for r in runs])
+    home.register_sweep(sweep_id, spec.name, spec.raw,
+                        [{k: v for k, v in r.items() if k not in ("point", "memory")} for r in runs])
     return {"sweep_id": sweep_id, "name": spec.name, "method": spec.method, "runs": runs, "notes": notes}
+
+
+def memory_notes(runs: list[dict]) -> list[str]:
+    """One note for the queued points this machine could not train for memory: queued all the same, since
+    an agent checks its own devices before it trains (and records `failed`, with the reason, on one too
+    small), and a sweep for GPUs is often registered on a login node without any."""
+    over = [r for r in runs if r.get("memory") and r["status"] == "pending"]
+    if not over:
+        return []
+    return [f"{len(over)} queued point(s) need more memory than this machine has; they are for agents on larger "
+            f"devices (an agent here would record them failed), e.g. {over[0]['run_id']}: {over[0]['memory']}"]
 
 
 def resolve_validates(home: RunHome, runs: list[dict], path: str) -> list[str]:

@@ -13,6 +13,7 @@ from scaling import sweep
 from scaling.cli import main
 from scaling.config import RunConfig, resolve_config
 from scaling.errors import UsageError
+from scaling.runs import RunHome
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHIPPED = sorted(glob.glob(os.path.join(ROOT, "sweeps", "*.yaml")))
@@ -114,6 +115,18 @@ def test_grid_is_the_product_in_spec_order_and_skips_what_cannot_run(tmp_path):
     assert [r["config"]["tokens"] for r in skipped] == [64, 64]
     assert all("less than one batch" in r["reason"] for r in skipped)
     assert all(r["config"]["sweep"] == "s-1" and r["config"]["run_id"].startswith("s-1-") for r in runs)
+
+
+def test_a_point_too_big_for_this_machines_memory_is_queued_with_a_note_not_skipped(tmp_path, monkeypatch, home):
+    # A sweep for GPUs is registered on a login node: its RAM says nothing about the agents' devices (the
+    # ladder-gpu points over this machine's memory used to be skipped for good). Each agent checks its own.
+    monkeypatch.setattr("scaling.sweep.register.host_memory", lambda: (1e3, "this machine's RAM"))
+    path = _spec(tmp_path, _params(tokens={"value": 4096}))
+    created = sweep.create_sweep(home, path)
+    assert [r["status"] for r in created["runs"]] == ["pending", "pending"]
+    (note,) = [n for n in created["notes"] if "more memory than this machine has" in n]
+    assert note.startswith("2 queued point(s)") and "this machine's RAM" in note
+    assert all("memory" not in r for r in RunHome(home).sweep_runs(created["sweep_id"])[0].config)
 
 
 def test_random_draws_run_cap_seeded_points_within_their_distributions(tmp_path):
