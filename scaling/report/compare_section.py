@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -23,22 +23,16 @@ from scaling.laws.table import RunsTable, warning_notes
 from scaling.report.compare_figure import plot_multipliers
 from scaling.report.figures import Figure, plt
 from scaling.report.fitting import _holdout_runs as holdout_runs
+from scaling.report.section import Section
 
 FIGURE = "compare_multiplier"
 
 
 @dataclass
-class CompareSection:
-    """What the section adds to the report: headline lines, the k(C) figure, tables (title, header, rows,
-    note), notes, what could not be compared and why, and `compare` for fit.json."""
+class CompareSection(Section):
+    """The recipes compared: k(C) and its figure, the crossovers, shared E; `json` is fit.json's `compare`."""
 
     comparison: Comparison | None = None
-    headline: list[str] = field(default_factory=list)
-    figures: list[Figure] = field(default_factory=list)
-    tables: list[tuple[str, list[str], list[list[str]], str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    errors: dict[str, str] = field(default_factory=dict)
-    json: dict = field(default_factory=dict)
 
 
 def compare_section(data, fits, spec, out_dir: str) -> CompareSection | None:

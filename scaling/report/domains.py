@@ -7,7 +7,7 @@ A law these runs cannot support is listed as not fitted with its reason, as the 
 loss laws; a report whose runs have none of these columns has no domains section."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -15,23 +15,15 @@ from scaling.display import number as fmt
 from scaling.errors import UsageError
 from scaling.laws import fit_accuracy, fit_mixture, fit_pairs
 from scaling.report.domain_figures import accuracy_figure, loss_to_loss_figure, mixture_figure
-from scaling.report.figures import Figure
+from scaling.report.section import Section
 from scaling.report.tables import fmt_ci
 
 HELD_OUT = 2  # mixtures per scale the mixing law predicts unseen, when it has enough to spare
 
 
 @dataclass
-class DomainSection:
-    """What the section adds to the report: headline lines, figures, tables (title, header, rows, note), notes, the laws
-    that could not be fitted and why, and the unrounded results for fit.json."""
-
-    headline: list[str] = field(default_factory=list)
-    figures: list[Figure] = field(default_factory=list)
-    tables: list[tuple[str, list[str], list[list[str]], str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    errors: dict[str, str] = field(default_factory=dict)
-    json: dict = field(default_factory=dict)
+class DomainSection(Section):
+    """The laws across domains (mixtures, loss-to-loss, accuracy): their lines, figures and tables."""
 
 
 def columns_of(runs: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
