@@ -207,11 +207,13 @@ class RunHome:
         return IndexedRun.from_row(rows[0]) if rows else None
 
     # ---- sweeps ------------------------------------------------------------------------------------
-    def register_sweep(self, sweep_id: str, name: str, spec: dict, runs: list[dict]) -> None:
+    def register_sweep(self, sweep_id: str, name: str, spec: dict, runs: list[dict],
+                       created: float | None = None) -> None:
         """One transaction: the sweep and all its runs appear together or not at all.
         Each run: {run_id, status (pending|skipped), config, plan, reason}. The rows are saved beside
-        the spec so that `reindex` restores the queue without re-planning it."""
-        now = time.time()
+        the spec so that `reindex` restores the queue without re-planning it, and its creation time
+        (`created`: the saved one, so a rebuilt index keeps the sweeps' order and elapsed clocks)."""
+        now = time.time() if created is None else float(created)
         with self.db() as conn:
             conn.execute("INSERT INTO sweeps (sweep_id, name, spec, created) VALUES (?, ?, ?, ?)",
                          (sweep_id, name, json.dumps(spec), now))

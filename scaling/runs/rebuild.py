@@ -80,7 +80,8 @@ def reindex(home: RunHome) -> dict:
             counts["skipped"].append(f"sweep file {path}: not a saved sweep (sweep_id, spec, runs)")
             continue
         if home.sweep(saved["sweep_id"]) is None:
-            home.register_sweep(saved["sweep_id"], saved.get("name"), saved["spec"], saved["runs"])
+            home.register_sweep(saved["sweep_id"], saved.get("name"), saved["spec"], saved["runs"],
+                                created=saved.get("created"))
             counts["sweeps"] += 1
 
     found, damaged = {}, set()

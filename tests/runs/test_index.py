@@ -1,6 +1,7 @@
 """The run home's index (scaling/runs/index.py) on its own, with no training: where the home is, the
 journal mode, a home under a file, the read-only read path and its fallback, a sweep's row and saved file,
 a queued branch, a row without a summary. Each test pins a mutant that survived issue 23's mutation run."""
+import json
 import os
 import sqlite3
 
@@ -106,6 +107,24 @@ def test_a_sweep_reads_back_as_registered_and_reindex_restores_its_name_spec_and
         os.remove(store.db_path)
         store = RunHome(home)
         rebuild.reindex(store)
+
+
+def test_reindex_keeps_each_sweeps_creation_time_so_the_newest_of_a_name_stays_the_newest(home):
+    # A rebuilt index used to stamp every lost sweep "now" and list them in file-name order (ids end in
+    # random hex): `validates: demo` or `sweep create` continuing a sweep could then pick an older one, and
+    # `sweep status` restarted the elapsed clock.
+    store = RunHome(home)
+    for sweep_id, t in (("demo-ffff", 1000.0), ("demo-0000", 2000.0)):
+        store.register_sweep(sweep_id, "demo", {}, [{"run_id": f"{sweep_id}-0", "status": "pending", "config": {}}])
+        saved = os.path.join(store.sweeps_dir, f"{sweep_id}.json")
+        with open(saved) as f:
+            record = json.load(f)
+        with open(saved, "w") as f:
+            json.dump({**record, "created": t}, f)
+    os.remove(store.db_path)
+    store = RunHome(home)
+    rebuild.reindex(store)
+    assert [(s["sweep_id"], s["created"]) for s in store.sweeps()] == [("demo-ffff", 1000.0), ("demo-0000", 2000.0)]
 
 
 def test_a_branch_is_queued_right_after_its_parent_with_its_config_and_plan_once(home):
