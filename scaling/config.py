@@ -67,7 +67,7 @@ class RunConfig:
     # optimizer and schedule
     lr: float | None = None
     # fitted laws (`scaling fit --law lr|batch --json`), FIT.json[,FIT2.json]: they set lr and batch_size
-    # where the run leaves them open, in place of the family's rules (train/plan.py, laws/rules.py)
+    # where the run leaves them open, in place of the family's rules (train/plan.py, scaling/rules.py)
     recipe: str | None = None
     recipe_sha256: str | None = None  # set by the planner: the files' content, so an edited one is a new config
     min_lr_ratio: float = 0.1
@@ -284,7 +284,7 @@ def _lr_from_fit(values: dict) -> dict:
     """lr=fit:FIT.json: the peak lr that `scaling fit --law lr --json FIT.json` predicts at this run's
     params=N (lr_opt = c N^k), so one sweep spec gives every size its own fitted rate. (`recipe=FIT.json`
     does the same at the planned model's exact N, records the law, and sets the batch size too.)"""
-    from scaling.laws.rules import read_rules
+    from scaling.rules import read_rules
 
     lr = values.get("lr")
     if not (isinstance(lr, str) and lr.strip().startswith("fit:")):

@@ -33,3 +33,11 @@ def short(x: float) -> str:
         if x >= scale:
             return f"{x / scale:.3g}{unit}".replace("e+", "e")
     return f"{x:.3g}".replace("e+", "e")
+
+
+def aligned(rows, header, indent: str = "") -> list[str]:
+    """A plain-text table: the header and each row, columns padded to their widest cell; floats and None
+    shown by `number`."""
+    rows = [tuple(number(c) if isinstance(c, float) or c is None else str(c) for c in r) for r in rows]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    return [indent + "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]

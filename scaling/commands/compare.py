@@ -7,7 +7,7 @@ import sys
 import warnings
 
 from scaling.commands.common import check_output_file, parse_budgets, refresh_index
-from scaling.display import number
+from scaling.display import aligned, number
 from scaling.errors import UsageError
 
 EPILOG = """For each group of --by, Chinchilla's law (Approach 3, as `scaling fit`) gives the compute-optimal
@@ -151,7 +151,7 @@ def render(result, source: str) -> str:
         rows = [(number(m.flops), _k(m.k, m.ci95), number(m.loss_a), number(m.loss_b),
                  number(m.gap) + ("" if m.gap_ci95 is None else f" [{number(m.gap_ci95[0])}, {number(m.gap_ci95[1])}]"),
                  m.verdict) for m in pair.separate]
-        lines += _rows(rows, header)
+        lines += aligned(rows, header, indent="  ")
         lines.append(f"crossover: {pair.crossover.describe()}")
         if pair.shared:
             lines.append("with E shared: " + "; ".join(f"k at {number(m.flops)} = {_k(m.k, m.ci95)}"
@@ -170,7 +170,3 @@ def render(result, source: str) -> str:
                      f"{h.preferred}")
     return "\n".join(lines)
 
-
-def _rows(rows, header) -> list[str]:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    return ["  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from scaling.commands import fit_domains, fit_ladder
 from scaling.commands.common import check_output_file, parse_budgets, refresh_index
-from scaling.display import number
+from scaling.display import aligned, number
 from scaling.errors import UsageError
 
 LAW_HELP = """laws:
@@ -268,13 +268,6 @@ def _ci(ci) -> str:
     return "" if not ci else f"[{number(ci[0])}, {number(ci[1])}]"
 
 
-def _rows(rows, header) -> list[str]:
-    rows = [tuple(number(c) if isinstance(c, float) or c is None else str(c) for c in r) for r in rows]
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
-    return [line(header), *(line(r) for r in rows)]
-
-
 def render(result, source: str, metric: str = "loss") -> str:
     """A readable summary of any law's fit: method, estimates with 95% intervals, the law's own
     tables, the compute-optimal choice at the requested budgets, and findings."""
@@ -284,17 +277,17 @@ def render(result, source: str, metric: str = "loss") -> str:
              f"{source}: {result.n_points} points used, {sum(result.dropped.values())} dropped"
              f" ({describe_dropped(result.dropped)})"
              + ("; loss = eval bits per byte (eval_bpb)" if metric == "bpb" else ""), result.method(), ""]
-    lines += _rows([(e.name, e.value, _ci(e.ci95)) for e in result.estimates()],
+    lines += aligned([(e.name, e.value, _ci(e.ci95)) for e in result.estimates()],
                    ("parameter", "value", "95% interval"))
     for table in result.details():
-        lines += [""] + _rows(table.rows, table.header)
+        lines += [""] + aligned(table.rows, table.header)
     opt = result.optimal
     if opt is not None and opt.at:
         rows = [(p.flops, f"{number(p.params)} {_ci(p.ci95.get('params'))}" if p.params is not None else "-",
                  f"{number(p.tokens)} {_ci(p.ci95.get('tokens'))}" if p.tokens is not None else "-",
                  number(p.tokens_per_param, 3) if p.tokens_per_param is not None else "-",
                  f"{number(p.loss)} {_ci(p.ci95.get('loss'))}" if p.loss is not None else "-") for p in opt.at]
-        lines += [""] + _rows(rows, ("budget (FLOPs)", "N_opt", "D_opt", "tokens/param", "loss"))
+        lines += [""] + aligned(rows, ("budget (FLOPs)", "N_opt", "D_opt", "tokens/param", "loss"))
     notes = result.notes()
     if notes:
         lines += [""] + notes
@@ -312,7 +305,7 @@ def render_grouped(grouped, source: str, metric: str = "loss") -> str:
     groups = list(grouped.results)
     rows = [(name, *(f"{number(by[g][0])} {_ci(by[g][1])}" if g in by and by[g][0] is not None else "-"
                      for g in groups)) for name, by in grouped.quantities().items()]
-    lines += [f"side by side ({grouped.column}):"] + _rows(rows, ("quantity", *groups)) + [""]
+    lines += [f"side by side ({grouped.column}):"] + aligned(rows, ("quantity", *groups)) + [""]
     found = grouped.differences()
     lines += [f"differences beyond the 95% intervals ({len(found)}):"] + [
         "  " + d.describe(grouped.column) for d in found] if found else [

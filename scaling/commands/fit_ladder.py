@@ -63,11 +63,10 @@ def reusable(args, law: str, fixed: dict, grouped: bool) -> bool:
 
 
 def render(check) -> str:
-    from scaling.commands.fit import _rows
-    from scaling.display import number
+    from scaling.display import aligned, number
 
     lines = ["ladder check: runs past the sweep, kept out of every fit; each law fitted to the runs of the sweep "
              "it names, its bootstrap 95% interval; noise = the sweep's run-to-run SD (seed replicates)"]
     if check.runs:
-        lines += _rows(*reversed(check.table(number)))
+        lines += aligned(*reversed(check.table(number)))
     return "\n".join(lines + [f"note: {n}" for n in check.notes])

@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 from scaling.errors import UsageError
 from scaling.laws import fit_parametric, load_runs
 from scaling.laws.ladder_check import largest_budget, predict_with_interval
-from scaling.laws.rules import Rules
-from scaling.laws.rules import read_rules as read_rule_files
+from scaling.rules import Rules
+from scaling.rules import read_rules as read_rule_files
 from scaling.runs import RunHome, runs_table
 from scaling.sweep.plan import _registered_shapes, snap
 
@@ -75,7 +75,7 @@ def plan_ladder(frame, flops: float, shapes: Sequence[int] | None, rules: Rules 
     Args:
         frame: the runs (DataFrame or RunsTable source); flops: C_BIG.
         shapes: the recipe's parameter counts (N_opt snaps to the nearest), or None to round.
-        rules: fitted lr and/or batch laws (scaling/laws/rules.py): lr at the planned N, batch at C_BIG
+        rules: fitted lr and/or batch laws (scaling/rules.py): lr at the planned N, batch at C_BIG
             (or at the predicted loss, for a batch law against the loss).
         bootstrap, seed, options: for the Approach 3 fit.
     Raises:

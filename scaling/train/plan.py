@@ -208,7 +208,7 @@ def _recipe(cfg: RunConfig, params: int, flops: float) -> tuple[dict, tuple[dict
     what was planned is what trains)."""
     if cfg.recipe is None:
         return {}, (), None
-    from scaling.laws.rules import read_rules, split_paths
+    from scaling.rules import read_rules, split_paths
 
     paths = split_paths(cfg.recipe)
     if not paths:

@@ -10,7 +10,7 @@ from laws_synth import chinchilla_loss, isoflop_table, optimal_n
 from scaling.cli import main
 from scaling.errors import UsageError
 from scaling.laws import fit_parametric, hoffmann_grid
-from scaling.laws.rules import Rules
+from scaling.rules import Rules
 from scaling.sweep import ladder, load_spec
 from scaling.sweep import plan as plan_lib
 
