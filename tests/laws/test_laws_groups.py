@@ -95,6 +95,7 @@ def test_report_gives_one_law_per_corpus_side_by_side_with_the_differences(tmp_p
     assert set(saved["by_corpus"]["isoflop"]["groups"]) == {"code", "prose"}
 
 
+@pytest.mark.slow  # a whole report with figures (3 s): the fast suite stays under 3 minutes
 def test_a_grouped_report_without_budgets_states_n_opt_near_the_data_not_at_the_built_in_1e24(tmp_path):
     # The per-group laws used to keep the built-in 1e18/1e21/1e24 while the pooled headline moved to the
     # report's own budgets: a side-by-side N_opt 10 orders of magnitude past the runs.
