@@ -2,6 +2,7 @@
 planner, two homes that share one run directory, and the staging a killed seed leaves behind."""
 import os
 
+import pytest
 from faultlib import checkpoint_steps, make_sweep, row, tree
 
 from scaling.agents import Agent
@@ -55,6 +56,7 @@ train_run(plan_run(cfg), sys.argv[1], on_checkpoint=Branching())
 """
 
 
+@pytest.mark.slow  # 4-5 s (trains or writes a whole report): the fast suite stays under 3 minutes
 def test_the_staging_of_a_seed_killed_mid_way_is_removed_by_the_next_seed_and_a_live_ones_is_kept(home):
     import socket
     import subprocess

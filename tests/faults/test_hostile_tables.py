@@ -63,6 +63,7 @@ def test_a_table_of_nothing_but_bad_values_is_a_one_line_error(tmp_path, capsys)
     assert len(err.splitlines()) == 1 and "1 bad params" in err and "1 bad loss" in err, err
 
 
+@pytest.mark.slow  # 4-5 s (trains or writes a whole report): the fast suite stays under 3 minutes
 def test_a_report_over_a_sweep_with_params_1e308_leaves_that_run_out_and_names_it(tmp_path, home, capsys):
     store = RunHome(home)
     grid = isoflop_table(flops_column=True)

@@ -33,6 +33,7 @@ def test_write_atomic_gives_a_new_file_the_mode_of_the_umask(tmp_path, umask, ma
     assert _mode(path) == 0o666 & ~mask
 
 
+@pytest.mark.slow  # 4-5 s (trains or writes a whole report): the fast suite stays under 3 minutes
 def test_a_run_a_sweep_and_a_report_are_readable_as_the_umask_says(tmp_path, home, tiny, umask, capsys):
     umask(0o002)
     assert main(["--home", home, "train", *tiny, "tokens=640", "run_id=m", "wandb=off", "--quiet"]) == 0
