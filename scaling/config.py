@@ -228,6 +228,12 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
 
+def config_defaults() -> dict:
+    """Each RunConfig key's default: what a config recorded without the key (or a run that left it
+    open) holds there."""
+    return {f.name: f.default for f in dataclasses.fields(RunConfig)}
+
+
 # The keys a person sets for a study (`scaling train --help` groups them the same way). The rest of
 # RunConfig's fields place a run on devices or are set by the trainer, an agent or a multi-host launcher;
 # listing them all after a typo buries the answer (a near miss of one is still suggested).

@@ -7,7 +7,7 @@ import dataclasses
 
 import pandas as pd
 
-from scaling.config import RunConfig
+from scaling.config import config_defaults
 from scaling.errors import UsageError
 from scaling.laws import several_corpora
 from scaling.laws.table import RunsTable
@@ -51,7 +51,7 @@ def config_values(configs: dict[str, dict], key: str) -> dict[str, object] | Non
     run's config gives the key (it is not a recipe key of this sweep)."""
     if not any(config.get(key) is not None for config in configs.values()):
         return None
-    default = {f.name: f.default for f in dataclasses.fields(RunConfig)}.get(key)
+    default = config_defaults().get(key)
     return {run_id: default if config.get(key) is None else config.get(key) for run_id, config in configs.items()}
 
 

@@ -2,7 +2,6 @@
 summary at its end."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 
@@ -10,7 +9,7 @@ import jax
 import numpy as np
 
 from scaling import hardware
-from scaling.config import RunConfig
+from scaling.config import config_defaults
 from scaling.family import Parametrization
 from scaling.mixture import tokens_drawn
 from scaling.model import attention_convention
@@ -65,7 +64,7 @@ def run_record(plan: RunPlan, layout: Layout | None = None) -> dict:
 def changed_keys(old: dict, new: dict) -> list[str]:
     """Config keys whose values differ between two records, ignoring those that do not change the run. A
     key missing from a record (written before the key existed) holds its default there."""
-    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    defaults = config_defaults()
     a, b = old.get("config", {}), new["config"]
     changed = {k for k in set(a) | set(b) if k not in VOLATILE_KEYS and k != "output_mult"
                and a.get(k, defaults.get(k)) != b.get(k, defaults.get(k))}
