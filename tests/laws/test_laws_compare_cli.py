@@ -66,6 +66,7 @@ def test_a_sweep_is_split_by_a_recipe_key_its_runs_set_that_the_runs_table_lacks
     from argparse import Namespace
     from types import SimpleNamespace
 
+    import scaling.report.grouping  # noqa: F401 - imported before the patches: report/ binds runs_table on import
     from scaling.commands import compare
 
     frame = pd.read_csv(two_recipes_csv)
