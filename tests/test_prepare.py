@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from scaling import data
+from scaling.cli import main
 from scaling.errors import UsageError
 from scaling.prepare import EOS, prepare
 
@@ -176,12 +177,13 @@ def test_a_killed_prepare_leaves_no_corpus_a_run_would_accept_and_a_rerun_comple
     (["--val-fraction", "1.5"], "must be in (0, 1)"),
     (["--val-fraction", "0.0001"], "no document fell in the val split"),
 ])
-def test_bad_prepare_input_is_one_line_and_exit_2(tmp_path, args, message):
+def test_bad_prepare_input_is_one_line_and_exit_2(tmp_path, args, message, capsys):
+    # In-process: the CLI's own process refusing in one line is tests/faults/test_corpus_faults.py's
     src = _text_folder(tmp_path / "src", _docs(10))
-    done = subprocess.run([sys.executable, "-m", "scaling.cli", "data", "prepare", src, "--out",
-                           str(tmp_path / "out"), "--quiet", *args], cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1 and not os.path.exists(tmp_path / "out")
+    assert main(["data", "prepare", src, "--out", str(tmp_path / "out"), "--quiet", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not os.path.exists(tmp_path / "out")
 
 
 def test_prepare_refuses_an_existing_out_folder_and_a_missing_source(tmp_path):

@@ -45,6 +45,14 @@ def _one_line(done: subprocess.CompletedProcess, message: str) -> None:
     assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, done.stderr
 
 
+def _refused_in_process(capsys, args: list[str], message: str) -> None:
+    """`_one_line` without a process of its own (a second or so each): for the cases that vary the input
+    rather than the CLI's process."""
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err, err
+
+
 # ---- item 2: the staging folder ----------------------------------------------------------------------
 def test_prepare_never_removes_a_folder_named_out_partial_that_it_did_not_make(tmp_path):
     src = _folder(tmp_path / "src", _docs(20))
@@ -126,16 +134,17 @@ def test_a_really_full_disk_is_one_line_and_frees_what_the_prepare_wrote(tmp_pat
 # ---- JSON Lines ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("value,kind", [(7, "a number"), (2.5, "a number"), ([1, 2], "a list"),
                                         ({"a": "b"}, "an object"), (True, "a boolean")])
-def test_a_jsonl_text_field_that_is_not_a_string_is_named_by_file_line_and_field(tmp_path, value, kind):
+def test_a_jsonl_text_field_that_is_not_a_string_is_named_by_file_line_and_field(tmp_path, value, kind, capsys):
+    def one_line(path, message):  # in-process: the CLI's own process is checked by the tests above
+        _refused_in_process(capsys, ["data", "prepare", str(path), "--out", str(tmp_path / "out"), "--quiet"], message)
+
     lines = [json.dumps({"text": d}) for d in _docs(5)]
     lines.insert(3, json.dumps({"text": value}))
     (tmp_path / "a.jsonl").write_text("\n".join(lines) + "\n")
-    done = _cli("data", "prepare", str(tmp_path / "a.jsonl"), "--out", str(tmp_path / "out"), "--quiet")
-    _one_line(done, f"a.jsonl:4: field 'text' is {kind}, not a string")
+    one_line(tmp_path / "a.jsonl", f"a.jsonl:4: field 'text' is {kind}, not a string")
     # a whole column of numbers too (pyarrow reads it without complaint, as int64)
     (tmp_path / "b.jsonl").write_text("".join(json.dumps({"text": value}) + "\n" for _ in range(3)))
-    _one_line(_cli("data", "prepare", str(tmp_path / "b.jsonl"), "--out", str(tmp_path / "out"), "--quiet"),
-              f"b.jsonl:1: field 'text' is {kind}, not a string")
+    one_line(tmp_path / "b.jsonl", f"b.jsonl:1: field 'text' is {kind}, not a string")
     assert sorted(os.listdir(tmp_path)) == ["a.jsonl", "b.jsonl"]
 
 
@@ -186,15 +195,14 @@ def test_latin1_text_is_counted_as_replaced_bytes_and_prepared_exactly_with_its_
     assert sorted(text.splitlines()) == sorted(d.rstrip("\n") for d in docs)  # é and ü, not U+FFFD
 
 
-def test_a_binary_file_without_nul_bytes_is_refused_by_name(tmp_path):
+def test_a_binary_file_without_nul_bytes_is_refused_by_name(tmp_path, capsys):
     src = _folder(tmp_path / "src", _docs(5))
     rng = np.random.default_rng(0)
     (tmp_path / "src" / "blob.dat").write_bytes(rng.integers(1, 256, 20_000, dtype=np.uint8).tobytes())
     _one_line(_cli("data", "prepare", src, "--out", str(tmp_path / "out"), "--quiet"), "blob.dat: looks binary")
-    _one_line(_cli("data", "prepare", src, "--out", str(tmp_path / "out"), "--quiet", "--encoding", "latin-1"),
-              "blob.dat: looks binary")
-    _one_line(_cli("data", "prepare", src, "--out", str(tmp_path / "out"), "--encoding", "klingon"),
-              "no such encoding")
+    prepare = ["data", "prepare", src, "--out", str(tmp_path / "out")]
+    _refused_in_process(capsys, [*prepare, "--quiet", "--encoding", "latin-1"], "blob.dat: looks binary")
+    _refused_in_process(capsys, [*prepare, "--encoding", "klingon"], "no such encoding")
     assert sorted(os.listdir(tmp_path)) == ["src"]
 
 
