@@ -197,6 +197,7 @@ def test_two_microbatches_step_exactly_as_one_batch_averaging_not_summing_their_
 
 
 def test_a_run_on_an_fsdp_mesh_holds_its_parameters_as_the_rule_table_says_fresh_stepped_and_resumed(tmp_path):
+    # ... and splits its token batches' rows over the devices (mutants of mesh.batch_sharding survived)
     # Issue #23: partition() alone was tested; this reads the .sharding of the live arrays a run trains.
     code = f"""
 import dataclasses, jax
@@ -228,6 +229,10 @@ resumed = Session.open(plan, {str(tmp_path)!r})
 assert resumed.state.step == 2
 check(resumed.state.params, resumed.place.mesh, "resumed params")
 check(resumed.state.opt_state, resumed.place.mesh, "resumed optimizer state")
+# token batches: rows split over both devices, one step's or several steps' (steps_per_call) alike
+from scaling.train.mesh import batch_sharding, stacked_batch_sharding
+assert batch_sharding(fresh.place.mesh).shard_shape((8, 16)) == (4, 16)
+assert stacked_batch_sharding(fresh.place.mesh).shard_shape((3, 8, 16)) == (3, 4, 16)
 print("ok")
 """
     proc = subprocess.run([sys.executable, "-c", code], env=_env(2), capture_output=True, text=True, timeout=300)
