@@ -17,6 +17,7 @@ import pytest
 from jax.sharding import PartitionSpec
 
 from scaling.cli import main
+from scaling.errors import UsageError
 from scaling.runs import read_metrics
 from scaling.train.mesh import MeshShape, partition
 
@@ -52,6 +53,7 @@ def test_matrices_shard_their_largest_divisible_dimension_over_fsdp_and_vectors_
     assert partition((64,), 4) == PartitionSpec()  # norm scales
     assert partition((), 4) == PartitionSpec()  # Adam's step count
     assert partition((64, 192), 1) == PartitionSpec()  # no fsdp axis: plain data parallel
+    assert partition((64, 192), 2) == PartitionSpec(None, "fsdp")  # the smallest fsdp axis shards too
 
 
 def test_the_scanned_layer_axis_is_never_sharded_and_the_rule_applies_to_the_rest():
@@ -79,6 +81,31 @@ def test_mesh_settings_parse_and_bad_ones_name_what_is_allowed():
     assert MeshShape.parse(None, 8) == MeshShape(data=8)
     assert MeshShape.parse("data:2,fsdp:4", 8) == MeshShape(data=2, fsdp=4)
     assert MeshShape.parse("fsdp:8", None).devices == 8  # planning away from the devices: syntax only
+    assert MeshShape.parse("", None) == MeshShape(data=1) and MeshShape.parse("data:2,fsdp:1", 2).fsdp == 1
+    for bad in ("fsdp:x", "fsdp", "fsdp:0"):
+        with pytest.raises(UsageError, match=r"expected axis:size pairs over data, fsdp \(e.g. data:8, fsdp:8, "):
+            MeshShape.parse(bad, 1)
+
+
+def test_device_indices_run_from_0_and_a_missing_one_is_named_with_the_range_this_process_sees():
+    import jax
+
+    from scaling.train.mesh import run_devices
+
+    assert run_devices("0") == jax.local_devices()[:1]
+    n = len(jax.local_devices())
+    with pytest.raises(UsageError, match=rf"devices=0,{n}: local device {n} does not exist "
+                                         rf"\(this process sees {n}: 0..{n - 1}\)"):
+        run_devices(f"0,{n}")
+
+
+def test_a_microbatch_that_does_not_split_over_the_devices_names_the_batch_sizes_that_would():
+    from scaling.train.mesh import check_batch
+
+    check_batch(12, 2, MeshShape(data=3))  # 6 rows per microbatch, 2 per device
+    with pytest.raises(UsageError, match=r"= 8 rows per microbatch does not divide over mesh data:3,fsdp:1 "
+                                         r"\(3 devices\); allowed: a batch_size that is a multiple of 6$"):
+        check_batch(16, 2, MeshShape(data=3))
 
 
 @pytest.mark.parametrize("items,message", [
