@@ -5,6 +5,7 @@ import math
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from laws_synth import isoflop_table, optimal_n
@@ -250,3 +251,50 @@ def test_a_prior_from_a_real_isoflop_fit_json_plans_around_that_fits_n_opt(tmp_p
     path.write_text(json.dumps(result.to_json()))
     for c in (1e19, 1e23):
         assert plan_lib.prior_from(str(path)).n_opt(c) == pytest.approx(result.allocate([c]).at[0].params, rel=1e-9)
+
+
+def test_refine_upward_joins_each_budget_as_planned_and_takes_the_recipe_sizes_nearest_each_target_above():
+    # budget 0's sizes all lie below its optimum, and its runs measured 15% over the planned FLOPs (steps
+    # rounded up): the new points join the planned 1e18 exactly, at the budget's own spacing of 9 sizes
+    frame = isoflop_table(budgets=(1e18, 1e19, 1e20, 1e21), shift=(0, -3.0))
+    frame["flops_budget"] = [10.0 ** (18 + int(run_id[1])) for run_id in frame["run_id"]]
+    frame["flops"] = frame["flops_budget"] * 1.15
+    (b0,) = [b for b in fit_isoflop(load_runs(frame), bootstrap=0, min_budgets=0).budgets if not b.interior]
+    lo, hi = b0.params_range
+    shapes = sorted({int(n) for n in np.geomspace(hi / 4, hi * 20, 40)})
+    points, lines = plan_lib.refine_table(frame, 3, shapes)
+    assert [p["flops_budget"] for p in points] == [1e18] * 3
+    targets = [hi * math.exp((k + 1) * math.log(hi / lo) / 8) for k in range(3)]
+    above = [n for n in shapes if n > hi * 1.001]
+    nearest = [min(above, key=lambda n: abs(math.log(n / t))) for t in targets]
+    assert [p["params"] for p in points] == sorted(nearest) and len(set(nearest)) == 3
+    assert "above" in lines[0] and "adding" in lines[0]
+
+
+def test_the_budgets_a_refusal_names_are_rounded_to_3_figures_toward_the_side_that_passes():
+    assert plan_lib._ceil3(1.2345e12) == pytest.approx(1.24e12) and plan_lib._ceil3(1.23e12) == pytest.approx(1.23e12)
+    assert plan_lib._floor3(1.2389e12) == pytest.approx(1.23e12) and plan_lib._floor3(1.23e12) == pytest.approx(1.23e12)
+    assert plan_lib._ceil3(9.991e10) == pytest.approx(1e11) and plan_lib._floor3(9.999e10) == pytest.approx(9.99e10)
+
+
+def test_refine_handles_each_off_range_budget_in_turn_and_says_when_the_recipe_has_nothing_past_an_edge():
+    def frame_of(low_shift, high_shift):  # budget 0's minimum off one edge, budget 3's off the other
+        a = isoflop_table(budgets=(1e18, 1e19, 1e20, 1e21), shift=(0, low_shift))
+        b = isoflop_table(budgets=(1e18, 1e19, 1e20, 1e21), shift=(3, high_shift))
+        return pd.concat([a[~a["run_id"].str.startswith("b3")], b[b["run_id"].str.startswith("b3")]],
+                         ignore_index=True)
+
+    # rounded sizes (no recipe): 3 new points at each of the two budgets, one line each, in budget order
+    points, lines = plan_lib.refine_table(frame_of(3.0, -3.0), 3)
+    budgets = fit_isoflop(load_runs(frame_of(3.0, -3.0)), bootstrap=0, min_budgets=0).budgets
+    assert [p["flops_budget"] for p in points] == [budgets[0].flops] * 3 + [budgets[3].flops] * 3
+    assert "below" in lines[0] and "above" in lines[3] and all("kept" in line for line in lines[1:3])
+    assert lines[0].endswith("adding " + ", ".join(f"{p['params']:.3g}" for p in points[:3]))
+    # a recipe with nothing below budget 0's sizes: that budget says so, and budget 3 is still refined
+    frame = frame_of(3.0, -3.0)
+    hi3 = budgets[3].params_range[1]
+    shapes = [int(hi3 * f) for f in (1.5, 2.2, 3.3, 5.0)]
+    points, lines = plan_lib.refine_table(frame, 3, shapes)
+    assert lines[0].endswith(f"no buildable size past the edge not yet run (the recipe's smallest, {min(shapes):,} "
+                             "params); a larger budget moves N_opt up into reach")
+    assert [p["params"] for p in points] == shapes[:3] and {p["flops_budget"] for p in points} == {budgets[3].flops}
