@@ -74,6 +74,15 @@ def test_a_new_clock_starts_at_zero_and_counts_one_step_a_call_by_default(monkey
     monkeypatch.setattr(hooks.time, "perf_counter", lambda: now[0])
     clock = hooks.Clock()
     assert clock.tokens_per_s(10) is None  # nothing timed yet: no speed, not an error
+    clock.tick(1.5)
+    now[0] = 1.0
+    assert clock.tokens_per_s(10) is None  # the first call only: time passed, but no step was timed
+    clock = hooks.Clock()
+    clock.tick(1.5)
+    clock.tick(1.5)
+    assert clock.tokens_per_s(10) is None  # a timed step but no time on the clock: no speed, not inf
+    now[0] = 0.0
+    clock = hooks.Clock()
     clock.tick(1.5)  # a host value (a pack's): nothing to wait for
     clock.tick(1.5)
     clock.tick(1.5)
@@ -122,3 +131,85 @@ def test_a_member_whose_end_fails_records_that_error_and_raises_it_and_its_pack_
     assert raised.value is full
     assert short.failed == [full] and short.result is None  # recorded by the member it came from
     assert longer.result == {"status": "interrupted"} and longer.failed == []
+
+
+class Recording(Driver):
+    def __init__(self, steps_per_call=1):
+        self.steps_per_call, self.calls = steps_per_call, []
+
+    def advance(self, live, n):
+        self.calls.append((tuple(m.name for m in live), n))
+        super().advance(live, n)
+
+
+def test_a_member_restored_at_its_last_step_ends_complete_without_a_step_and_the_rest_train():
+    done, fresh = Member("done", steps=3), Member("fresh", steps=2)
+    done.state.step = 3
+    driver = Recording()
+    hooks.run_loop([done, fresh], driver)
+    assert done.result == {"status": "complete"} and fresh.result == {"status": "complete"}
+    assert driver.calls == [(("fresh",), 1), (("fresh",), 1)]
+
+
+def test_several_steps_per_call_run_up_to_the_next_boundary_hook():
+    m = Member("m", steps=5)
+    m.hooks = [hooks.Hook(run=lambda state: None, when=lambda step: step == 3)]
+    driver = Recording(steps_per_call=4)
+    hooks.run_loop([m], driver)
+    assert [n for _, n in driver.calls] == [3, 2] and m.result == {"status": "complete"}
+    m, driver = Member("m", steps=5), Recording(steps_per_call=2)
+    m.hooks = [hooks.Hook(run=lambda state: None, when=lambda step: step == 3)]
+    hooks.run_loop([m], driver)
+    assert [n for _, n in driver.calls] == [2, 1, 2]
+
+
+def test_ctrl_c_during_a_call_ends_every_member_interrupted():
+    class Interrupting(Recording):
+        def advance(self, live, n):
+            super().advance(live, n)
+            if live[0].state.step == 2:
+                raise KeyboardInterrupt
+
+    a, b = Member("a", steps=5), Member("b", steps=5)
+    hooks.run_loop([a, b], Interrupting())
+    assert a.result == b.result == {"status": "interrupted"} and a.state.step == 2
+
+
+def test_a_member_interrupted_without_a_stop_request_ends_alone_and_its_pack_mate_completes():
+    def lease_check(state):  # an agent's lease check stopping its own run
+        if state.step == 2:
+            raise hooks.Interrupted("stop requested for this run")
+
+    a, b = Member("a", steps=4), Member("b", steps=4)
+    a.hooks = [hooks.Hook(run=lease_check, when=lambda step: True, boundary=False)]
+    hooks.run_loop([a, b], Recording())
+    assert a.result == {"status": "interrupted"} and b.result == {"status": "complete"} and b.state.step == 4
+
+
+def test_a_stop_request_seen_by_one_member_ends_the_whole_pack_interrupted():
+    def stop_at_2(state):
+        if state.step == 2:
+            hooks.preempt.request_stop()  # as SIGTERM's handler does, then the lease check raises
+            raise hooks.Interrupted("SIGTERM")
+
+    a, b = Member("a", steps=5), Member("b", steps=5)
+    a.hooks = [hooks.Hook(run=stop_at_2, when=lambda step: True, boundary=False)]
+    driver = Recording()
+    try:
+        hooks.run_loop([a, b], driver)
+    finally:
+        hooks.preempt._requested.clear()  # the flag outlives the loop; no later test may see it
+    assert a.result == {"status": "interrupted"} and b.result == {"status": "interrupted"}
+    assert b.state.step == 2 and len(driver.calls) == 2
+
+
+def test_a_hook_that_fails_records_its_error_on_its_member_and_ends_the_pack():
+    def broken(state):
+        raise OSError(5, "Input/output error")
+
+    a, b = Member("a", steps=5), Member("b", steps=5)
+    a.hooks = [hooks.Hook(run=broken, when=lambda step: step == 2)]
+    with pytest.raises(OSError):
+        hooks.run_loop([a, b], Recording())
+    assert [str(e) for e in a.failed] == ["[Errno 5] Input/output error"] and a.result is None
+    assert b.result == {"status": "interrupted"}
