@@ -278,20 +278,19 @@ def test_the_budgets_a_refusal_names_are_rounded_to_3_figures_toward_the_side_th
 
 
 def test_refine_handles_each_off_range_budget_in_turn_and_says_when_the_recipe_has_nothing_past_an_edge():
-    def frame_of(low_shift, high_shift):  # budget 0's minimum off one edge, budget 3's off the other
-        a = isoflop_table(budgets=(1e18, 1e19, 1e20, 1e21), shift=(0, low_shift))
-        b = isoflop_table(budgets=(1e18, 1e19, 1e20, 1e21), shift=(3, high_shift))
-        return pd.concat([a[~a["run_id"].str.startswith("b3")], b[b["run_id"].str.startswith("b3")]],
-                         ignore_index=True)
+    # budget 0's minimum below its sizes, budget 3's above
+    below = isoflop_table(budgets=(1e18, 1e19, 1e20, 1e21), shift=(0, 3.0))
+    above = isoflop_table(budgets=(1e18, 1e19, 1e20, 1e21), shift=(3, -3.0))
+    frame = pd.concat([below[~below["run_id"].str.startswith("b3")], above[above["run_id"].str.startswith("b3")]],
+                      ignore_index=True)
 
     # rounded sizes (no recipe): 3 new points at each of the two budgets, one line each, in budget order
-    points, lines = plan_lib.refine_table(frame_of(3.0, -3.0), 3)
-    budgets = fit_isoflop(load_runs(frame_of(3.0, -3.0)), bootstrap=0, min_budgets=0).budgets
+    points, lines = plan_lib.refine_table(frame, 3)
+    budgets = fit_isoflop(load_runs(frame), bootstrap=0, min_budgets=0).budgets
     assert [p["flops_budget"] for p in points] == [budgets[0].flops] * 3 + [budgets[3].flops] * 3
     assert "below" in lines[0] and "above" in lines[3] and all("kept" in line for line in lines[1:3])
     assert lines[0].endswith("adding " + ", ".join(f"{p['params']:.3g}" for p in points[:3]))
     # a recipe with nothing below budget 0's sizes: that budget says so, and budget 3 is still refined
-    frame = frame_of(3.0, -3.0)
     hi3 = budgets[3].params_range[1]
     shapes = [int(hi3 * f) for f in (1.5, 2.2, 3.3, 5.0)]
     points, lines = plan_lib.refine_table(frame, 3, shapes)

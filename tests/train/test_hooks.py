@@ -69,7 +69,7 @@ def test_the_clock_leaves_out_the_first_call_and_times_the_steps_after_it(monkey
     assert clock.wall_s == pytest.approx(30.0 + 7.0)  # the time before this session, plus this session's
 
 
-def test_a_new_clock_starts_at_zero_and_counts_one_step_a_call_by_default(monkeypatch):
+def test_the_clock_has_no_speed_before_a_timed_step_or_with_no_time_elapsed(monkeypatch):
     now = [0.0]
     monkeypatch.setattr(hooks.time, "perf_counter", lambda: now[0])
     clock = hooks.Clock()
@@ -81,7 +81,11 @@ def test_a_new_clock_starts_at_zero_and_counts_one_step_a_call_by_default(monkey
     clock.tick(1.5)
     clock.tick(1.5)
     assert clock.tokens_per_s(10) is None  # a timed step but no time on the clock: no speed, not inf
-    now[0] = 0.0
+
+
+def test_a_new_clock_starts_at_zero_and_counts_one_step_a_call_by_default(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(hooks.time, "perf_counter", lambda: now[0])
     clock = hooks.Clock()
     clock.tick(1.5)  # a host value (a pack's): nothing to wait for
     clock.tick(1.5)
@@ -98,15 +102,14 @@ class Member:
         self.hooks = []
         self.result = None
         self.failed = []
-        self.abandoned = []
 
     def end(self, status):
         if self.end_error is not None and status == "complete":
             raise self.end_error
         return {"status": status}
 
-    def abandon(self, err):
-        self.abandoned.append(err)
+    def abandon(self, err):  # a lost lease: not raised by these fakes
+        raise AssertionError(f"abandon({err!r}) was not expected")
 
     def fail(self, err):
         self.failed.append(err)
