@@ -20,12 +20,26 @@ sys.path.insert(0, os.getcwd())  # mutants/: its mutated scaling, not the editab
 import scaling  # noqa: E402
 
 if "mutants" not in scaling.__file__:
-    sys.exit(f"run inside mutants/: scaling imports from {scaling.__file__}")
+    print(f"mutants_rerun: run inside mutants/ (scaling imports from {scaling.__file__})", file=sys.stderr)
+    sys.exit(2)
 
 import pytest  # noqa: E402
 
 
+def unknown(names: list[str]) -> list[str]:
+    """Names no mutmut run generated (a typo would otherwise read as "no test"): each module's mutants are
+    listed in its .meta file beside it."""
+    def generated(module: str) -> set[str]:
+        path = os.path.join(*module.split(".")) + ".py.meta"
+        return set(json.load(open(path))["exit_code_by_key"]) if os.path.exists(path) else set()
+
+    return [n for n in names if n not in generated(n.rsplit(".", 1)[0])]
+
+
 def main(out: str, tests: list[str], names: list[str]) -> None:
+    if missing := unknown(names):
+        print(f"mutants_rerun: {len(missing)} name(s) no mutmut run generated, e.g. {missing[0]}", file=sys.stderr)
+        sys.exit(2)
     stats = json.load(open("mutmut-stats.json")) if not tests else None
     done = json.load(open(out)) if os.path.exists(out) else {}
     for name in names:
